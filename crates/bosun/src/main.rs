@@ -1,0 +1,50 @@
+//! The `bosun` binary.
+//!
+//! The runc-compatible runtime is dispatched first, before anything else runs:
+//! it forks and changes namespaces, which needs a single-threaded process.
+#![allow(clippy::print_stdout, reason = "a CLI prints its results")]
+
+mod runtime_cli;
+
+use std::ffi::OsString;
+use std::path::Path;
+
+fn main() {
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    let invoked_as = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if invoked_as == "bosun-runc" || invoked_as == "runc" {
+        std::process::exit(runtime_cli::main(args));
+    }
+    if args.get(1).is_some_and(|a| a == "runtime") {
+        args.remove(1);
+        args[0] = OsString::from("bosun runtime");
+        std::process::exit(runtime_cli::main(args));
+    }
+    std::process::exit(top_level(&args));
+}
+
+fn top_level(args: &[OsString]) -> i32 {
+    match args.get(1).and_then(|a| a.to_str()) {
+        Some("version" | "--version" | "-V") => {
+            println!("bosun {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Some("help" | "--help" | "-h") | None => {
+            println!(
+                "bosun {}: containers and clusters in one binary\n\n\
+                 Usage:\n  bosun runtime <runc arguments>   the OCI runtime (also installed as bosun-runc)\n  \
+                 bosun version\n",
+                env!("CARGO_PKG_VERSION")
+            );
+            0
+        }
+        Some(other) => {
+            eprintln!("bosun: unknown command {other:?}; see `bosun help`");
+            2
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! bosun's OCI runtime: it turns an OCI bundle into an isolated process.
+//!
+//! Synchronous by design: it forks, joins namespaces and changes credentials,
+//! which is only sound in a single-threaded process. The `bosun` binary
+//! dispatches here before any thread or async runtime exists.
+//!
+//! Entry points: [`Runtime`] (one method per runc verb), [`default_spec`] and
+//! [`features`] for `spec` and `features`, [`parse_signal`] for `kill`.
+
+mod cgroups;
+mod channel;
+mod config;
+mod console;
+mod container;
+mod error;
+mod hooks;
+mod launch;
+mod process;
+mod rootfs;
+mod seccomp;
+mod signal;
+mod spec;
+mod state;
+mod sys;
+mod wait;
+
+pub use container::{CreateOptions, ExecOptions, ExitCode, Runtime};
+pub use error::{Error, ErrorKind, Result};
+pub use signal::parse_signal;
+pub use spec::{default_spec, features};
+pub use state::{State, Status};
