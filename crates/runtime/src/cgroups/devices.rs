@@ -41,7 +41,13 @@ pub(super) struct Rule {
 
 impl Rule {
     const fn char(major: i32, minor: Option<i32>) -> Self {
-        Rule { allow: true, kind: Kind::Char, major: Some(major), minor, access: ACC_ALL }
+        Rule {
+            allow: true,
+            kind: Kind::Char,
+            major: Some(major),
+            minor,
+            access: ACC_ALL,
+        }
     }
 
     /// The line for devices.allow / devices.deny.
@@ -81,25 +87,21 @@ const DEFAULTS: [Rule; 9] = [
 pub(super) fn with_defaults(user: &[LinuxDeviceCgroup]) -> Result<Vec<Rule>, CgroupError> {
     let mut rules = Vec::with_capacity(user.len() + DEFAULTS.len());
     for r in user {
-        rules.push(convert(r)?);
+        rules.extend(convert(r)?);
     }
     rules.extend(DEFAULTS);
     Ok(rules)
 }
 
-fn convert(r: &LinuxDeviceCgroup) -> Result<Rule, CgroupError> {
+/// `None` for a rule about fifos: the device cgroup never checks those, and
+/// callers derive rules from linux.devices, where fifos are legitimate.
+fn convert(r: &LinuxDeviceCgroup) -> Result<Option<Rule>, CgroupError> {
     let kind = match r.typ().unwrap_or_default() {
         LinuxDeviceType::A => Kind::All,
         // "u" is an unbuffered character device: a character device to the kernel.
         LinuxDeviceType::C | LinuxDeviceType::U => Kind::Char,
         LinuxDeviceType::B => Kind::Block,
-        LinuxDeviceType::P => {
-            return Err(CgroupError::invalid(
-                FIELD,
-                r,
-                "fifos are not devices the cgroup controls",
-            ));
-        }
+        LinuxDeviceType::P => return Ok(None),
     };
     // Go tools write -1 for "any".
     let number = |n: Option<i64>| -> Result<Option<i32>, CgroupError> {
@@ -132,14 +134,27 @@ fn convert(r: &LinuxDeviceCgroup) -> Result<Rule, CgroupError> {
             bits
         }
     };
-    Ok(Rule { allow: r.allow(), kind, major: number(r.major())?, minor: number(r.minor())?, access })
+    Ok(Some(Rule {
+        allow: r.allow(),
+        kind,
+        major: number(r.major())?,
+        minor: number(r.minor())?,
+        access,
+    }))
 }
 
 pub(super) fn apply_v1(dir: &Path, rules: &[Rule]) -> Result<(), CgroupError> {
     let write = |file: &str, line: &str| fs::set(dir, file, line, FIELD);
     write("devices.deny", "a")?;
     for r in rules {
-        write(if r.allow { "devices.allow" } else { "devices.deny" }, &r.v1_line())?;
+        write(
+            if r.allow {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            },
+            &r.v1_line(),
+        )?;
     }
     Ok(())
 }
@@ -167,7 +182,12 @@ const DEV_BLOCK: i32 = 1;
 const DEV_CHAR: i32 = 2;
 
 const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
-    Insn { code, regs: dst | (src << 4), off, imm }
+    Insn {
+        code,
+        regs: dst | (src << 4),
+        off,
+        imm,
+    }
 }
 
 /// Compiles the rules the way runc's devicefilter does: rules are tested from
@@ -204,7 +224,11 @@ pub(super) fn program(rules: &[Rule]) -> Vec<Insn> {
 
 /// One rule: jumps past its end unless the request matches, else returns the verdict.
 fn block(r: &Rule) -> Vec<Insn> {
-    let kind = if r.kind == Kind::Block { DEV_BLOCK } else { DEV_CHAR };
+    let kind = if r.kind == Kind::Block {
+        DEV_BLOCK
+    } else {
+        DEV_CHAR
+    };
     let mut b = vec![insn(JMP_JNE_K, R2, 0, 0, kind)];
     if r.access != ACC_ALL {
         b.push(insn(ALU32_MOV_X, R1, R3, 0, 0));
@@ -253,7 +277,10 @@ pub(super) fn apply_v2(dir: &Path, rules: &[Rule]) -> Result<(), CgroupError> {
         if source.kind() == std::io::ErrorKind::NotFound {
             CgroupError::Gone(dir.to_path_buf())
         } else {
-            CgroupError::Read { path: dir.to_path_buf(), source }
+            CgroupError::Read {
+                path: dir.to_path_buf(),
+                source,
+            }
         }
     })?;
     let insns = program(rules);
@@ -262,15 +289,17 @@ pub(super) fn apply_v2(dir: &Path, rules: &[Rule]) -> Result<(), CgroupError> {
         Err(first) => {
             // Load again with the verifier's log, which says why.
             let mut log = vec![0u8; 64 * 1024];
-            return Err(match bpf::load_cgroup_device(&insns, LICENSE, Some(&mut log)) {
-                Ok(_) => err("load", first),
-                Err(source) => CgroupError::Bpf {
-                    op: "load",
-                    path: dir.to_path_buf(),
-                    source,
-                    log: verifier_log(&log),
+            return Err(
+                match bpf::load_cgroup_device(&insns, LICENSE, Some(&mut log)) {
+                    Ok(_) => err("load", first),
+                    Err(source) => CgroupError::Bpf {
+                        op: "load",
+                        path: dir.to_path_buf(),
+                        source,
+                        log: verifier_log(&log),
+                    },
                 },
-            });
+            );
         }
     };
     let old = bpf::query_cgroup_device(cgroup.as_fd()).map_err(|e| err("query", e))?;
@@ -295,5 +324,9 @@ fn verifier_log(buf: &[u8]) -> String {
     let text = String::from_utf8_lossy(&buf[..end]);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let tail = &lines[lines.len().saturating_sub(4)..];
-    if tail.is_empty() { String::new() } else { format!(" (verifier: {})", tail.join(" / ")) }
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!(" (verifier: {})", tail.join(" / "))
+    }
 }

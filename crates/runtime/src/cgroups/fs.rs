@@ -15,6 +15,8 @@ const RMDIR_PAUSE: Duration = Duration::from_millis(10);
 pub(super) fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
     std::fs::OpenOptions::new()
         .write(true)
+        // What runc does; cgroup files ignore it, fake trees in tests need it.
+        .truncate(true)
         .open(path)
         .and_then(|mut f| f.write_all(value.as_bytes()))
         .map_err(|source| CgroupError::Write {
@@ -51,8 +53,10 @@ pub(super) fn missing(dir: &Path, path: &Path, field: &str) -> CgroupError {
 }
 
 pub(super) fn read(path: &Path) -> Result<String, CgroupError> {
-    std::fs::read_to_string(path)
-        .map_err(|source| CgroupError::Read { path: path.to_path_buf(), source })
+    std::fs::read_to_string(path).map_err(|source| CgroupError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// `None` when the file does not exist.
@@ -60,7 +64,10 @@ pub(super) fn read_opt(path: &Path) -> Result<Option<String>, CgroupError> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(CgroupError::Read { path: path.to_path_buf(), source }),
+        Err(source) => Err(CgroupError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -71,9 +78,10 @@ pub(super) fn collect_procs(dir: &Path, out: &mut Vec<i32>) -> Result<(), Cgroup
         return Ok(());
     };
     for word in text.split_whitespace() {
-        let pid = word
-            .parse()
-            .map_err(|_| CgroupError::Parse { path: procs.clone(), content: word.to_owned() })?;
+        let pid = word.parse().map_err(|_| CgroupError::Parse {
+            path: procs.clone(),
+            content: word.to_owned(),
+        })?;
         out.push(pid);
     }
     for child in subdirs(dir)? {
@@ -86,12 +94,19 @@ fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(CgroupError::Read { path: dir.to_path_buf(), source }),
+        Err(source) => {
+            return Err(CgroupError::Read {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
     };
     let mut out = Vec::new();
     for entry in entries {
-        let entry =
-            entry.map_err(|source| CgroupError::Read { path: dir.to_path_buf(), source })?;
+        let entry = entry.map_err(|source| CgroupError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
             out.push(entry.path());
         }
@@ -116,8 +131,29 @@ pub(super) fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
                 std::thread::sleep(RMDIR_PAUSE);
             }
             Err(source) => {
-                return Err(CgroupError::Rmdir { path: dir.to_path_buf(), source });
+                return Err(CgroupError::Rmdir {
+                    path: dir.to_path_buf(),
+                    source,
+                });
             }
         }
+    }
+}
+
+/// rmdir that leaves a cgroup which still has cgroups below it (EBUSY) or, in a
+/// fake tree, entries (ENOTEMPTY) in place.
+pub(super) fn remove_if_unused(dir: &Path) -> Result<(), CgroupError> {
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound
+                || matches!(e.raw_os_error(), Some(libc::EBUSY | libc::ENOTEMPTY)) =>
+        {
+            Ok(())
+        }
+        Err(source) => Err(CgroupError::Rmdir {
+            path: dir.to_path_buf(),
+            source,
+        }),
     }
 }

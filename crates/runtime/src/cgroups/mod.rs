@@ -32,7 +32,11 @@ pub enum CgroupError {
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
     #[error("cannot write {value:?} to {path}: {source}")]
-    Write { path: PathBuf, value: String, source: io::Error },
+    Write {
+        path: PathBuf,
+        value: String,
+        source: io::Error,
+    },
     #[error("cannot create cgroup directory {path}: {source}")]
     Mkdir { path: PathBuf, source: io::Error },
     #[error("cannot remove cgroup directory {path}: {source}")]
@@ -46,13 +50,26 @@ pub enum CgroupError {
     #[error("{field}: {reason}")]
     Unsupported { field: String, reason: String },
     #[error("{field}: invalid value {value}: {reason}")]
-    InvalidValue { field: String, value: String, reason: String },
+    InvalidValue {
+        field: String,
+        value: String,
+        reason: String,
+    },
     #[error("cgroup {0} does not exist")]
     Gone(PathBuf),
     #[error("{path} did not become {wanted} after {attempts} attempts")]
-    Timeout { path: PathBuf, wanted: &'static str, attempts: u32 },
+    Timeout {
+        path: PathBuf,
+        wanted: &'static str,
+        attempts: u32,
+    },
     #[error("cannot {op} the device filter program for {path}: {source}{log}")]
-    Bpf { op: &'static str, path: PathBuf, source: nix::Error, log: String },
+    Bpf {
+        op: &'static str,
+        path: PathBuf,
+        source: nix::Error,
+        log: String,
+    },
 }
 
 impl CgroupError {
@@ -81,7 +98,10 @@ impl CgroupError {
     }
 
     fn unsupported(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        CgroupError::Unsupported { field: field.into(), reason: reason.into() }
+        CgroupError::Unsupported {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     fn invalid(field: impl Into<String>, value: impl ToString, reason: impl Into<String>) -> Self {
@@ -96,9 +116,7 @@ impl CgroupError {
 fn io_kind(e: &io::Error) -> ErrorKind {
     match e.kind() {
         io::ErrorKind::NotFound => ErrorKind::NotFound,
-        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
-            ErrorKind::Forbidden
-        }
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => ErrorKind::Forbidden,
         io::ErrorKind::ResourceBusy | io::ErrorKind::DirectoryNotEmpty => ErrorKind::Conflict,
         _ => ErrorKind::Internal,
     }
@@ -117,8 +135,12 @@ struct Dir {
 enum Layout {
     /// Controller name ("cpu", "memory", …) → its directory; controllers mounted
     /// together share one directory.
-    V1 { controllers: BTreeMap<String, Dir> },
-    V2 { dir: Dir },
+    V1 {
+        controllers: BTreeMap<String, Dir>,
+    },
+    V2 {
+        dir: Dir,
+    },
 }
 
 /// A container's cgroup in every hierarchy that controls resources.
@@ -148,13 +170,19 @@ impl Cgroup {
     ) -> Result<Self, CgroupError> {
         let wanted = Wanted::parse(cgroups_path, id)?;
         let place = |root: &Path, own: &Path| match &wanted {
-            Wanted::Absolute(rel) => Dir { root: root.to_path_buf(), path: root.join(rel) },
-            Wanted::Relative(rel) => {
-                Dir { root: root.to_path_buf(), path: root.join(own).join(rel) }
-            }
+            Wanted::Absolute(rel) => Dir {
+                root: root.to_path_buf(),
+                path: root.join(rel),
+            },
+            Wanted::Relative(rel) => Dir {
+                root: root.to_path_buf(),
+                path: root.join(own).join(rel),
+            },
         };
         let layout = if let Some(unified) = system.v2_root() {
-            Layout::V2 { dir: place(&unified.dir, &unified.own) }
+            Layout::V2 {
+                dir: place(&unified.dir, &unified.own),
+            }
         } else {
             let mut controllers = BTreeMap::new();
             for h in system.v1_resource_hierarchies() {
@@ -164,11 +192,14 @@ impl Cgroup {
                 }
             }
             if controllers.is_empty() {
-                return Err(CgroupError::NoCgroupFs(system.mountinfo_path()));
+                return Err(CgroupError::NoCgroupFs(PathBuf::from(system::MOUNTINFO)));
             }
             Layout::V1 { controllers }
         };
-        Ok(Cgroup { layout, created: Vec::new() })
+        Ok(Cgroup {
+            layout,
+            created: Vec::new(),
+        })
     }
 
     /// mkdir the cgroup in every hierarchy and prepare it to take processes; on
@@ -288,9 +319,7 @@ impl Cgroup {
         self.ensure_exists()?;
         match &self.layout {
             Layout::V1 { controllers } => match controllers.get("memory") {
-                Some(dir) => {
-                    stats::keyed_value(&dir.path.join("memory.oom_control"), "oom_kill")
-                }
+                Some(dir) => stats::keyed_value(&dir.path.join("memory.oom_control"), "oom_kill"),
                 None => Ok(0),
             },
             Layout::V2 { dir } => stats::keyed_value(&dir.path.join("memory.events"), "oom_kill"),
@@ -309,15 +338,27 @@ impl Cgroup {
     /// Removes what `create` made, deepest first, including cgroups the container
     /// made below its own. Idempotent.
     pub(crate) fn destroy(&self) -> Result<(), CgroupError> {
+        let own: Vec<PathBuf> = self.unique_dirs().into_iter().map(|d| d.path).collect();
         let mut first_err = None;
         for dir in self.created.iter().rev() {
-            if let Err(e) = fs::remove_tree(dir) {
+            let removed = if own.contains(dir) {
+                fs::remove_tree(dir)
+            } else {
+                // An ancestor we made may since hold other containers' cgroups
+                // (say "/bosun" for "/bosun/a" and "/bosun/b"); those stay.
+                fs::remove_if_unused(dir)
+            };
+            if let Err(e) = removed {
                 first_err.get_or_insert(e);
             }
         }
         first_err.map_or(Ok(()), Err)
     }
 
+    #[allow(
+        dead_code,
+        reason = "interface for callers that branch on the version; none does yet"
+    )]
     pub(crate) fn is_v2(&self) -> bool {
         matches!(self.layout, Layout::V2 { .. })
     }
@@ -354,9 +395,12 @@ impl Cgroup {
 }
 
 fn freezer_dir(controllers: &BTreeMap<String, Dir>) -> Result<&Path, CgroupError> {
-    controllers.get("freezer").map(|d| d.path.as_path()).ok_or_else(|| {
-        CgroupError::unsupported("freezer", "the freezer cgroup controller is not mounted")
-    })
+    controllers
+        .get("freezer")
+        .map(|d| d.path.as_path())
+        .ok_or_else(|| {
+            CgroupError::unsupported("freezer", "the freezer cgroup controller is not mounted")
+        })
 }
 
 /// linux.cgroupsPath after validation, without its leading "/".
@@ -384,7 +428,11 @@ impl Wanted {
         if rel.as_os_str().is_empty() {
             return Err(CgroupError::RootPath(path.to_path_buf()));
         }
-        Ok(if path.is_absolute() { Wanted::Absolute(rel) } else { Wanted::Relative(rel) })
+        Ok(if path.is_absolute() {
+            Wanted::Absolute(rel)
+        } else {
+            Wanted::Relative(rel)
+        })
     }
 }
 

@@ -106,7 +106,9 @@ pub(crate) struct HugetlbStats {
 
 /// The value of `key` in a "key value" per line file, 0 when file or key is absent.
 pub(super) fn keyed_value(path: &Path, key: &str) -> Result<u64, CgroupError> {
-    Ok(fs::read_opt(path)?.and_then(|t| keyed(&t, key)).unwrap_or(0))
+    Ok(fs::read_opt(path)?
+        .and_then(|t| keyed(&t, key))
+        .unwrap_or(0))
 }
 
 pub(super) fn keyed(text: &str, key: &str) -> Option<u64> {
@@ -129,7 +131,11 @@ fn keyed_map(text: &str) -> BTreeMap<String, u64> {
 fn number(path: &Path) -> u64 {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let t = text.trim();
-    if t == "max" { u64::MAX } else { t.parse().unwrap_or(0) }
+    if t == "max" {
+        u64::MAX
+    } else {
+        t.parse().unwrap_or(0)
+    }
 }
 
 fn text(path: &Path) -> String {
@@ -220,8 +226,10 @@ pub(super) fn v2(d: &Path) -> Stats {
     s.memory.cache = s.memory.raw.get("file").copied().unwrap_or(0);
 
     s.pids = pids(d);
-    (s.blkio.io_service_bytes_recursive, s.blkio.io_serviced_recursive) =
-        io_stat(&text(&d.join("io.stat")));
+    (
+        s.blkio.io_service_bytes_recursive,
+        s.blkio.io_serviced_recursive,
+    ) = io_stat(&text(&d.join("io.stat")));
     s.hugetlb = hugetlb(d, |size| HugetlbStats {
         usage: number(&d.join(format!("hugetlb.{size}.current"))),
         max: 0,
@@ -281,7 +289,12 @@ fn io_stat(text: &str) -> (Vec<BlkioEntry>, Vec<BlkioEntry>) {
                 "wios" => (&mut ios, "Write"),
                 _ => continue,
             };
-            list.push(BlkioEntry { major, minor, op: op.to_owned(), value });
+            list.push(BlkioEntry {
+                major,
+                minor,
+                op: op.to_owned(),
+                value,
+            });
         }
     }
     (bytes, ios)
@@ -301,8 +314,11 @@ fn hugetlb(d: &Path, read: impl Fn(&str) -> HugetlbStats) -> BTreeMap<String, Hu
         .collect();
     sizes.sort();
     sizes.dedup();
-    sizes.into_iter().map(|size| {
-        let stats = read(&size);
-        (size, stats)
-    }).collect()
+    sizes
+        .into_iter()
+        .map(|size| {
+            let stats = read(&size);
+            (size, stats)
+        })
+        .collect()
 }

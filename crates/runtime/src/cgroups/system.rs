@@ -5,7 +5,7 @@ use std::path::{Component, Path, PathBuf};
 
 use super::CgroupError;
 
-const MOUNTINFO: &str = "/proc/self/mountinfo";
+pub(super) const MOUNTINFO: &str = "/proc/self/mountinfo";
 const PROC_CGROUP: &str = "/proc/self/cgroup";
 /// Where distributions mount cgroups; a cgroup2 mount here means the host is v2.
 const CGROUP_MOUNT: &str = "/sys/fs/cgroup";
@@ -58,7 +58,9 @@ impl Mount {
         self.super_options
             .iter()
             .map(String::as_str)
-            .filter(|o| o.starts_with("name=") || (!o.contains('=') && !NOT_CONTROLLERS.contains(o)))
+            .filter(|o| {
+                o.starts_with("name=") || (!o.contains('=') && !NOT_CONTROLLERS.contains(o))
+            })
             .collect()
     }
 }
@@ -92,10 +94,16 @@ impl System {
     /// The real host, as this process sees it.
     pub(crate) fn host() -> Result<Self, CgroupError> {
         let read = |p: &str| {
-            std::fs::read_to_string(p)
-                .map_err(|source| CgroupError::Read { path: PathBuf::from(p), source })
+            std::fs::read_to_string(p).map_err(|source| CgroupError::Read {
+                path: PathBuf::from(p),
+                source,
+            })
         };
-        Ok(Self::parse(Path::new("/"), &read(MOUNTINFO)?, &read(PROC_CGROUP)?))
+        Ok(Self::parse(
+            Path::new("/"),
+            &read(MOUNTINFO)?,
+            &read(PROC_CGROUP)?,
+        ))
     }
 
     /// `root` is prefixed to every mount point, so that tests can point at a fake tree.
@@ -118,11 +126,11 @@ impl System {
                 })
             })
             .collect();
-        System { root: root.to_path_buf(), mounts, own }
-    }
-
-    pub(super) fn mountinfo_path(&self) -> PathBuf {
-        PathBuf::from(MOUNTINFO)
+        System {
+            root: root.to_path_buf(),
+            mounts,
+            own,
+        }
     }
 
     fn on_disk(&self, point: &Path) -> PathBuf {

@@ -36,8 +36,9 @@ const HYBRID_CGROUP: &str = "\
 0::/
 ";
 
-const V1_CONTROLLERS: &[&str] =
-    &["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids"];
+const V1_CONTROLLERS: &[&str] = &[
+    "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids",
+];
 
 const V2_MOUNTINFO: &str = "\
 22 1 253:0 / / rw,relatime - ext4 /dev/vda rw
@@ -122,7 +123,12 @@ fn v1_default_path_is_the_id_below_the_callers_own_cgroup() {
     assert!(!cg.is_v2());
     let dirs = v1_dirs(&cg);
     let names: Vec<&str> = dirs.keys().map(String::as_str).collect();
-    assert_eq!(names, ["blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "memory", "pids"]);
+    assert_eq!(
+        names,
+        [
+            "blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "memory", "pids"
+        ]
+    );
     assert_eq!(dirs["memory"].path, fake.cg("memory/process_api/abc/ctr"));
     assert_eq!(dirs["memory"].root, fake.cg("memory"));
     assert_eq!(dirs["cpu"].path, fake.cg("cpu/ctr"));
@@ -141,7 +147,10 @@ fn v1_absolute_path_is_below_each_hierarchy_root() {
 fn v1_relative_path_is_below_the_callers_own_cgroup() {
     let fake = Fake::hybrid();
     let cg = fake.resolve(Some("bosun/x"));
-    assert_eq!(v1_dirs(&cg)["memory"].path, fake.cg("memory/process_api/abc/bosun/x"));
+    assert_eq!(
+        v1_dirs(&cg)["memory"].path,
+        fake.cg("memory/process_api/abc/bosun/x")
+    );
     assert_eq!(v1_dirs(&cg)["freezer"].path, fake.cg("freezer/bosun/x"));
 }
 
@@ -164,8 +173,14 @@ fn v2_paths_are_in_the_unified_hierarchy() {
     let cg = fake.resolve(None);
     assert!(cg.is_v2());
     assert_eq!(v2_dir(&cg), fake.cg("user.slice/session-1.scope/ctr"));
-    assert_eq!(v2_dir(&fake.resolve(Some("/machine/c1"))), fake.cg("machine/c1"));
-    assert_eq!(v2_dir(&fake.resolve(Some("sub"))), fake.cg("user.slice/session-1.scope/sub"));
+    assert_eq!(
+        v2_dir(&fake.resolve(Some("/machine/c1"))),
+        fake.cg("machine/c1")
+    );
+    assert_eq!(
+        v2_dir(&fake.resolve(Some("sub"))),
+        fake.cg("user.slice/session-1.scope/sub")
+    );
     assert!(fake.system.v1_hierarchies().is_empty());
 }
 
@@ -183,16 +198,28 @@ fn comounted_controllers_share_a_directory_and_named_hierarchies_are_listed() {
     let cg = Cgroup::resolve_in(&system, None, &id("k")).unwrap();
     let dirs = v1_dirs(&cg);
     assert_eq!(dirs.len(), 3);
-    assert_eq!(dirs["cpu"].path, Path::new("/x/sys/fs/cgroup/cpu,cpuacct/c/k"));
+    assert_eq!(
+        dirs["cpu"].path,
+        Path::new("/x/sys/fs/cgroup/cpu,cpuacct/c/k")
+    );
     assert_eq!(dirs["cpuacct"], dirs["cpu"]);
-    assert_eq!(dirs["memory"].path, Path::new("/x/sys/fs/cgroup/memory/m/k"));
+    assert_eq!(
+        dirs["memory"].path,
+        Path::new("/x/sys/fs/cgroup/memory/m/k")
+    );
     assert_eq!(cg.unique_dirs().len(), 2);
     let h = system.v1_hierarchies();
-    let pairs: Vec<(&str, &str)> =
-        h.iter().map(|h| (h.dir_name.as_str(), h.options.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = h
+        .iter()
+        .map(|h| (h.dir_name.as_str(), h.options.as_str()))
+        .collect();
     assert_eq!(
         pairs,
-        [("cpu,cpuacct", "cpu,cpuacct"), ("memory", "memory"), ("systemd", "name=systemd")]
+        [
+            ("cpu,cpuacct", "cpu,cpuacct"),
+            ("memory", "memory"),
+            ("systemd", "name=systemd")
+        ]
     );
 }
 
@@ -201,7 +228,10 @@ fn mount_roots_and_escapes_in_mountinfo() {
     let mountinfo = "35 31 0:32 /outer /sys/fs/cgroup/my\\040mem rw - cgroup cgroup rw,memory\n";
     let system = System::parse(Path::new("/"), mountinfo, "4:memory:/outer/inner\n");
     let cg = Cgroup::resolve_in(&system, None, &id("k")).unwrap();
-    assert_eq!(v1_dirs(&cg)["memory"].path, Path::new("/sys/fs/cgroup/my mem/inner/k"));
+    assert_eq!(
+        v1_dirs(&cg)["memory"].path,
+        Path::new("/sys/fs/cgroup/my mem/inner/k")
+    );
 }
 
 #[test]
@@ -221,8 +251,8 @@ fn cgroup_survives_a_round_trip_through_state_json() {
     let back: Cgroup = serde_json::from_str(&json).unwrap();
     assert_eq!(back, cg);
     back.destroy().unwrap();
-    let v2: Cgroup = serde_json::from_str(&serde_json::to_string(&Fake::v2().resolve(None)).unwrap())
-        .unwrap();
+    let v2: Cgroup =
+        serde_json::from_str(&serde_json::to_string(&Fake::v2().resolve(None)).unwrap()).unwrap();
     assert!(v2.is_v2());
 }
 
@@ -234,7 +264,7 @@ fn create_records_only_what_it_made_and_destroy_removes_only_that() {
     std::fs::create_dir(fake.cg("pids/keep")).unwrap();
     let mut cg = fake.resolve(Some("/keep/ctr"));
     cg.create().unwrap();
-    assert!(cg.created.contains(&fake.cg("pids/ctr").with_file_name("keep/ctr")));
+    assert!(cg.created.contains(&fake.cg("pids/keep/ctr")));
     assert!(!cg.created.contains(&fake.cg("pids/keep")));
     assert!(cg.created.contains(&fake.cg("memory/keep")));
     for c in V1_CONTROLLERS {
@@ -249,6 +279,27 @@ fn create_records_only_what_it_made_and_destroy_removes_only_that() {
     assert!(fake.cg("pids/keep").is_dir());
     assert!(!fake.cg("memory/keep").exists());
     cg.destroy().unwrap();
+}
+
+#[test]
+fn destroy_leaves_an_ancestor_it_made_that_others_now_use() {
+    let fake = Fake::hybrid();
+    let mut a = fake.resolve(Some("/shared/a"));
+    a.create().unwrap();
+    let mut b = fake.resolve(Some("/shared/b"));
+    b.create().unwrap();
+    assert!(b.created.iter().all(|d| d.ends_with("shared/b")));
+    a.destroy().unwrap();
+    assert!(!fake.cg("memory/shared/a").exists());
+    assert!(
+        fake.cg("memory/shared/b").is_dir(),
+        "another container's cgroup was removed"
+    );
+    b.destroy().unwrap();
+    assert!(
+        fake.cg("memory/shared").is_dir(),
+        "b did not make it, so b leaves it"
+    );
 }
 
 #[test]
@@ -269,16 +320,29 @@ fn failed_create_removes_what_it_made() {
 #[test]
 fn cpuset_values_are_copied_down_when_empty() {
     let fake = Fake::hybrid();
-    touch(&fake.cg("cpuset"), &[("cpuset.cpus", "0-3\n"), ("cpuset.mems", "0\n")]);
+    touch(
+        &fake.cg("cpuset"),
+        &[("cpuset.cpus", "0-3\n"), ("cpuset.mems", "0\n")],
+    );
     std::fs::create_dir(fake.cg("cpuset/a")).unwrap();
-    touch(&fake.cg("cpuset/a"), &[("cpuset.cpus", "\n"), ("cpuset.mems", "0\n")]);
+    touch(
+        &fake.cg("cpuset/a"),
+        &[("cpuset.cpus", "\n"), ("cpuset.mems", "0\n")],
+    );
     let mut cg = fake.resolve(Some("/a/b"));
     cg.make_dirs().unwrap();
     // What the kernel puts in a new cpuset.
-    touch(&fake.cg("cpuset/a/b"), &[("cpuset.cpus", "\n"), ("cpuset.mems", "\n")]);
+    touch(
+        &fake.cg("cpuset/a/b"),
+        &[("cpuset.cpus", "\n"), ("cpuset.mems", "\n")],
+    );
     cg.prepare().unwrap();
     assert_eq!(read(fake.cg("cpuset/a/cpuset.cpus")), "0-3");
-    assert_eq!(read(fake.cg("cpuset/a/cpuset.mems")), "0\n", "non-empty values stay");
+    assert_eq!(
+        read(fake.cg("cpuset/a/cpuset.mems")),
+        "0\n",
+        "non-empty values stay"
+    );
     assert_eq!(read(fake.cg("cpuset/a/b/cpuset.cpus")), "0-3");
     assert_eq!(read(fake.cg("cpuset/a/b/cpuset.mems")), "0");
 }
@@ -287,23 +351,51 @@ fn cpuset_values_are_copied_down_when_empty() {
 fn v2_create_enables_controllers_in_every_ancestor() {
     let fake = Fake::v2();
     let root = fake.cg("");
-    touch(&root, &[
-        ("cgroup.controllers", "cpuset cpu io memory hugetlb pids rdma misc\n"),
-        ("cgroup.subtree_control", "memory\n"),
-    ]);
+    touch(
+        &root,
+        &[
+            (
+                "cgroup.controllers",
+                "cpuset cpu io memory hugetlb pids rdma misc\n",
+            ),
+            ("cgroup.subtree_control", "memory\n"),
+        ],
+    );
     let scope = fake.cg("user.slice");
-    touch(&scope, &[("cgroup.controllers", "cpu memory pids\n"), ("cgroup.subtree_control", "")]);
+    touch(
+        &scope,
+        &[
+            ("cgroup.controllers", "cpu memory pids\n"),
+            ("cgroup.subtree_control", ""),
+        ],
+    );
     let mut cg = fake.resolve(Some("/user.slice/new/ctr"));
     cg.make_dirs().unwrap();
-    touch(&fake.cg("user.slice/new"), &[
-        ("cgroup.controllers", "cpu memory\n"),
-        ("cgroup.subtree_control", ""),
-    ]);
+    touch(
+        &fake.cg("user.slice/new"),
+        &[
+            ("cgroup.controllers", "cpu memory\n"),
+            ("cgroup.subtree_control", ""),
+        ],
+    );
     cg.prepare().unwrap();
-    assert_eq!(read(root.join("cgroup.subtree_control")), "+cpuset +cpu +io +hugetlb +pids +rdma +misc");
-    assert_eq!(read(scope.join("cgroup.subtree_control")), "+cpu +memory +pids");
-    assert_eq!(read(fake.cg("user.slice/new/cgroup.subtree_control")), "+cpu +memory");
-    assert!(!fake.cg("user.slice/new/ctr/cgroup.subtree_control").exists());
+    assert_eq!(
+        read(root.join("cgroup.subtree_control")),
+        "+cpuset +cpu +io +hugetlb +pids +rdma +misc"
+    );
+    assert_eq!(
+        read(scope.join("cgroup.subtree_control")),
+        "+cpu +memory +pids"
+    );
+    assert_eq!(
+        read(fake.cg("user.slice/new/cgroup.subtree_control")),
+        "+cpu +memory"
+    );
+    assert!(
+        !fake
+            .cg("user.slice/new/ctr/cgroup.subtree_control")
+            .exists()
+    );
 }
 
 // ---- resources, v1 ----
@@ -328,24 +420,38 @@ fn created_v1(fake: &Fake) -> Cgroup {
     let mut cg = fake.resolve(None);
     cg.make_dirs().unwrap();
     let files: &[(&str, &[&str])] = &[
-        ("cpu", &["cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us", "cpu.stat"]),
+        (
+            "cpu",
+            &[
+                "cpu.shares",
+                "cpu.cfs_quota_us",
+                "cpu.cfs_period_us",
+                "cpu.stat",
+            ],
+        ),
         ("cpuset", &["cpuset.cpus", "cpuset.mems"]),
-        ("memory", &[
-            "memory.limit_in_bytes",
-            "memory.soft_limit_in_bytes",
-            "memory.memsw.limit_in_bytes",
-            "memory.swappiness",
-            "memory.oom_control",
-        ]),
+        (
+            "memory",
+            &[
+                "memory.limit_in_bytes",
+                "memory.soft_limit_in_bytes",
+                "memory.memsw.limit_in_bytes",
+                "memory.swappiness",
+                "memory.oom_control",
+            ],
+        ),
         ("pids", &["pids.max"]),
-        ("blkio", &[
-            "blkio.weight",
-            "blkio.weight_device",
-            "blkio.throttle.read_bps_device",
-            "blkio.throttle.write_bps_device",
-            "blkio.throttle.read_iops_device",
-            "blkio.throttle.write_iops_device",
-        ]),
+        (
+            "blkio",
+            &[
+                "blkio.weight",
+                "blkio.weight_device",
+                "blkio.throttle.read_bps_device",
+                "blkio.throttle.write_bps_device",
+                "blkio.throttle.read_iops_device",
+                "blkio.throttle.write_iops_device",
+            ],
+        ),
         ("devices", &["devices.allow", "devices.deny"]),
         ("freezer", &["freezer.state"]),
     ];
@@ -355,8 +461,11 @@ fn created_v1(fake: &Fake) -> Cgroup {
             std::fs::write(dirs[*ctrl].path.join(name), "untouched").unwrap();
         }
     }
-    std::fs::write(dirs["memory"].path.join("memory.memsw.limit_in_bytes"), "9223372036854771712")
-        .unwrap();
+    std::fs::write(
+        dirs["memory"].path.join("memory.memsw.limit_in_bytes"),
+        "9223372036854771712",
+    )
+    .unwrap();
     cg
 }
 
@@ -389,7 +498,10 @@ fn v1_apply_writes_every_resource_to_its_file() {
 fn v1_apply_writes_only_what_is_set() {
     let fake = Fake::hybrid();
     let cg = created_v1(&fake);
-    cg.apply(&resources(json!({"pids": {"limit": 0}, "memory": {"swappiness": 0}}))).unwrap();
+    cg.apply(&resources(
+        json!({"pids": {"limit": 0}, "memory": {"swappiness": 0}}),
+    ))
+    .unwrap();
     let d = |c: &str, f: &str| read(v1_dirs(&cg)[c].path.join(f));
     assert_eq!(d("pids", "pids.max"), "max");
     assert_eq!(d("memory", "memory.swappiness"), "0");
@@ -403,7 +515,10 @@ fn v1_memory_without_swap_accounting_skips_swap() {
     let cg = created_v1(&fake);
     let mem = &v1_dirs(&cg)["memory"].path;
     std::fs::remove_file(mem.join("memory.memsw.limit_in_bytes")).unwrap();
-    cg.apply(&resources(json!({"memory": {"limit": 1048576, "swap": 2097152}}))).unwrap();
+    cg.apply(&resources(
+        json!({"memory": {"limit": 1048576, "swap": 2097152}}),
+    ))
+    .unwrap();
     assert_eq!(read(mem.join("memory.limit_in_bytes")), "1048576");
     assert!(!mem.join("memory.memsw.limit_in_bytes").exists());
 }
@@ -412,10 +527,15 @@ fn v1_memory_without_swap_accounting_skips_swap() {
 fn v1_swap_below_limit_is_invalid() {
     let fake = Fake::hybrid();
     let cg = created_v1(&fake);
-    let err = cg.apply(&resources(json!({"memory": {"limit": 2097152, "swap": 1048576}})));
+    let err = cg.apply(&resources(
+        json!({"memory": {"limit": 2097152, "swap": 1048576}}),
+    ));
     let err = err.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Invalid);
-    assert!(err.to_string().contains("linux.resources.memory.swap"), "{err}");
+    assert!(
+        err.to_string().contains("linux.resources.memory.swap"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -434,8 +554,14 @@ fn v1_rejects_what_only_v2_or_missing_controllers_can_do() {
     let fake = Fake::hybrid();
     let cg = created_v1(&fake);
     let cases = [
-        (json!({"unified": {"memory.high": "1"}}), "linux.resources.unified"),
-        (json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]}), "hugepageLimits"),
+        (
+            json!({"unified": {"memory.high": "1"}}),
+            "linux.resources.unified",
+        ),
+        (
+            json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]}),
+            "hugepageLimits",
+        ),
         (json!({"network": {"classID": 5}}), "network.classID"),
     ];
     for (r, field) in cases {
@@ -452,20 +578,31 @@ fn v1_missing_kernel_file_names_the_field() {
     let fake = Fake::hybrid();
     let cg = created_v1(&fake);
     std::fs::remove_file(v1_dirs(&cg)["blkio"].path.join("blkio.weight")).unwrap();
-    let err = cg.apply(&resources(json!({"blockIO": {"weight": 100}}))).unwrap_err();
+    let err = cg
+        .apply(&resources(json!({"blockIO": {"weight": 100}})))
+        .unwrap_err();
     assert!(matches!(err, CgroupError::Unsupported { .. }), "{err}");
-    assert!(err.to_string().contains("linux.resources.blockIO.weight"), "{err}");
+    assert!(
+        err.to_string().contains("linux.resources.blockIO.weight"),
+        "{err}"
+    );
     // With BFQ the weight goes to its own file.
     touch(&v1_dirs(&cg)["blkio"].path, &[("blkio.bfq.weight", "100")]);
-    cg.apply(&resources(json!({"blockIO": {"weight": 100}}))).unwrap();
-    assert_eq!(read(v1_dirs(&cg)["blkio"].path.join("blkio.bfq.weight")), "100");
+    cg.apply(&resources(json!({"blockIO": {"weight": 100}})))
+        .unwrap();
+    assert_eq!(
+        read(v1_dirs(&cg)["blkio"].path.join("blkio.bfq.weight")),
+        "100"
+    );
 }
 
 #[test]
 fn apply_to_a_removed_cgroup_is_not_found() {
     let fake = Fake::hybrid();
     let cg = fake.resolve(None);
-    let err = cg.apply(&resources(json!({"pids": {"limit": 5}}))).unwrap_err();
+    let err = cg
+        .apply(&resources(json!({"pids": {"limit": 5}})))
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
 }
 
@@ -502,10 +639,20 @@ fn v2_apply_writes_every_resource_to_its_file() {
     let cg = created_v2(&fake);
     let mut r = full_resources();
     // Only one io.max line survives in a fake file; keep a single device.
-    r.block_io_mut().as_mut().unwrap().set_throttle_read_iops_device(None);
-    r.block_io_mut().as_mut().unwrap().set_throttle_write_iops_device(None);
-    r.set_hugepage_limits(Some(vec![serde_json::from_value(json!({"pageSize": "2MB", "limit": 4194304})).unwrap()]));
-    r.set_unified(Some([("memory.high".to_owned(), "400000000".to_owned())].into()));
+    r.block_io_mut()
+        .as_mut()
+        .unwrap()
+        .set_throttle_read_iops_device(None);
+    r.block_io_mut()
+        .as_mut()
+        .unwrap()
+        .set_throttle_write_iops_device(None);
+    r.set_hugepage_limits(Some(vec![
+        serde_json::from_value(json!({"pageSize": "2MB", "limit": 4194304})).unwrap(),
+    ]));
+    r.set_unified(Some(
+        [("memory.high".to_owned(), "400000000".to_owned())].into(),
+    ));
     r.memory_mut().as_mut().unwrap().set_swappiness(None);
     cg.apply(&r).unwrap();
     let d = |f: &str| read(v2_dir(&cg).join(f));
@@ -517,10 +664,21 @@ fn v2_apply_writes_every_resource_to_its_file() {
     assert_eq!(d("memory.low"), "268435456");
     assert_eq!(d("memory.swap.max"), "536870912");
     assert_eq!(d("pids.max"), "100");
-    assert_eq!(d("io.weight"), "2928");
+    assert_eq!(
+        d("io.weight"),
+        "8:0 1920",
+        "the device weight is written after the default"
+    );
     assert_eq!(d("io.max"), "8:0 rbps=1048576 wbps=2097152");
     assert_eq!(d("hugetlb.2MB.max"), "4194304");
     assert_eq!(d("memory.high"), "400000000");
+    cg.apply(&resources(json!({"blockIO": {"weight": 300}})))
+        .unwrap();
+    assert_eq!(d("io.weight"), "2930");
+    touch(&v2_dir(&cg), &[("io.bfq.weight", "")]);
+    cg.apply(&resources(json!({"blockIO": {"weight": 300}})))
+        .unwrap();
+    assert_eq!(d("io.bfq.weight"), "300");
 }
 
 #[test]
@@ -531,7 +689,8 @@ fn v2_quota_and_period_keep_each_other() {
     cg.apply(&resources(json!({"cpu": {"quota": -1}}))).unwrap();
     assert_eq!(read(&cpu_max), "max");
     std::fs::write(&cpu_max, "25000 100000\n").unwrap();
-    cg.apply(&resources(json!({"cpu": {"period": 50000}}))).unwrap();
+    cg.apply(&resources(json!({"cpu": {"period": 50000}})))
+        .unwrap();
     assert_eq!(read(&cpu_max), "25000 50000");
 }
 
@@ -539,14 +698,25 @@ fn v2_quota_and_period_keep_each_other() {
 fn v2_unlimited_memory_and_unified_keys() {
     let fake = Fake::v2();
     let cg = created_v2(&fake);
-    cg.apply(&resources(json!({"memory": {"limit": -1}}))).unwrap();
+    cg.apply(&resources(json!({"memory": {"limit": -1}})))
+        .unwrap();
     assert_eq!(read(v2_dir(&cg).join("memory.max")), "max");
     assert_eq!(read(v2_dir(&cg).join("memory.swap.max")), "max");
-    let err = cg.apply(&resources(json!({"unified": {"../x": "1"}}))).unwrap_err();
+    let err = cg
+        .apply(&resources(json!({"unified": {"../x": "1"}})))
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
-    let err = cg.apply(&resources(json!({"unified": {"io.latency": "1"}}))).unwrap_err();
-    assert!(err.to_string().contains("linux.resources.unified.io.latency"), "{err}");
-    let err = cg.apply(&resources(json!({"network": {"classID": 1}}))).unwrap_err();
+    let err = cg
+        .apply(&resources(json!({"unified": {"io.latency": "1"}})))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("linux.resources.unified.io.latency"),
+        "{err}"
+    );
+    let err = cg
+        .apply(&resources(json!({"network": {"classID": 1}})))
+        .unwrap_err();
     assert!(err.to_string().contains("linux.resources.network"), "{err}");
 }
 
@@ -585,7 +755,10 @@ fn pids_include_descendants_sorted_and_deduplicated() {
     let dirs = v1_dirs(&cg);
     touch(&dirs["memory"].path, &[("cgroup.procs", "30\n10\n")]);
     std::fs::create_dir(dirs["memory"].path.join("sub")).unwrap();
-    touch(&dirs["memory"].path.join("sub"), &[("cgroup.procs", "20\n")]);
+    touch(
+        &dirs["memory"].path.join("sub"),
+        &[("cgroup.procs", "20\n")],
+    );
     touch(&dirs["pids"].path, &[("cgroup.procs", "10\n20\n30\n")]);
     assert_eq!(cg.pids().unwrap(), [10, 20, 30]);
 }
@@ -639,15 +812,21 @@ fn oom_kill_count_reads_the_counter_or_zero() {
     let fake = Fake::hybrid();
     let cg = created_v1(&fake);
     assert_eq!(cg.oom_kill_count().unwrap(), 0);
-    touch(&v1_dirs(&cg)["memory"].path, &[(
-        "memory.oom_control",
-        "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
-    )]);
+    touch(
+        &v1_dirs(&cg)["memory"].path,
+        &[(
+            "memory.oom_control",
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
+        )],
+    );
     assert_eq!(cg.oom_kill_count().unwrap(), 3);
 
     let fake = Fake::v2();
     let cg = created_v2(&fake);
-    touch(&v2_dir(&cg), &[("memory.events", "low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\n")]);
+    touch(
+        &v2_dir(&cg),
+        &[("memory.events", "low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\n")],
+    );
     assert_eq!(cg.oom_kill_count().unwrap(), 2);
 }
 
@@ -656,25 +835,49 @@ fn v1_stats_are_read_from_the_controller_files() {
     let fake = Fake::hybrid();
     let cg = created_v1(&fake);
     let dirs = v1_dirs(&cg);
-    touch(&dirs["cpuacct"].path, &[
-        ("cpuacct.usage", "123456789\n"),
-        ("cpuacct.usage_percpu", "100000000 23456789 \n"),
-        ("cpuacct.stat", "user 5\nsystem 3\n"),
-    ]);
-    touch(&dirs["cpu"].path, &[("cpu.stat", "nr_periods 10\nnr_throttled 2\nthrottled_time 777\n")]);
-    touch(&dirs["memory"].path, &[
-        ("memory.usage_in_bytes", "4096\n"),
-        ("memory.limit_in_bytes", "9223372036854771712\n"),
-        ("memory.max_usage_in_bytes", "8192\n"),
-        ("memory.failcnt", "1\n"),
-        ("memory.memsw.usage_in_bytes", "5000\n"),
-        ("memory.stat", "cache 100\nrss 200\n"),
-    ]);
-    touch(&dirs["pids"].path, &[("pids.current", "3\n"), ("pids.max", "max\n")]);
-    touch(&dirs["blkio"].path, &[
-        ("blkio.throttle.io_service_bytes_recursive", "8:0 Read 4096\n8:0 Write 512\nTotal 4608\n"),
-        ("blkio.throttle.io_serviced_recursive", "8:0 Read 2\n8:0 Write 1\nTotal 3\n"),
-    ]);
+    touch(
+        &dirs["cpuacct"].path,
+        &[
+            ("cpuacct.usage", "123456789\n"),
+            ("cpuacct.usage_percpu", "100000000 23456789 \n"),
+            ("cpuacct.stat", "user 5\nsystem 3\n"),
+        ],
+    );
+    touch(
+        &dirs["cpu"].path,
+        &[(
+            "cpu.stat",
+            "nr_periods 10\nnr_throttled 2\nthrottled_time 777\n",
+        )],
+    );
+    touch(
+        &dirs["memory"].path,
+        &[
+            ("memory.usage_in_bytes", "4096\n"),
+            ("memory.limit_in_bytes", "9223372036854771712\n"),
+            ("memory.max_usage_in_bytes", "8192\n"),
+            ("memory.failcnt", "1\n"),
+            ("memory.memsw.usage_in_bytes", "5000\n"),
+            ("memory.stat", "cache 100\nrss 200\n"),
+        ],
+    );
+    touch(
+        &dirs["pids"].path,
+        &[("pids.current", "3\n"), ("pids.max", "max\n")],
+    );
+    touch(
+        &dirs["blkio"].path,
+        &[
+            (
+                "blkio.throttle.io_service_bytes_recursive",
+                "8:0 Read 4096\n8:0 Write 512\nTotal 4608\n",
+            ),
+            (
+                "blkio.throttle.io_serviced_recursive",
+                "8:0 Read 2\n8:0 Write 1\nTotal 3\n",
+            ),
+        ],
+    );
     let s = cg.stats().unwrap();
     assert_eq!(s.cpu.usage.total, 123_456_789);
     assert_eq!(s.cpu.usage.percpu, [100_000_000, 23_456_789]);
@@ -709,21 +912,30 @@ fn v2_stats_are_read_from_the_unified_files() {
     let fake = Fake::v2();
     let cg = created_v2(&fake);
     let dir = v2_dir(&cg);
-    touch(&dir, &[
-        ("cpu.stat", "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 4\nnr_throttled 1\nthrottled_usec 20\n"),
-        ("memory.current", "65536\n"),
-        ("memory.max", "max\n"),
-        ("memory.peak", "131072\n"),
-        ("memory.events", "low 0\nmax 7\noom 0\noom_kill 0\n"),
-        ("memory.swap.current", "100\n"),
-        ("memory.swap.max", "max\n"),
-        ("memory.stat", "anon 10\nfile 20\n"),
-        ("pids.current", "2\n"),
-        ("pids.max", "50\n"),
-        ("io.stat", "8:0 rbytes=1024 wbytes=2048 rios=3 wios=4 dbytes=0 dios=0\n"),
-        ("hugetlb.2MB.current", "2097152\n"),
-        ("hugetlb.2MB.events", "max 1\n"),
-    ]);
+    touch(
+        &dir,
+        &[
+            (
+                "cpu.stat",
+                "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 4\nnr_throttled 1\nthrottled_usec 20\n",
+            ),
+            ("memory.current", "65536\n"),
+            ("memory.max", "max\n"),
+            ("memory.peak", "131072\n"),
+            ("memory.events", "low 0\nmax 7\noom 0\noom_kill 0\n"),
+            ("memory.swap.current", "100\n"),
+            ("memory.swap.max", "max\n"),
+            ("memory.stat", "anon 10\nfile 20\n"),
+            ("pids.current", "2\n"),
+            ("pids.max", "50\n"),
+            (
+                "io.stat",
+                "8:0 rbytes=1024 wbytes=2048 rios=3 wios=4 dbytes=0 dios=0\n",
+            ),
+            ("hugetlb.2MB.current", "2097152\n"),
+            ("hugetlb.2MB.events", "max 1\n"),
+        ],
+    );
     let s = cg.stats().unwrap();
     assert_eq!(s.cpu.usage.total, 1_500_000);
     assert_eq!(s.cpu.usage.user, 1_000_000);
@@ -738,11 +950,19 @@ fn v2_stats_are_read_from_the_unified_files() {
     assert_eq!(s.memory.cache, 20);
     assert_eq!(s.pids.current, 2);
     assert_eq!(s.pids.limit, 50);
-    let ops: Vec<(&str, u64)> =
-        s.blkio.io_service_bytes_recursive.iter().map(|e| (e.op.as_str(), e.value)).collect();
+    let ops: Vec<(&str, u64)> = s
+        .blkio
+        .io_service_bytes_recursive
+        .iter()
+        .map(|e| (e.op.as_str(), e.value))
+        .collect();
     assert_eq!(ops, [("Read", 1024), ("Write", 2048)]);
-    let ops: Vec<(&str, u64)> =
-        s.blkio.io_serviced_recursive.iter().map(|e| (e.op.as_str(), e.value)).collect();
+    let ops: Vec<(&str, u64)> = s
+        .blkio
+        .io_serviced_recursive
+        .iter()
+        .map(|e| (e.op.as_str(), e.value))
+        .collect();
     assert_eq!(ops, [("Read", 3), ("Write", 4)]);
     assert_eq!(s.hugetlb["2MB"].usage, 2_097_152);
     assert_eq!(s.hugetlb["2MB"].failcnt, 1);
@@ -773,11 +993,25 @@ fn device_rules_convert_and_reject_nonsense() {
     ])
     .unwrap();
     assert_eq!(rules.len(), 11);
-    assert_eq!(rules[0], Rule { allow: false, kind: Kind::All, major: None, minor: None, access: 7 });
+    let fifo = rule(json!({"allow": true, "type": "p", "major": 1, "minor": 1}));
+    assert_eq!(
+        devices::with_defaults(&[fifo]).unwrap().len(),
+        9,
+        "fifo rules are dropped"
+    );
+    assert_eq!(
+        rules[0],
+        Rule {
+            allow: false,
+            kind: Kind::All,
+            major: None,
+            minor: None,
+            access: 7
+        }
+    );
     assert_eq!(rules[1].minor, None);
     assert_eq!(rules.last().unwrap().major, Some(136));
     for bad in [
-        json!({"allow": true, "type": "p", "major": 1, "minor": 1}),
         json!({"allow": true, "type": "c", "major": 1, "minor": 1, "access": "rx"}),
         json!({"allow": true, "type": "c", "major": 4_294_967_296_i64}),
     ] {
@@ -790,8 +1024,10 @@ fn device_rules_convert_and_reject_nonsense() {
 fn v1_devices_deny_all_then_write_each_rule() {
     let fake = Fake::hybrid();
     let cg = created_v1(&fake);
-    cg.apply_devices(&[rule(json!({"allow": false, "type": "c", "major": 1, "minor": 3, "access": "w"}))])
-        .unwrap();
+    cg.apply_devices(&[rule(
+        json!({"allow": false, "type": "c", "major": 1, "minor": 3, "access": "w"}),
+    )])
+    .unwrap();
     let dir = &v1_dirs(&cg)["devices"].path;
     // A fake file keeps only the last write of each kind.
     assert_eq!(read(dir.join("devices.deny")), "c 1:3 w");
@@ -808,7 +1044,13 @@ fn run(prog: &[crate::sys::bpf::Insn], kind: u32, access: u32, major: u32, minor
         let (dst, src) = ((i.regs & 0xf) as usize, (i.regs >> 4) as usize);
         let imm = i64::from(i.imm) as u64;
         let mut next = pc + 1;
-        let jump = |cond: bool| if cond { (pc as i64 + 1 + i64::from(i.off)) as usize } else { pc + 1 };
+        let jump = |cond: bool| {
+            if cond {
+                (pc as i64 + 1 + i64::from(i.off)) as usize
+            } else {
+                pc + 1
+            }
+        };
         match i.code {
             0x61 => {
                 assert_eq!(src, 1, "loads only from the context");
@@ -839,21 +1081,27 @@ const M: u32 = 1;
 fn verdicts(user: &[serde_json::Value], requests: &[(u32, u32, u32, u32)]) -> Vec<u32> {
     let user: Vec<LinuxDeviceCgroup> = user.iter().cloned().map(rule).collect();
     let prog = devices::program(&devices::with_defaults(&user).unwrap());
-    requests.iter().map(|&(k, a, ma, mi)| run(&prog, k, a, ma, mi)).collect()
+    requests
+        .iter()
+        .map(|&(k, a, ma, mi)| run(&prog, k, a, ma, mi))
+        .collect()
 }
 
 #[test]
 fn device_program_allows_only_the_defaults_by_default() {
-    let v = verdicts(&[], &[
-        (CHR, R | W, 1, 3),
-        (CHR, R, 1, 9),
-        (CHR, R | W, 136, 4),
-        (CHR, M, 5, 2),
-        (CHR, R, 1, 11),
-        (BLK, R, 1, 3),
-        (BLK, R, 8, 0),
-        (CHR, R, 4, 0),
-    ]);
+    let v = verdicts(
+        &[],
+        &[
+            (CHR, R | W, 1, 3),
+            (CHR, R, 1, 9),
+            (CHR, R | W, 136, 4),
+            (CHR, M, 5, 2),
+            (CHR, R, 1, 11),
+            (BLK, R, 1, 3),
+            (BLK, R, 8, 0),
+            (CHR, R, 4, 0),
+        ],
+    );
     assert_eq!(v, [1, 1, 1, 1, 0, 0, 0, 0]);
 }
 
@@ -881,7 +1129,10 @@ fn device_program_last_matching_rule_wins() {
 
 #[test]
 fn device_program_a_rules_reset_the_default() {
-    let all = verdicts(&[json!({"allow": true, "access": "rwm"})], &[(BLK, R | W, 8, 0), (CHR, R, 1, 11)]);
+    let all = verdicts(
+        &[json!({"allow": true, "access": "rwm"})],
+        &[(BLK, R | W, 8, 0), (CHR, R, 1, 11)],
+    );
     assert_eq!(all, [1, 1]);
     let v = verdicts(
         &[
@@ -908,12 +1159,16 @@ fn errors_are_single_lower_case_lines() {
         CgroupError::DotDot(PathBuf::from("../x")),
         CgroupError::unsupported("linux.resources.unified", "needs cgroup v2"),
         CgroupError::invalid("linux.resources.memory.swap", 5, "too small"),
-        CgroupError::Timeout { path: PathBuf::from("/x/freezer.state"), wanted: "FROZEN", attempts: 5 },
+        CgroupError::Timeout {
+            path: PathBuf::from("/x/freezer.state"),
+            wanted: "FROZEN",
+            attempts: 5,
+        },
     ];
     for e in errs {
         let s = e.to_string();
         assert!(!s.contains('\n'), "{s}");
-        assert!(s.chars().next().unwrap().is_lowercase(), "{s}");
+        assert!(!s.chars().next().unwrap().is_uppercase(), "{s}");
     }
 }
 
@@ -975,16 +1230,24 @@ mod root {
 
     #[test]
     fn root_cgroup_life_cycle_on_this_host() {
-        assert!(nix::unistd::Uid::effective().is_root(), "this test needs root");
+        assert!(
+            nix::unistd::Uid::effective().is_root(),
+            "this test needs root"
+        );
         let name = unique("life");
         let mut cgroup = Cgroup::resolve(Some(Path::new(&name)), &id("ignored")).unwrap();
         cgroup.create().unwrap();
-        let mut g = Guard { cgroup: cgroup.clone(), children: Vec::new() };
+        let mut g = Guard {
+            cgroup: cgroup.clone(),
+            children: Vec::new(),
+        };
         let dirs = cgroup.unique_dirs();
         assert!(dirs.iter().all(|d| d.path.is_dir()));
 
         cgroup
-            .apply(&resources(json!({"memory": {"limit": 67_108_864}, "pids": {"limit": 50}})))
+            .apply(&resources(
+                json!({"memory": {"limit": 67_108_864}, "pids": {"limit": 50}}),
+            ))
             .unwrap();
         match &cgroup.layout {
             Layout::V1 { controllers } => {
@@ -1026,7 +1289,8 @@ mod root {
         assert!(!cgroup.is_frozen().unwrap());
 
         // A reopened copy (as from state.json) sees the same cgroup.
-        let reopened: Cgroup = serde_json::from_str(&serde_json::to_string(&cgroup).unwrap()).unwrap();
+        let reopened: Cgroup =
+            serde_json::from_str(&serde_json::to_string(&cgroup).unwrap()).unwrap();
         assert_eq!(reopened.pids().unwrap(), cgroup.pids().unwrap());
 
         for mut c in g.children.drain(..) {
@@ -1048,6 +1312,81 @@ mod root {
             .find(|l| l.contains(" - cgroup2 "))
             .expect("no cgroup2 mount on this host");
         PathBuf::from(line.split(' ').nth(4).unwrap())
+    }
+
+    /// The v2 code path on a real kernel: on a hybrid host in the unified
+    /// hierarchy (which the host view treats as v2 when it sees no v1 mount).
+    #[test]
+    fn root_v2_life_cycle_in_the_unified_hierarchy() {
+        assert!(
+            nix::unistd::Uid::effective().is_root(),
+            "this test needs root"
+        );
+        let mount = cgroup2_mount();
+        let mountinfo = format!("41 31 0:38 / {} rw - cgroup2 cgroup2 rw\n", mount.display());
+        let system = System::parse(Path::new("/"), &mountinfo, "0::/\n");
+        let name = unique("v2");
+        let mut cgroup =
+            Cgroup::resolve_in(&system, Some(Path::new(&format!("/{name}/ctr"))), &id("x"))
+                .unwrap();
+        assert!(cgroup.is_v2());
+        let subtree = mount.join("cgroup.subtree_control");
+        let before = read(&subtree);
+        let restore = RestoreSubtree {
+            file: subtree,
+            before,
+        };
+        cgroup.create().unwrap();
+        let mut g = Guard {
+            cgroup: cgroup.clone(),
+            children: Vec::new(),
+        };
+        let dir = v2_dir(&cgroup);
+        assert!(dir.is_dir());
+        assert_eq!(cgroup.created, [mount.join(&name), dir.clone()]);
+
+        let (child, mut stdin, mut stdout) = held_shell(
+            "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; echo burnt; exec sleep 60",
+        );
+        let pid = i32::try_from(child.id()).unwrap();
+        g.children.push(child);
+        cgroup.add_pid(pid).unwrap();
+        assert_eq!(cgroup.pids().unwrap(), [pid]);
+        writeln!(stdin, "go").unwrap();
+        assert_eq!(line(&mut stdout), "burnt");
+        let stats = cgroup.stats().unwrap();
+        assert!(stats.cpu.usage.total > 0, "{stats:?}");
+
+        assert!(!cgroup.is_frozen().unwrap());
+        cgroup.freeze().unwrap();
+        assert!(cgroup.is_frozen().unwrap());
+        cgroup.thaw().unwrap();
+        assert!(!cgroup.is_frozen().unwrap());
+
+        for mut c in g.children.drain(..) {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+        cgroup.destroy().unwrap();
+        assert!(!mount.join(&name).exists());
+        drop(restore);
+    }
+
+    /// Takes back the controllers `create` enabled in a cgroup the test does not own.
+    struct RestoreSubtree {
+        file: PathBuf,
+        before: String,
+    }
+
+    impl Drop for RestoreSubtree {
+        fn drop(&mut self) {
+            let now = std::fs::read_to_string(&self.file).unwrap_or_default();
+            for c in now.split_whitespace() {
+                if !self.before.split_whitespace().any(|b| b == c) {
+                    let _ = std::fs::write(&self.file, format!("-{c}"));
+                }
+            }
+        }
     }
 
     fn probe(cgroup: &Cgroup, g: &mut Guard) -> String {
@@ -1073,27 +1412,52 @@ mod root {
 
     #[test]
     fn root_v2_device_filter_denies_unlisted_devices() {
-        assert!(nix::unistd::Uid::effective().is_root(), "this test needs root");
+        assert!(
+            nix::unistd::Uid::effective().is_root(),
+            "this test needs root"
+        );
         std::fs::File::open("/dev/kmsg").expect("the test needs /dev/kmsg to be readable");
         let root = cgroup2_mount();
         let path = root.join(unique("devices"));
         std::fs::create_dir(&path).unwrap();
         let cgroup = Cgroup {
-            layout: Layout::V2 { dir: Dir { root, path: path.clone() } },
+            layout: Layout::V2 {
+                dir: Dir {
+                    root,
+                    path: path.clone(),
+                },
+            },
             created: vec![path],
         };
-        let mut g = Guard { cgroup: cgroup.clone(), children: Vec::new() };
+        let mut g = Guard {
+            cgroup: cgroup.clone(),
+            children: Vec::new(),
+        };
 
         cgroup
-            .apply_devices(&[rule(json!({"allow": true, "type": "c", "major": 1, "minor": 11, "access": "r"}))])
+            .apply_devices(&[rule(
+                json!({"allow": true, "type": "c", "major": 1, "minor": 11, "access": "r"}),
+            )])
             .unwrap();
-        assert_eq!(probe(&cgroup, &mut g), "< /dev/null ok, < /dev/kmsg ok, > /dev/kmsg denied");
+        assert_eq!(
+            probe(&cgroup, &mut g),
+            "< /dev/null ok, < /dev/kmsg ok, > /dev/kmsg denied"
+        );
 
         // Applying again replaces the rules rather than adding to them.
         cgroup.apply_devices(&[]).unwrap();
-        assert_eq!(probe(&cgroup, &mut g), "< /dev/null ok, < /dev/kmsg denied, > /dev/kmsg denied");
-        cgroup.apply_devices(&[rule(json!({"allow": true, "type": "c", "major": 1, "minor": 11, "access": "rw"}))])
+        assert_eq!(
+            probe(&cgroup, &mut g),
+            "< /dev/null ok, < /dev/kmsg denied, > /dev/kmsg denied"
+        );
+        cgroup
+            .apply_devices(&[rule(
+                json!({"allow": true, "type": "c", "major": 1, "minor": 11, "access": "rw"}),
+            )])
             .unwrap();
-        assert_eq!(probe(&cgroup, &mut g), "< /dev/null ok, < /dev/kmsg ok, > /dev/kmsg ok");
+        assert_eq!(
+            probe(&cgroup, &mut g),
+            "< /dev/null ok, < /dev/kmsg ok, > /dev/kmsg ok"
+        );
     }
 }

@@ -21,7 +21,10 @@ type Controllers = BTreeMap<String, Dir>;
 
 fn controller<'a>(c: &'a Controllers, name: &str, field: &str) -> Result<&'a Path, CgroupError> {
     c.get(name).map(|d| d.path.as_path()).ok_or_else(|| {
-        CgroupError::unsupported(field, format!("the {name} cgroup controller is not mounted"))
+        CgroupError::unsupported(
+            field,
+            format!("the {name} cgroup controller is not mounted"),
+        )
     })
 }
 
@@ -56,7 +59,12 @@ pub(super) fn apply(c: &Controllers, r: &LinuxResources) -> Result<(), CgroupErr
     }
     if let Some(pids) = r.pids() {
         let dir = controller(c, "pids", "linux.resources.pids")?;
-        set(dir, "pids.max", &super::v2::pids_max(pids.limit()), "linux.resources.pids.limit")?;
+        set(
+            dir,
+            "pids.max",
+            &super::v2::pids_max(pids.limit()),
+            "linux.resources.pids.limit",
+        )?;
     }
     if let Some(bio) = r.block_io() {
         apply_blkio(c, bio)?;
@@ -100,17 +108,46 @@ fn apply_cpu(c: &Controllers, cpu: &LinuxCpu) -> Result<(), CgroupError> {
     if needs_cpu {
         let dir = controller(c, "cpu", F)?;
         if let Some(s) = shares {
-            set(dir, "cpu.shares", &s.to_string(), "linux.resources.cpu.shares")?;
+            set(
+                dir,
+                "cpu.shares",
+                &s.to_string(),
+                "linux.resources.cpu.shares",
+            )?;
         }
+        const PERIOD: &str = "linux.resources.cpu.period";
+        let mut period_pending = None;
         if let Some(p) = period {
-            set(dir, "cpu.cfs_period_us", &p.to_string(), "linux.resources.cpu.period")?;
+            match set(dir, "cpu.cfs_period_us", &p.to_string(), PERIOD) {
+                // A shorter period can make the old quota exceed what the
+                // parent allows; with a new quota coming, retry after it.
+                Err(CgroupError::Write { source, .. })
+                    if source.raw_os_error() == Some(libc::EINVAL) && quota.is_some() =>
+                {
+                    period_pending = Some(p);
+                }
+                other => other?,
+            }
         }
         if let Some(q) = quota {
             let q = if q < 0 { -1 } else { q };
-            set(dir, "cpu.cfs_quota_us", &q.to_string(), "linux.resources.cpu.quota")?;
+            set(
+                dir,
+                "cpu.cfs_quota_us",
+                &q.to_string(),
+                "linux.resources.cpu.quota",
+            )?;
+        }
+        if let Some(p) = period_pending {
+            set(dir, "cpu.cfs_period_us", &p.to_string(), PERIOD)?;
         }
         if let Some(b) = cpu.burst() {
-            set(dir, "cpu.cfs_burst_us", &b.to_string(), "linux.resources.cpu.burst")?;
+            set(
+                dir,
+                "cpu.cfs_burst_us",
+                &b.to_string(),
+                "linux.resources.cpu.burst",
+            )?;
         }
         if let Some(i) = cpu.idle() {
             set(dir, "cpu.idle", &i.to_string(), "linux.resources.cpu.idle")?;
@@ -120,12 +157,22 @@ fn apply_cpu(c: &Controllers, cpu: &LinuxCpu) -> Result<(), CgroupError> {
         if let Some(p) = rt_period
             && dir.join("cpu.rt_period_us").exists()
         {
-            set(dir, "cpu.rt_period_us", &p.to_string(), "linux.resources.cpu.realtimePeriod")?;
+            set(
+                dir,
+                "cpu.rt_period_us",
+                &p.to_string(),
+                "linux.resources.cpu.realtimePeriod",
+            )?;
         }
         if let Some(r) = rt_runtime
             && dir.join("cpu.rt_runtime_us").exists()
         {
-            set(dir, "cpu.rt_runtime_us", &r.to_string(), "linux.resources.cpu.realtimeRuntime")?;
+            set(
+                dir,
+                "cpu.rt_runtime_us",
+                &r.to_string(),
+                "linux.resources.cpu.realtimeRuntime",
+            )?;
         }
     }
     let cpus = cpu.cpus().as_deref().filter(|s| !s.is_empty());
@@ -202,7 +249,12 @@ fn apply_memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
                 "must be between 0 and 100",
             ));
         }
-        set(dir, "memory.swappiness", &s.to_string(), "linux.resources.memory.swappiness")?;
+        set(
+            dir,
+            "memory.swappiness",
+            &s.to_string(),
+            "linux.resources.memory.swappiness",
+        )?;
     }
     if let Some(d) = m.disable_oom_killer() {
         set(
@@ -227,9 +279,10 @@ fn read_i64(path: &Path) -> Result<Option<i64>, CgroupError> {
         return Ok(None);
     };
     let t = text.trim();
-    t.parse()
-        .map(Some)
-        .map_err(|_| CgroupError::Parse { path: path.to_path_buf(), content: t.to_owned() })
+    t.parse().map(Some).map_err(|_| CgroupError::Parse {
+        path: path.to_path_buf(),
+        content: t.to_owned(),
+    })
 }
 
 fn apply_blkio(c: &Controllers, b: &LinuxBlockIo) -> Result<(), CgroupError> {
@@ -238,8 +291,16 @@ fn apply_blkio(c: &Controllers, b: &LinuxBlockIo) -> Result<(), CgroupError> {
     let leaf = b.leaf_weight().filter(|&w| w != 0);
     let devices = b.weight_device().as_deref().unwrap_or_default();
     let throttles = [
-        (b.throttle_read_bps_device(), "blkio.throttle.read_bps_device", "throttleReadBpsDevice"),
-        (b.throttle_write_bps_device(), "blkio.throttle.write_bps_device", "throttleWriteBpsDevice"),
+        (
+            b.throttle_read_bps_device(),
+            "blkio.throttle.read_bps_device",
+            "throttleReadBpsDevice",
+        ),
+        (
+            b.throttle_write_bps_device(),
+            "blkio.throttle.write_bps_device",
+            "throttleWriteBpsDevice",
+        ),
         (
             b.throttle_read_iops_device(),
             "blkio.throttle.read_iops_device",
@@ -251,7 +312,9 @@ fn apply_blkio(c: &Controllers, b: &LinuxBlockIo) -> Result<(), CgroupError> {
             "throttleWriteIOPSDevice",
         ),
     ];
-    let any_throttle = throttles.iter().any(|(t, _, _)| t.as_ref().is_some_and(|v| !v.is_empty()));
+    let any_throttle = throttles
+        .iter()
+        .any(|(t, _, _)| t.as_ref().is_some_and(|v| !v.is_empty()));
     if weight.is_none() && leaf.is_none() && devices.is_empty() && !any_throttle {
         return Ok(());
     }
@@ -263,13 +326,27 @@ fn apply_blkio(c: &Controllers, b: &LinuxBlockIo) -> Result<(), CgroupError> {
         "blkio.bfq"
     };
     if let Some(w) = weight {
-        set(dir, &format!("{prefix}.weight"), &w.to_string(), "linux.resources.blockIO.weight")?;
+        set(
+            dir,
+            &format!("{prefix}.weight"),
+            &w.to_string(),
+            "linux.resources.blockIO.weight",
+        )?;
     }
     if let Some(w) = leaf {
-        set(dir, "blkio.leaf_weight", &w.to_string(), "linux.resources.blockIO.leafWeight")?;
+        set(
+            dir,
+            "blkio.leaf_weight",
+            &w.to_string(),
+            "linux.resources.blockIO.leafWeight",
+        )?;
     }
     // BFQ takes per-device weights in its weight file, as "MAJ:MIN WEIGHT".
-    let device_file = if prefix == "blkio" { "blkio.weight_device" } else { "blkio.bfq.weight" };
+    let device_file = if prefix == "blkio" {
+        "blkio.weight_device"
+    } else {
+        "blkio.bfq.weight"
+    };
     for d in devices {
         if let Some(w) = d.weight() {
             set(
@@ -305,7 +382,12 @@ fn apply_hugetlb(c: &Controllers, limits: &[LinuxHugepageLimit]) -> Result<(), C
     let dir = controller(c, "hugetlb", F)?;
     for l in limits {
         let size = super::v2::hugepage_size(l.page_size())?;
-        set(dir, &format!("hugetlb.{size}.limit_in_bytes"), &l.limit().to_string(), F)?;
+        set(
+            dir,
+            &format!("hugetlb.{size}.limit_in_bytes"),
+            &l.limit().to_string(),
+            F,
+        )?;
     }
     Ok(())
 }
@@ -313,13 +395,23 @@ fn apply_hugetlb(c: &Controllers, limits: &[LinuxHugepageLimit]) -> Result<(), C
 fn apply_network(c: &Controllers, n: &LinuxNetwork) -> Result<(), CgroupError> {
     if let Some(id) = n.class_id() {
         const F: &str = "linux.resources.network.classID";
-        set(controller(c, "net_cls", F)?, "net_cls.classid", &id.to_string(), F)?;
+        set(
+            controller(c, "net_cls", F)?,
+            "net_cls.classid",
+            &id.to_string(),
+            F,
+        )?;
     }
     if let Some(prios) = n.priorities().as_deref().filter(|p| !p.is_empty()) {
         const F: &str = "linux.resources.network.priorities";
         let dir = controller(c, "net_prio", F)?;
         for p in prios {
-            set(dir, "net_prio.ifpriomap", &format!("{} {}", p.name(), p.priority()), F)?;
+            set(
+                dir,
+                "net_prio.ifpriomap",
+                &format!("{} {}", p.name(), p.priority()),
+                F,
+            )?;
         }
     }
     Ok(())
@@ -345,7 +437,11 @@ pub(super) fn set_frozen(dir: &Path, frozen: bool) -> Result<(), CgroupError> {
         // Half-frozen tasks would stay stuck; leave the cgroup running instead.
         let _ = fs::write(&state, "THAWED");
     }
-    Err(CgroupError::Timeout { path: state, wanted, attempts: FREEZE_ATTEMPTS })
+    Err(CgroupError::Timeout {
+        path: state,
+        wanted,
+        attempts: FREEZE_ATTEMPTS,
+    })
 }
 
 fn write_state(dir: &Path, state: &Path, value: &str) -> Result<(), CgroupError> {

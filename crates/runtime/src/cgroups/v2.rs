@@ -10,7 +10,9 @@ use super::v1::{FREEZE_ATTEMPTS, FREEZE_PAUSE};
 use super::{CgroupError, Dir};
 
 /// Controllers a container may need; each is enabled where the parent offers it.
-const CONTROLLERS: &[&str] = &["cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc"];
+const CONTROLLERS: &[&str] = &[
+    "cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc",
+];
 
 /// Enables the controllers in `cgroup.subtree_control` of every ancestor of the
 /// cgroup, since a v2 cgroup only gets the controllers its parent passes down.
@@ -61,15 +63,29 @@ pub(super) fn apply(dir: &Path, r: &LinuxResources) -> Result<(), CgroupError> {
         apply_memory(dir, mem)?;
     }
     if let Some(pids) = r.pids() {
-        set(dir, "pids.max", &pids_max(pids.limit()), "linux.resources.pids.limit")?;
+        set(
+            dir,
+            "pids.max",
+            &pids_max(pids.limit()),
+            "linux.resources.pids.limit",
+        )?;
     }
     if let Some(bio) = r.block_io() {
         apply_io(dir, bio)?;
     }
     for l in r.hugepage_limits().as_deref().unwrap_or_default() {
         let size = hugepage_size(l.page_size())?;
-        let value = if l.limit() < 0 { "max".to_owned() } else { l.limit().to_string() };
-        set(dir, &format!("hugetlb.{size}.max"), &value, "linux.resources.hugepageLimits")?;
+        let value = if l.limit() < 0 {
+            "max".to_owned()
+        } else {
+            l.limit().to_string()
+        };
+        set(
+            dir,
+            &format!("hugetlb.{size}.max"),
+            &value,
+            "linux.resources.hugepageLimits",
+        )?;
     }
     if let Some(net) = r.network()
         && (net.class_id().is_some() || net.priorities().as_ref().is_some_and(|p| !p.is_empty()))
@@ -112,7 +128,11 @@ pub(super) fn blkio_to_io_weight(weight: u16) -> u64 {
 }
 
 pub(super) fn pids_max(limit: i64) -> String {
-    if limit <= 0 { "max".to_owned() } else { limit.to_string() }
+    if limit <= 0 {
+        "max".to_owned()
+    } else {
+        limit.to_string()
+    }
 }
 
 pub(super) fn hugepage_size(size: &str) -> Result<&str, CgroupError> {
@@ -145,7 +165,12 @@ pub(super) fn rdma_lines(rdma: &HashMap<String, LinuxRdma>) -> Vec<String> {
 
 fn apply_cpu(dir: &Path, cpu: &LinuxCpu) -> Result<(), CgroupError> {
     if let Some(s) = cpu.shares().filter(|&s| s != 0) {
-        set(dir, "cpu.weight", &shares_to_weight(s).to_string(), "linux.resources.cpu.shares")?;
+        set(
+            dir,
+            "cpu.weight",
+            &shares_to_weight(s).to_string(),
+            "linux.resources.cpu.shares",
+        )?;
     }
     let quota = cpu.quota().filter(|&q| q != 0);
     let period = cpu.period().filter(|&p| p != 0);
@@ -165,7 +190,12 @@ fn apply_cpu(dir: &Path, cpu: &LinuxCpu) -> Result<(), CgroupError> {
         set(dir, "cpu.max", &value, "linux.resources.cpu.quota")?;
     }
     if let Some(b) = cpu.burst() {
-        set(dir, "cpu.max.burst", &b.to_string(), "linux.resources.cpu.burst")?;
+        set(
+            dir,
+            "cpu.max.burst",
+            &b.to_string(),
+            "linux.resources.cpu.burst",
+        )?;
     }
     if let Some(i) = cpu.idle() {
         set(dir, "cpu.idle", &i.to_string(), "linux.resources.cpu.idle")?;
@@ -188,17 +218,31 @@ fn apply_cpu(dir: &Path, cpu: &LinuxCpu) -> Result<(), CgroupError> {
 }
 
 fn bytes_or_max(v: i64) -> String {
-    if v < 0 { "max".to_owned() } else { v.to_string() }
+    if v < 0 {
+        "max".to_owned()
+    } else {
+        v.to_string()
+    }
 }
 
 fn apply_memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
     const SWAP: &str = "linux.resources.memory.swap";
     let limit = m.limit().filter(|&l| l != 0);
     if let Some(l) = limit {
-        set(dir, "memory.max", &bytes_or_max(l), "linux.resources.memory.limit")?;
+        set(
+            dir,
+            "memory.max",
+            &bytes_or_max(l),
+            "linux.resources.memory.limit",
+        )?;
     }
     if let Some(r) = m.reservation().filter(|&r| r != 0) {
-        set(dir, "memory.low", &bytes_or_max(r), "linux.resources.memory.reservation")?;
+        set(
+            dir,
+            "memory.low",
+            &bytes_or_max(r),
+            "linux.resources.memory.reservation",
+        )?;
     }
     if let Some(swap) = swap_max(limit, m.swap().filter(|&s| s != 0))?
         // Without swap accounting there is no memory.swap.max; Docker always
@@ -213,7 +257,10 @@ fn apply_memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
 }
 
 /// OCI swap is memory+swap (the v1 memsw meaning); v2 limits swap alone.
-pub(super) fn swap_max(limit: Option<i64>, swap: Option<i64>) -> Result<Option<String>, CgroupError> {
+pub(super) fn swap_max(
+    limit: Option<i64>,
+    swap: Option<i64>,
+) -> Result<Option<String>, CgroupError> {
     const SWAP: &str = "linux.resources.memory.swap";
     match (limit, swap) {
         // Unlimited memory with swap unset means unlimited swap, as on v1.
@@ -225,9 +272,11 @@ pub(super) fn swap_max(limit: Option<i64>, swap: Option<i64>) -> Result<Option<S
             s,
             "a swap limit needs a memory limit on cgroup v2",
         )),
-        (Some(l), Some(_)) if l < 0 => {
-            Err(CgroupError::invalid("linux.resources.memory.limit", l, "must be -1 or positive"))
-        }
+        (Some(l), Some(_)) if l < 0 => Err(CgroupError::invalid(
+            "linux.resources.memory.limit",
+            l,
+            "must be -1 or positive",
+        )),
         (Some(l), Some(s)) if s < l => Err(CgroupError::invalid(
             SWAP,
             s,
@@ -287,8 +336,15 @@ fn apply_io(dir: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
     for (list, key) in lists {
         for t in list.as_deref().unwrap_or_default() {
             // 0 removes a v1 throttle; "max" says the same to v2.
-            let rate = if t.rate() == 0 { "max".to_owned() } else { t.rate().to_string() };
-            per_device.entry((t.major(), t.minor())).or_default().push(format!("{key}={rate}"));
+            let rate = if t.rate() == 0 {
+                "max".to_owned()
+            } else {
+                t.rate().to_string()
+            };
+            per_device
+                .entry((t.major(), t.minor()))
+                .or_default()
+                .push(format!("{key}={rate}"));
         }
     }
     for ((major, minor), limits) in per_device {

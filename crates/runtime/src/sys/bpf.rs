@@ -82,9 +82,8 @@ struct GetFdAttr {
 unsafe fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> Result<libc::c_long, Errno> {
     // SAFETY: the caller guarantees `attr` matches `cmd`; the size passed is the
     // size of the struct the pointer refers to.
-    let ret = unsafe {
-        libc::syscall(libc::SYS_bpf, cmd, std::ptr::from_mut(attr), size_of::<T>())
-    };
+    let ret =
+        unsafe { libc::syscall(libc::SYS_bpf, cmd, std::ptr::from_mut(attr), size_of::<T>()) };
     if ret < 0 { Err(Errno::last()) } else { Ok(ret) }
 }
 
@@ -124,7 +123,10 @@ fn fd_u32(fd: BorrowedFd<'_>) -> u32 {
 }
 
 /// Attaches a device program to a cgroup directory, alongside any already there.
-pub(crate) fn attach_cgroup_device(cgroup: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> Result<(), Errno> {
+pub(crate) fn attach_cgroup_device(
+    cgroup: BorrowedFd<'_>,
+    prog: BorrowedFd<'_>,
+) -> Result<(), Errno> {
     let mut attr = AttachAttr {
         target_fd: fd_u32(cgroup),
         attach_bpf_fd: fd_u32(prog),
@@ -137,7 +139,10 @@ pub(crate) fn attach_cgroup_device(cgroup: BorrowedFd<'_>, prog: BorrowedFd<'_>)
     Ok(())
 }
 
-pub(crate) fn detach_cgroup_device(cgroup: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> Result<(), Errno> {
+pub(crate) fn detach_cgroup_device(
+    cgroup: BorrowedFd<'_>,
+    prog: BorrowedFd<'_>,
+) -> Result<(), Errno> {
     let mut attr = AttachAttr {
         target_fd: fd_u32(cgroup),
         attach_bpf_fd: fd_u32(prog),
@@ -177,7 +182,10 @@ pub(crate) fn query_cgroup_device(cgroup: BorrowedFd<'_>) -> Result<Vec<u32>, Er
 }
 
 pub(crate) fn prog_fd_by_id(id: u32) -> Result<OwnedFd, Errno> {
-    let mut attr = GetFdAttr { prog_id: id, ..GetFdAttr::default() };
+    let mut attr = GetFdAttr {
+        prog_id: id,
+        ..GetFdAttr::default()
+    };
     // SAFETY: GetFdAttr is the BPF_PROG_GET_FD_BY_ID prefix of bpf_attr; it holds no pointers.
     let fd = unsafe { bpf(BPF_PROG_GET_FD_BY_ID, &mut attr)? };
     let fd = i32::try_from(fd).map_err(|_| Errno::EBADF)?;
