@@ -108,6 +108,17 @@ impl Rt {
         self.state(id)["status"].as_str().unwrap_or_default().to_owned()
     }
 
+    /// Poll until `cond` holds (bounded: 10 s).
+    pub fn wait_until(&self, mut cond: impl FnMut() -> bool) {
+        for _ in 0..2000 {
+            if cond() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        panic!("condition not reached within 10 s");
+    }
+
     /// Poll until the container reports `status` (bounded: 10 s).
     pub fn wait_status(&self, id: &str, status: &str) {
         for _ in 0..2000 {
