@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use bosun_oci::ContainerId;
 use bosun_runtime::{CreateOptions, ExecOptions, Runtime, Status};
 use clap::{Args, Parser, Subcommand};
@@ -219,10 +219,19 @@ pub(crate) fn main(args: Vec<OsString>) -> i32 {
 }
 
 fn write_log(path: &Path, json: bool, msg: &str) {
-    let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) else { return };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let line = if json {
-        serde_json::json!({"level": "error", "msg": msg, "time": format!("{}", now.as_secs())}).to_string()
+        serde_json::json!({"level": "error", "msg": msg, "time": format!("{}", now.as_secs())})
+            .to_string()
     } else {
         format!("level=error msg={msg:?}")
     };
@@ -230,7 +239,8 @@ fn write_log(path: &Path, json: bool, msg: &str) {
 }
 
 fn id(s: &str) -> Result<ContainerId> {
-    s.parse().with_context(|| format!("invalid container id {s:?}"))
+    s.parse()
+        .with_context(|| format!("invalid container id {s:?}"))
 }
 
 fn print_json(v: &impl serde::Serialize) -> Result<()> {
@@ -251,7 +261,9 @@ fn create_opts(a: &CreateArgs) -> CreateOptions {
 
 fn dispatch(cli: Cli) -> Result<i32> {
     if cli.systemd_cgroup {
-        bail!("--systemd-cgroup is not supported: bosun drives cgroupfs directly (use the cgroupfs cgroup manager)");
+        bail!(
+            "--systemd-cgroup is not supported: bosun drives cgroupfs directly (use the cgroupfs cgroup manager)"
+        );
     }
     let rt = Runtime::new(&cli.root);
     match cli.command {
@@ -259,7 +271,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
             rt.create(&id(&a.id)?, &create_opts(&a))?;
         }
         Command::Start { id: i } => rt.start(&id(&i)?)?,
-        Command::Run { create, detach, .. } => return Ok(rt.run(&id(&create.id)?, &create_opts(&create), detach)?),
+        Command::Run { create, detach, .. } => {
+            return Ok(rt.run(&id(&create.id)?, &create_opts(&create), detach)?);
+        }
         Command::State { id: i } => print_json(&rt.state(&id(&i)?)?)?,
         Command::Kill { id: i, signal, all } => {
             let sig = bosun_runtime::parse_signal(signal.as_deref().unwrap_or("TERM"))?;
@@ -273,11 +287,19 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
         }
         Command::Exec(a) => return exec(&rt, *a),
-        Command::Ps { id: i, format, ps_args } => ps(&rt, &id(&i)?, &format, &ps_args)?,
+        Command::Ps {
+            id: i,
+            format,
+            ps_args,
+        } => ps(&rt, &id(&i)?, &format, &ps_args)?,
         Command::List { format, quiet } => list(&rt, &format, quiet)?,
         Command::Pause { id: i } => rt.pause(&id(&i)?)?,
         Command::Resume { id: i } => rt.resume(&id(&i)?)?,
-        Command::Events { id: i, stats, interval } => events(&rt, &id(&i)?, stats, &interval)?,
+        Command::Events {
+            id: i,
+            stats,
+            interval,
+        } => events(&rt, &id(&i)?, stats, &interval)?,
         Command::Update(a) => update(&rt, *a)?,
         Command::Spec { bundle } => {
             let path = bundle.join("config.json");
@@ -285,12 +307,16 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 bail!("{} already exists; remove it first", path.display());
             }
             let rootless = match cli.rootless.as_deref() {
-                Some("true") => Some((nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw())),
+                Some("true") => Some((
+                    nix::unistd::getuid().as_raw(),
+                    nix::unistd::getgid().as_raw(),
+                )),
                 _ => None,
             };
             let spec = bosun_runtime::default_spec(rootless);
             let text = serde_json::to_string_pretty(&spec)?;
-            std::fs::write(&path, text + "\n").with_context(|| format!("write {}", path.display()))?;
+            std::fs::write(&path, text + "\n")
+                .with_context(|| format!("write {}", path.display()))?;
         }
         Command::Features => print_json(&bosun_runtime::features())?,
     }
@@ -302,7 +328,8 @@ fn exec(rt: &Runtime, a: ExecArgs) -> Result<i32> {
     let process: Process = match &a.process {
         Some(path) => {
             let text = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
-            serde_json::from_slice(&text).with_context(|| format!("parse process {}", path.display()))?
+            serde_json::from_slice(&text)
+                .with_context(|| format!("parse process {}", path.display()))?
         }
         None => {
             if a.command.is_empty() {
@@ -324,8 +351,14 @@ fn exec(rt: &Runtime, a: ExecArgs) -> Result<i32> {
             if let Some(user) = &a.user {
                 let (uid, gid) = user.split_once(':').unwrap_or((user, "0"));
                 let mut u = p.user().clone();
-                u.set_uid(uid.parse().with_context(|| format!("--user: bad uid {uid:?}"))?);
-                u.set_gid(gid.parse().with_context(|| format!("--user: bad gid {gid:?}"))?);
+                u.set_uid(
+                    uid.parse()
+                        .with_context(|| format!("--user: bad uid {uid:?}"))?,
+                );
+                u.set_gid(
+                    gid.parse()
+                        .with_context(|| format!("--user: bad gid {gid:?}"))?,
+                );
                 p.set_user(u);
             }
             if !a.additional_gids.is_empty() {
@@ -340,8 +373,9 @@ fn exec(rt: &Runtime, a: ExecArgs) -> Result<i32> {
                 let mut caps = p.capabilities().clone().unwrap_or_default();
                 for c in &a.caps {
                     let name = c.strip_prefix("CAP_").unwrap_or(c);
-                    let cap: oci_spec::runtime::Capability =
-                        name.parse().map_err(|_| anyhow::anyhow!("--cap: unknown capability {c:?}"))?;
+                    let cap: oci_spec::runtime::Capability = name
+                        .parse()
+                        .map_err(|_| anyhow::anyhow!("--cap: unknown capability {c:?}"))?;
                     let add = |s: &Option<oci_spec::runtime::Capabilities>| {
                         let mut s = s.clone().unwrap_or_default();
                         s.insert(cap);
@@ -370,10 +404,21 @@ fn ps(rt: &Runtime, cid: &ContainerId, format: &str, ps_args: &[String]) -> Resu
     match format {
         "json" => print_json(&pids),
         "table" => {
-            let args: Vec<String> = if ps_args.is_empty() { vec!["-ef".into()] } else { ps_args.to_vec() };
-            let out = std::process::Command::new("ps").args(&args).output().context("run ps")?;
+            let args: Vec<String> = if ps_args.is_empty() {
+                vec!["-ef".into()]
+            } else {
+                ps_args.to_vec()
+            };
+            let out = std::process::Command::new("ps")
+                .args(&args)
+                .output()
+                .context("run ps")?;
             if !out.status.success() {
-                bail!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+                bail!(
+                    "ps {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
             }
             let text = String::from_utf8_lossy(&out.stdout);
             let mut lines = text.lines();
@@ -385,7 +430,10 @@ fn ps(rt: &Runtime, cid: &ContainerId, format: &str, ps_args: &[String]) -> Resu
             let mut stdout = std::io::stdout().lock();
             writeln!(stdout, "{header}")?;
             for line in lines {
-                let pid = line.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok());
+                let pid = line
+                    .split_whitespace()
+                    .nth(col)
+                    .and_then(|p| p.parse::<i32>().ok());
                 if pid.is_some_and(|p| pids.contains(&p)) {
                     writeln!(stdout, "{line}")?;
                 }
@@ -407,7 +455,10 @@ fn list(rt: &Runtime, format: &str, quiet: bool) -> Result<()> {
     match format {
         "json" => print_json(&states),
         "table" => {
-            println!("{:<20} {:<8} {:<10} {:<40} {:<31} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
+            println!(
+                "{:<20} {:<8} {:<10} {:<40} {:<31} OWNER",
+                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+            );
             for s in &states {
                 println!(
                     "{:<20} {:<8} {:<10} {:<40} {:<31} {}",
@@ -426,8 +477,13 @@ fn list(rt: &Runtime, format: &str, quiet: bool) -> Result<()> {
 }
 
 fn parse_duration(s: &str) -> Result<Duration> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = num.parse().with_context(|| format!("--interval: bad duration {s:?}"))?;
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("--interval: bad duration {s:?}"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" | "" => n,
@@ -456,7 +512,11 @@ fn events(rt: &Runtime, cid: &ContainerId, once: bool, interval: &str) -> Result
         let count = rt.oom_kill_count(cid).unwrap_or(ooms);
         if count > ooms {
             ooms = count;
-            writeln!(out, "{}", serde_json::json!({"type": "oom", "id": cid.as_str()}))?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({"type": "oom", "id": cid.as_str()})
+            )?;
         }
         writeln!(out, "{}", event(rt.stats(cid)?))?;
         out.flush()?;
@@ -479,22 +539,29 @@ fn parse_bytes(s: &str) -> Result<i64> {
         Some('t') => (&trimmed[..trimmed.len() - 1], 1 << 40),
         _ => (trimmed, 1),
     };
-    let n: i64 = num.trim().parse().with_context(|| format!("bad size {s:?}"))?;
-    n.checked_mul(mult).ok_or_else(|| anyhow::anyhow!("size {s:?} is too large"))
+    let n: i64 = num
+        .trim()
+        .parse()
+        .with_context(|| format!("bad size {s:?}"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| anyhow::anyhow!("size {s:?} is too large"))
 }
 
 fn update(rt: &Runtime, a: UpdateArgs) -> Result<()> {
     let cid = id(&a.id)?;
     let mut res: LinuxResources = match &a.resources {
-        Some(p) if p == Path::new("-") => serde_json::from_reader(std::io::stdin()).context("parse resources from stdin")?,
+        Some(p) if p == Path::new("-") => {
+            serde_json::from_reader(std::io::stdin()).context("parse resources from stdin")?
+        }
         Some(p) => {
             let text = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
-            serde_json::from_slice(&text).with_context(|| format!("parse resources {}", p.display()))?
+            serde_json::from_slice(&text)
+                .with_context(|| format!("parse resources {}", p.display()))?
         }
         None => LinuxResources::default(),
     };
     if a.memory.is_some() || a.memory_reservation.is_some() || a.memory_swap.is_some() {
-        let mut m = res.memory().clone().unwrap_or_default();
+        let mut m = (*res.memory()).unwrap_or_default();
         if let Some(v) = &a.memory {
             m.set_limit(Some(parse_bytes(v).context("--memory")?));
         }
@@ -506,7 +573,12 @@ fn update(rt: &Runtime, a: UpdateArgs) -> Result<()> {
         }
         res.set_memory(Some(m));
     }
-    if a.cpu_shares.is_some() || a.cpu_quota.is_some() || a.cpu_period.is_some() || a.cpuset_cpus.is_some() || a.cpuset_mems.is_some() {
+    if a.cpu_shares.is_some()
+        || a.cpu_quota.is_some()
+        || a.cpu_period.is_some()
+        || a.cpuset_cpus.is_some()
+        || a.cpuset_mems.is_some()
+    {
         let mut c: LinuxCpu = res.cpu().clone().unwrap_or_default();
         if let Some(v) = a.cpu_shares {
             c.set_shares(Some(v));

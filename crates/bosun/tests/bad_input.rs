@@ -8,19 +8,36 @@ use serde_json::json;
 
 /// Everything a failed create might leak, checked after the fact.
 fn assert_nothing_left(rt: &Rt, id: &str, cgroup: &str, bundle: &Bundle, mounts_before: &str) {
-    assert!(!rt.root().join(id).exists(), "state dir of {id} left behind");
-    assert_eq!(cgroup_dirs(cgroup), Vec::<std::path::PathBuf>::new(), "cgroup of {id} left behind");
+    assert!(
+        !rt.root().join(id).exists(),
+        "state dir of {id} left behind"
+    );
+    assert_eq!(
+        cgroup_dirs(cgroup),
+        Vec::<std::path::PathBuf>::new(),
+        "cgroup of {id} left behind"
+    );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let bundle_path = bundle.path().to_str().unwrap();
-    assert!(!mounts.contains(bundle_path), "mount under {bundle_path} left behind");
+    assert!(
+        !mounts.contains(bundle_path),
+        "mount under {bundle_path} left behind"
+    );
     assert_eq!(
         mounts.lines().filter(|l| l.contains("bosun")).count(),
-        mounts_before.lines().filter(|l| l.contains("bosun")).count()
+        mounts_before
+            .lines()
+            .filter(|l| l.contains("bosun"))
+            .count()
     );
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline);
-        assert!(!cmdline.contains(id), "process {} of {id} left behind: {cmdline}", entry.file_name().to_string_lossy());
+        assert!(
+            !cmdline.contains(id),
+            "process {} of {id} left behind: {cmdline}",
+            entry.file_name().to_string_lossy()
+        );
     }
 }
 
@@ -40,39 +57,73 @@ fn create_fails(edit: impl FnOnce(&mut serde_json::Value, &Bundle)) -> String {
     let out = rt.exec_files(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
     assert!(!out.status.success(), "create succeeded with a bad config");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(err.trim_end().lines().count(), 1, "error is not one line: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "error is not one line: {err}"
+    );
     assert_nothing_left(&rt, &id, &cgroup, &b, &before);
     err
 }
 
 #[test]
 fn unknown_namespace_type() {
-    let err = create_fails(|c, _| c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "bogus"})));
-    assert!(err.contains("linux.namespaces[") && err.contains("bogus"), "{err}");
+    let err = create_fails(|c, _| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "bogus"}))
+    });
+    assert!(
+        err.contains("linux.namespaces[") && err.contains("bogus"),
+        "{err}"
+    );
 }
 
 #[test]
 fn duplicate_namespace() {
-    let err = create_fails(|c, _| c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "pid"})));
-    assert!(err.contains("linux.namespaces[") && err.contains("listed twice"), "{err}");
+    let err = create_fails(|c, _| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "pid"}))
+    });
+    assert!(
+        err.contains("linux.namespaces[") && err.contains("listed twice"),
+        "{err}"
+    );
 }
 
 #[test]
 fn namespace_path_that_does_not_exist() {
-    let err = create_fails(|c, _| c["linux"]["namespaces"].as_array_mut().unwrap()[0]["path"] = json!("/proc/999999999/ns/pid"));
-    assert!(err.contains("linux.namespaces[0].path") && err.contains("/proc/999999999/ns/pid"), "{err}");
+    let err = create_fails(|c, _| {
+        c["linux"]["namespaces"].as_array_mut().unwrap()[0]["path"] =
+            json!("/proc/999999999/ns/pid")
+    });
+    assert!(
+        err.contains("linux.namespaces[0].path") && err.contains("/proc/999999999/ns/pid"),
+        "{err}"
+    );
 }
 
 #[test]
 fn user_namespace_without_mappings() {
-    let err = create_fails(|c, _| c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"})));
+    let err = create_fails(|c, _| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}))
+    });
     assert!(err.contains("linux.uidMappings"), "{err}");
 }
 
 #[test]
 fn bad_mapping_size() {
     let err = create_fails(|c, _| {
-        c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
         c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 0}]);
         c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     });
@@ -84,7 +135,10 @@ fn mapping_the_kernel_refuses_rolls_back() {
     // Overlapping ranges pass our checks but the kernel refuses the map: the
     // failure happens after the cgroup and processes exist.
     let err = create_fails(|c, _| {
-        c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
         c["linux"]["uidMappings"] = json!([
             {"containerID": 0, "hostID": 100000, "size": 100},
             {"containerID": 50, "hostID": 200000, "size": 100}
@@ -96,45 +150,75 @@ fn mapping_the_kernel_refuses_rolls_back() {
 
 #[test]
 fn relative_mount_destination() {
-    let err = create_fails(|c, _| c["mounts"].as_array_mut().unwrap().push(json!({"destination": "data", "type": "tmpfs", "source": "tmpfs"})));
-    assert!(err.contains("mounts[") && err.contains("destination") && err.contains("\"data\""), "{err}");
+    let err = create_fails(|c, _| {
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "data", "type": "tmpfs", "source": "tmpfs"}))
+    });
+    assert!(
+        err.contains("mounts[") && err.contains("destination") && err.contains("\"data\""),
+        "{err}"
+    );
 }
 
 #[test]
 fn bind_mount_of_missing_source() {
-    let err = create_fails(|c, _| c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/data", "type": "bind", "source": "/nonexistent/x", "options": ["rbind"]})));
-    assert!(err.contains(".source") && err.contains("/nonexistent/x"), "{err}");
+    let err = create_fails(|c, _| {
+        c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/data", "type": "bind", "source": "/nonexistent/x", "options": ["rbind"]}))
+    });
+    assert!(
+        err.contains(".source") && err.contains("/nonexistent/x"),
+        "{err}"
+    );
 }
 
 #[test]
 fn mount_of_unknown_filesystem_fails_in_init_and_rolls_back() {
-    let err = create_fails(|c, _| c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/data", "type": "nosuchfs", "source": "none"})));
+    let err = create_fails(|c, _| {
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/data", "type": "nosuchfs", "source": "none"}))
+    });
     assert!(err.contains("mounts[") && err.contains("nosuchfs"), "{err}");
 }
 
 #[test]
 fn missing_rootfs() {
     let err = create_fails(|c, _| c["root"]["path"] = json!("no-such-rootfs"));
-    assert!(err.contains("root.path") && err.contains("no-such-rootfs"), "{err}");
+    assert!(
+        err.contains("root.path") && err.contains("no-such-rootfs"),
+        "{err}"
+    );
 }
 
 #[test]
 fn executable_not_found() {
     let err = create_fails(|c, _| c["process"]["args"] = json!(["/bin/nope"]));
-    assert!(err.contains("process.args[0]") && err.contains("/bin/nope"), "{err}");
+    assert!(
+        err.contains("process.args[0]") && err.contains("/bin/nope"),
+        "{err}"
+    );
 }
 
 #[test]
 fn bad_sysctl_fails_in_init_and_rolls_back() {
     let err = create_fails(|c, _| c["linux"]["sysctl"] = json!({"kernel.no_such_knob": "1"}));
-    assert!(err.contains("linux.sysctl") && err.contains("kernel.no_such_knob"), "{err}");
+    assert!(
+        err.contains("linux.sysctl") && err.contains("kernel.no_such_knob"),
+        "{err}"
+    );
 }
 
 #[test]
 fn hostname_without_uts_namespace() {
     let err = create_fails(|c, _| {
         c["hostname"] = json!("x");
-        c["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "uts");
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "uts");
     });
     assert!(err.contains("hostname"), "{err}");
 }
@@ -144,23 +228,44 @@ fn malformed_json() {
     let rt = Rt::new();
     let b = Bundle::busybox();
     std::fs::write(b.path().join("config.json"), "{ \"ociVersion\": ").unwrap();
-    let out = rt.exec_files(&["create", "--bundle", b.path().to_str().unwrap(), "malformed"]);
+    let out = rt.exec_files(&[
+        "create",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        "malformed",
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("config.json") && err.contains("line 1"), "{err}");
+    assert!(
+        err.contains("config.json") && err.contains("line 1"),
+        "{err}"
+    );
     assert!(!rt.root().join("malformed").exists());
 }
 
 #[test]
 fn unknown_rlimit_type() {
-    let err = create_fails(|c, _| c["process"]["rlimits"] = json!([{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]));
-    assert!(err.contains("process.rlimits[0].type") && err.contains("RLIMIT_BOGUS"), "{err}");
+    let err = create_fails(|c, _| {
+        c["process"]["rlimits"] = json!([{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}])
+    });
+    assert!(
+        err.contains("process.rlimits[0].type") && err.contains("RLIMIT_BOGUS"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_capability() {
-    let err = create_fails(|c, _| c["process"]["capabilities"]["bounding"].as_array_mut().unwrap().push(json!("CAP_BOGUS")));
-    assert!(err.contains("process.capabilities.bounding") && err.contains("CAP_BOGUS"), "{err}");
+    let err = create_fails(|c, _| {
+        c["process"]["capabilities"]["bounding"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_BOGUS"))
+    });
+    assert!(
+        err.contains("process.capabilities.bounding") && err.contains("CAP_BOGUS"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -213,10 +318,19 @@ fn ids_that_could_escape_the_root_are_refused() {
 #[test]
 fn operations_on_unknown_containers_say_so() {
     let rt = Rt::new();
-    for args in [vec!["state", "ghost"], vec!["start", "ghost"], vec!["kill", "ghost"], vec!["delete", "ghost"], vec!["exec", "ghost", "true"]] {
+    for args in [
+        vec!["state", "ghost"],
+        vec!["start", "ghost"],
+        vec!["kill", "ghost"],
+        vec!["delete", "ghost"],
+        vec!["exec", "ghost", "true"],
+    ] {
         let out = rt.exec_files(&args);
         assert!(!out.status.success());
-        assert!(String::from_utf8_lossy(&out.stderr).contains("\"ghost\" does not exist"), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("\"ghost\" does not exist"),
+            "{args:?}"
+        );
     }
     // delete --force of a missing container succeeds, like runc.
     rt.ok(&["delete", "--force", "ghost"]);

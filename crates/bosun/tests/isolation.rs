@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 #[test]
 fn init_is_pid_1_of_its_own_pid_namespace() {
@@ -37,7 +37,12 @@ fn new_network_namespace_has_only_loopback() {
     let rt = Rt::new();
     let mut b = Bundle::busybox();
     b.args(&["sh", "-c", "ls /sys/class/net"]);
-    assert_eq!(rt.run_ok(&b, &unique_id("net")).split_whitespace().collect::<Vec<_>>(), ["lo"]);
+    assert_eq!(
+        rt.run_ok(&b, &unique_id("net"))
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["lo"]
+    );
 }
 
 #[test]
@@ -46,7 +51,13 @@ fn host_files_are_invisible() {
     let marker = tempfile::NamedTempFile::new().unwrap();
     let path = marker.path().to_str().unwrap().to_owned();
     let mut b = Bundle::busybox();
-    b.args(&["sh", "-c", &format!("test -e {path} && echo visible || echo hidden; test -e /bin/busybox && echo own-root")]);
+    b.args(&[
+        "sh",
+        "-c",
+        &format!(
+            "test -e {path} && echo visible || echo hidden; test -e /bin/busybox && echo own-root"
+        ),
+    ]);
     assert_eq!(rt.run_ok(&b, &unique_id("fs")), "hidden\nown-root\n");
 }
 
@@ -62,7 +73,11 @@ fn masked_paths_read_as_empty() {
         masked.push(json!("/etc/secret"));
         masked.push(json!("/secrets"));
     });
-    b.args(&["sh", "-c", "echo \"[$(cat /etc/secret)]\"; ls /secrets | wc -l"]);
+    b.args(&[
+        "sh",
+        "-c",
+        "echo \"[$(cat /etc/secret)]\"; ls /secrets | wc -l",
+    ]);
     assert_eq!(rt.run_ok(&b, &unique_id("mask")), "[]\n0\n");
 }
 
@@ -71,7 +86,12 @@ fn readonly_paths_are_unwritable() {
     let rt = Rt::new();
     let mut b = Bundle::busybox();
     std::fs::create_dir_all(b.rootfs().join("data")).unwrap();
-    b.edit(|c| c["linux"]["readonlyPaths"].as_array_mut().unwrap().push(json!("/data")));
+    b.edit(|c| {
+        c["linux"]["readonlyPaths"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("/data"))
+    });
     b.args(&["sh", "-c", "touch /data/x 2>&1; touch /tmp/y && echo tmp-ok; echo 1 > /proc/sys/kernel/ns_last_pid 2>&1 || echo sys-ro"]);
     let out = rt.run_ok(&b, &unique_id("ro"));
     assert!(out.contains("Read-only file system"), "{out}");
@@ -86,7 +106,10 @@ fn read_only_root() {
     let mut b = Bundle::busybox();
     b.edit(|c| c["root"]["readonly"] = json!(true));
     b.args(&["sh", "-c", "touch /newfile 2>&1; true"]);
-    assert!(rt.run_ok(&b, &unique_id("rootro")).contains("Read-only file system"));
+    assert!(
+        rt.run_ok(&b, &unique_id("rootro"))
+            .contains("Read-only file system")
+    );
     assert!(!b.rootfs().join("newfile").exists());
 }
 
@@ -94,10 +117,20 @@ fn read_only_root() {
 fn default_capabilities_forbid_mknod_and_sethostname() {
     let rt = Rt::new();
     let mut b = Bundle::busybox();
-    b.args(&["sh", "-c", "mknod /tmp/n c 1 3 2>&1; hostname evil 2>&1; hostname; grep CapEff /proc/self/status"]);
+    b.args(&[
+        "sh",
+        "-c",
+        "mknod /tmp/n c 1 3 2>&1; hostname evil 2>&1; hostname; grep CapEff /proc/self/status",
+    ]);
     let out = rt.run_ok(&b, &unique_id("caps"));
-    assert!(out.contains("mknod: /tmp/n: Operation not permitted"), "{out}");
-    assert!(out.contains("hostname: sethostname: Operation not permitted"), "{out}");
+    assert!(
+        out.contains("mknod: /tmp/n: Operation not permitted"),
+        "{out}"
+    );
+    assert!(
+        out.contains("hostname: sethostname: Operation not permitted"),
+        "{out}"
+    );
     assert!(!out.contains("\nevil\n"), "{out}");
     // AUDIT_WRITE, KILL, NET_BIND_SERVICE = bits 29, 5, 10.
     assert!(out.contains("CapEff:\t0000000020000420"), "{out}");
@@ -109,7 +142,10 @@ fn granted_capability_allows_mknod() {
     let mut b = Bundle::busybox();
     b.edit(|c| {
         for set in ["bounding", "effective", "permitted"] {
-            c["process"]["capabilities"][set].as_array_mut().unwrap().push(json!("CAP_MKNOD"));
+            c["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_MKNOD"));
         }
     });
     b.args(&["sh", "-c", "mknod /tmp/n c 1 3 && echo made"]);
@@ -121,9 +157,16 @@ fn seccomp_denies_listed_syscall() {
     let rt = Rt::new();
     let mut b = Bundle::busybox();
     b.edit(|c| c["linux"]["seccomp"] = deny_syscalls(&["mkdir", "mkdirat"], 13));
-    b.args(&["sh", "-c", "mkdir /tmp/d 2>&1; touch /tmp/f && echo touch-ok"]);
+    b.args(&[
+        "sh",
+        "-c",
+        "mkdir /tmp/d 2>&1; touch /tmp/f && echo touch-ok",
+    ]);
     let out = rt.run_ok(&b, &unique_id("seccomp"));
-    assert!(out.contains("mkdir: can't create directory '/tmp/d': Permission denied"), "{out}");
+    assert!(
+        out.contains("mkdir: can't create directory '/tmp/d': Permission denied"),
+        "{out}"
+    );
     assert!(out.contains("touch-ok"), "{out}");
 }
 
@@ -156,7 +199,10 @@ fn user_namespace_maps_root_to_unprivileged_uid() {
     let rt = Rt::new();
     let mut b = Bundle::busybox();
     b.edit(|c| {
-        c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
         c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
         c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     });
@@ -167,7 +213,11 @@ fn user_namespace_maps_root_to_unprivileged_uid() {
     rt.ok(&["start", &id]);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    assert_eq!(uid_line.split_whitespace().nth(1), Some("100000"), "{uid_line}");
+    assert_eq!(
+        uid_line.split_whitespace().nth(1),
+        Some("100000"),
+        "{uid_line}"
+    );
     rt.ok(&["kill", &id, "KILL"]);
     rt.wait_status(&id, "stopped");
     rt.ok(&["delete", &id]);
@@ -183,7 +233,11 @@ fn user_namespace_maps_root_to_unprivileged_uid() {
 fn ipc_and_cgroup_namespaces_are_private() {
     let rt = Rt::new();
     let mut b = Bundle::busybox();
-    b.args(&["sh", "-c", "readlink /proc/self/ns/ipc; readlink /proc/self/ns/cgroup; cat /proc/self/cgroup"]);
+    b.args(&[
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/ipc; readlink /proc/self/ns/cgroup; cat /proc/self/cgroup",
+    ]);
     let out = rt.run_ok(&b, &unique_id("ipc"));
     let host_ipc = std::fs::read_link("/proc/self/ns/ipc").unwrap();
     let host_cg = std::fs::read_link("/proc/self/ns/cgroup").unwrap();
@@ -215,5 +269,8 @@ fn joins_an_existing_network_namespace_by_path() {
         }
     });
     b.args(&["readlink", "/proc/self/ns/net"]);
-    assert_eq!(rt.run_ok(&b, &unique_id("netjoin")).trim(), want.to_str().unwrap());
+    assert_eq!(
+        rt.run_ok(&b, &unique_id("netjoin")).trim(),
+        want.to_str().unwrap()
+    );
 }

@@ -12,10 +12,15 @@ fn memory_limit_oom_kills_and_state_reports_it() {
     let rt = Rt::new();
     let mut b = Bundle::busybox();
     b.edit(|c| {
-        c["linux"]["resources"]["memory"] = json!({"limit": 32 * 1024 * 1024, "swap": 32 * 1024 * 1024});
+        c["linux"]["resources"]["memory"] =
+            json!({"limit": 32 * 1024 * 1024, "swap": 32 * 1024 * 1024});
     });
     // The shell keeps the whole substitution in memory: ~256 MiB, far over the limit.
-    b.args(&["sh", "-c", "x=$(head -c 268435456 /dev/zero | tr '\\0' a); echo survived ${#x}"]);
+    b.args(&[
+        "sh",
+        "-c",
+        "x=$(head -c 268435456 /dev/zero | tr '\\0' a); echo survived ${#x}",
+    ]);
     let id = unique_id("oom");
     rt.start_detached(&b, &id);
     rt.wait_status(&id, "stopped");
@@ -36,10 +41,18 @@ fn pids_limit_stops_a_fork_bomb() {
     b.edit(|c| c["linux"]["resources"]["pids"] = json!({"limit": 16}));
     // A subshell forks until the kernel refuses (busybox sh then gives up); init
     // itself execs so it needs no fork once the bomb runs.
-    b.args(&["sh", "-c", "(while :; do sleep 300 & done) 2>/dev/null & exec sleep 300"]);
+    b.args(&[
+        "sh",
+        "-c",
+        "(while :; do sleep 300 & done) 2>/dev/null & exec sleep 300",
+    ]);
     let id = unique_id("pids");
     rt.start_detached(&b, &id);
-    let count = || serde_json::from_str::<Vec<i32>>(&rt.ok(&["ps", "--format", "json", &id])).unwrap().len();
+    let count = || {
+        serde_json::from_str::<Vec<i32>>(&rt.ok(&["ps", "--format", "json", &id]))
+            .unwrap()
+            .len()
+    };
     rt.wait_until(|| count() >= 16);
     for _ in 0..20 {
         let n = count();
@@ -74,7 +87,10 @@ fn cpu_quota_of_half_a_cpu_is_enforced() {
     let (t1, c1) = (Instant::now(), cpu_total(&rt, &id));
     let cpus = (c1 - c0) as f64 / (t1 - t0).as_nanos() as f64;
     rt.ok(&["delete", "--force", &id]);
-    assert!((0.4..=0.6).contains(&cpus), "measured {cpus:.3} CPUs, want 0.5 ± 20 %");
+    assert!(
+        (0.4..=0.6).contains(&cpus),
+        "measured {cpus:.3} CPUs, want 0.5 ± 20 %"
+    );
 }
 
 #[test]
@@ -86,7 +102,11 @@ fn update_changes_limits_of_a_running_container() {
     rt.start_detached(&b, &id);
     rt.ok(&["update", "--memory", "64m", "--pids-limit", "7", &id]);
     let ev: serde_json::Value = serde_json::from_str(&rt.ok(&["events", "--stats", &id])).unwrap();
-    assert_eq!(ev["data"]["memory"]["usage"]["limit"], 64 * 1024 * 1024, "{ev}");
+    assert_eq!(
+        ev["data"]["memory"]["usage"]["limit"],
+        64 * 1024 * 1024,
+        "{ev}"
+    );
     assert_eq!(ev["data"]["pids"]["limit"], 7, "{ev}");
     assert!(ev["data"]["pids"]["current"].as_u64().unwrap() >= 1);
     rt.ok(&["delete", "--force", &id]);
@@ -99,11 +119,20 @@ fn device_rules_allow_and_deny() {
     let rt = Rt::new();
     let mut b = Bundle::busybox();
     let node = b.rootfs().join("node");
-    nix::sys::stat::mknod(&node, nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::Mode::from_bits_truncate(0o666), nix::sys::stat::makedev(1, 200)).unwrap();
+    nix::sys::stat::mknod(
+        &node,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 200),
+    )
+    .unwrap();
     b.args(&["sh", "-c", "cat /node 2>&1; cat /dev/null && echo null-ok"]);
     let denied = rt.run_ok(&b, &unique_id("devdeny"));
     assert!(denied.contains("Operation not permitted"), "{denied}");
-    assert!(denied.contains("null-ok"), "default devices stay allowed: {denied}");
+    assert!(
+        denied.contains("null-ok"),
+        "default devices stay allowed: {denied}"
+    );
     b.edit(|c| {
         c["linux"]["resources"]["devices"]
             .as_array_mut()
@@ -122,6 +151,10 @@ fn rlimits_and_oom_score_adj_apply() {
         c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456}]);
         c["process"]["oomScoreAdj"] = json!(500);
     });
-    b.args(&["sh", "-c", "ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj"]);
+    b.args(&[
+        "sh",
+        "-c",
+        "ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj",
+    ]);
     assert_eq!(rt.run_ok(&b, &unique_id("rlimit")), "123\n456\n500\n");
 }

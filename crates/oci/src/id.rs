@@ -47,7 +47,10 @@ impl FromStr for ContainerId {
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.')))
         {
-            return Err(IdError::BadChar { id: s.to_owned(), ch });
+            return Err(IdError::BadChar {
+                id: s.to_owned(),
+                ch,
+            });
         }
         Ok(Self(s.to_owned()))
     }
@@ -87,9 +90,21 @@ mod tests {
     fn rejects_escapes_and_junk() {
         assert_eq!("".parse::<ContainerId>(), Err(IdError::Empty));
         assert!(matches!("..".parse::<ContainerId>(), Err(IdError::Dots(_))));
-        assert!(matches!("a/b".parse::<ContainerId>(), Err(IdError::BadChar { ch: '/', .. })));
-        assert!(matches!("../x".parse::<ContainerId>(), Err(IdError::BadChar { .. })));
-        assert!(matches!("a b".parse::<ContainerId>(), Err(IdError::BadChar { ch: ' ', .. })));
-        assert!(matches!("x".repeat(2000).parse::<ContainerId>(), Err(IdError::TooLong(_))));
+        assert!(matches!(
+            "a/b".parse::<ContainerId>(),
+            Err(IdError::BadChar { ch: '/', .. })
+        ));
+        assert!(matches!(
+            "../x".parse::<ContainerId>(),
+            Err(IdError::BadChar { .. })
+        ));
+        assert!(matches!(
+            "a b".parse::<ContainerId>(),
+            Err(IdError::BadChar { ch: ' ', .. })
+        ));
+        assert!(matches!(
+            "x".repeat(2000).parse::<ContainerId>(),
+            Err(IdError::TooLong(_))
+        ));
     }
 }

@@ -61,7 +61,11 @@ impl Channel {
     pub(crate) fn recv(&self) -> Result<Option<Msg>> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            match socket::recv(std::os::fd::AsRawFd::as_raw_fd(&self.0), &mut buf, MsgFlags::empty()) {
+            match socket::recv(
+                std::os::fd::AsRawFd::as_raw_fd(&self.0),
+                &mut buf,
+                MsgFlags::empty(),
+            ) {
                 Ok(0) => return Ok(None),
                 Ok(n) => {
                     return serde_json::from_slice(&buf[..n]).map(Some).map_err(|e| {

@@ -26,8 +26,14 @@ pub(crate) fn load(bundle_dir: &Path) -> Result<Bundle> {
         source,
     })?;
     let path = dir.join("config.json");
-    let text = std::fs::read(&path).map_err(|source| Error::ReadConfig { path: path.clone(), source })?;
-    let spec = parse(&text).map_err(|message| Error::ParseConfig { path: path.clone(), message })?;
+    let text = std::fs::read(&path).map_err(|source| Error::ReadConfig {
+        path: path.clone(),
+        source,
+    })?;
+    let spec = parse(&text).map_err(|message| Error::ParseConfig {
+        path: path.clone(),
+        message,
+    })?;
     let rootfs = validate(&spec, &dir)?;
     Ok(Bundle { dir, rootfs, spec })
 }
@@ -38,14 +44,21 @@ pub(crate) fn parse(text: &[u8]) -> std::result::Result<Spec, String> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if path == "." { inner.to_string() } else { format!("{path}: {inner}") }
+        if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        }
     })
 }
 
 /// Check what serde cannot: relations between fields and the host.
 /// Returns the absolute rootfs path.
 pub(crate) fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
-    let root = spec.root().as_ref().ok_or_else(|| Error::invalid("root", "missing"))?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| Error::invalid("root", "missing"))?;
     let rootfs = bundle.join(root.path());
     if !rootfs.is_dir() {
         return Err(Error::invalid(
@@ -53,9 +66,15 @@ pub(crate) fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
             format!("{} is not a directory", rootfs.display()),
         ));
     }
-    let process = spec.process().as_ref().ok_or_else(|| Error::invalid("process", "missing"))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::invalid("process", "missing"))?;
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(Error::invalid("process.args", "must name the program to run"));
+        return Err(Error::invalid(
+            "process.args",
+            "must name the program to run",
+        ));
     }
     if !process.cwd().is_absolute() {
         return Err(Error::invalid(
@@ -73,7 +92,10 @@ pub(crate) fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
             }
         }
     }
-    let linux = spec.linux().as_ref().ok_or_else(|| Error::invalid("linux", "missing"))?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| Error::invalid("linux", "missing"))?;
     let namespaces = linux.namespaces().clone().unwrap_or_default();
     let mut seen = HashSet::new();
     for (i, ns) in namespaces.iter().enumerate() {
@@ -98,13 +120,23 @@ pub(crate) fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
             ));
         }
     }
-    if !namespaces.iter().any(|n| n.typ() == LinuxNamespaceType::Mount) {
-        return Err(Error::invalid("linux.namespaces", "a mount namespace is required"));
+    if !namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Mount)
+    {
+        return Err(Error::invalid(
+            "linux.namespaces",
+            "a mount namespace is required",
+        ));
     }
     let has = |t: LinuxNamespaceType| namespaces.iter().any(|n| n.typ() == t);
-    let new_user = namespaces.iter().any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
-    for (field, maps) in [("uidMappings", linux.uid_mappings()), ("gidMappings", linux.gid_mappings())]
-    {
+    let new_user = namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+    for (field, maps) in [
+        ("uidMappings", linux.uid_mappings()),
+        ("gidMappings", linux.gid_mappings()),
+    ] {
         match maps {
             Some(m) if !m.is_empty() => {
                 if !has(LinuxNamespaceType::User) {
@@ -115,7 +147,10 @@ pub(crate) fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
                 }
                 for (i, map) in m.iter().enumerate() {
                     if map.size() == 0 {
-                        return Err(Error::invalid(format!("linux.{field}[{i}].size"), "must be > 0"));
+                        return Err(Error::invalid(
+                            format!("linux.{field}[{i}].size"),
+                            "must be > 0",
+                        ));
                     }
                     if map.host_id().checked_add(map.size()).is_none()
                         || map.container_id().checked_add(map.size()).is_none()
@@ -137,10 +172,16 @@ pub(crate) fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         }
     }
     if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
-        return Err(Error::invalid("hostname", "setting it needs a uts namespace"));
+        return Err(Error::invalid(
+            "hostname",
+            "setting it needs a uts namespace",
+        ));
     }
     if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
-        return Err(Error::invalid("domainname", "setting it needs a uts namespace"));
+        return Err(Error::invalid(
+            "domainname",
+            "setting it needs a uts namespace",
+        ));
     }
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         if !m.destination().is_absolute() {
@@ -149,19 +190,29 @@ pub(crate) fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
                 format!("{:?} is not an absolute path", m.destination()),
             ));
         }
-        if m.destination().components().any(|c| c == std::path::Component::ParentDir) {
+        if m.destination()
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
             return Err(Error::invalid(
                 format!("mounts[{i}].destination"),
                 format!("{:?} contains \"..\"", m.destination()),
             ));
         }
         let is_bind = m.typ().as_deref() == Some("bind")
-            || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind");
+            || m.options()
+                .iter()
+                .flatten()
+                .any(|o| o == "bind" || o == "rbind");
         if is_bind {
             let src = m.source().as_ref().ok_or_else(|| {
                 Error::invalid(format!("mounts[{i}].source"), "a bind mount needs a source")
             })?;
-            let src = if src.is_absolute() { src.clone() } else { bundle.join(src) };
+            let src = if src.is_absolute() {
+                src.clone()
+            } else {
+                bundle.join(src)
+            };
             if !src.exists() {
                 return Err(Error::invalid(
                     format!("mounts[{i}].source"),
@@ -172,22 +223,27 @@ pub(crate) fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
             return Err(Error::invalid(format!("mounts[{i}].type"), "missing"));
         }
         for opt in m.options().iter().flatten() {
-            crate::rootfs::parse_mount_option(opt).map_err(|message| {
-                Error::invalid(format!("mounts[{i}].options"), message)
-            })?;
+            crate::rootfs::parse_mount_option(opt)
+                .map_err(|message| Error::invalid(format!("mounts[{i}].options"), message))?;
         }
     }
     if let Some(p) = linux.rootfs_propagation() {
-        crate::rootfs::parse_propagation(p)
-            .ok_or_else(|| Error::invalid("linux.rootfsPropagation", format!("unknown value {p:?}")))?;
+        crate::rootfs::parse_propagation(p).ok_or_else(|| {
+            Error::invalid("linux.rootfsPropagation", format!("unknown value {p:?}"))
+        })?;
     }
     for (key, _) in linux.sysctl().iter().flatten() {
-        if key.split(['.', '/']).any(|part| part.is_empty() || part == "..") {
+        if key
+            .split(['.', '/'])
+            .any(|part| part.is_empty() || part == "..")
+        {
             return Err(Error::invalid("linux.sysctl", format!("bad key {key:?}")));
         }
     }
     if let Some(cg) = linux.cgroups_path()
-        && cg.components().any(|c| c == std::path::Component::ParentDir)
+        && cg
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
     {
         return Err(Error::invalid(
             "linux.cgroupsPath",
@@ -211,7 +267,10 @@ pub(crate) fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
                 ));
             }
             if h.timeout().is_some_and(|t| t <= 0) {
-                return Err(Error::invalid(format!("hooks.{kind}[{i}].timeout"), "must be > 0"));
+                return Err(Error::invalid(
+                    format!("hooks.{kind}[{i}].timeout"),
+                    "must be > 0",
+                ));
             }
         }
     }
@@ -222,7 +281,9 @@ pub(crate) fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
 }
 
 fn hook_lists(spec: &Spec) -> Vec<(&'static str, &[oci_spec::runtime::Hook])> {
-    let Some(h) = spec.hooks() else { return Vec::new() };
+    let Some(h) = spec.hooks() else {
+        return Vec::new();
+    };
     [
         ("prestart", h.prestart()),
         ("createRuntime", h.create_runtime()),
@@ -242,7 +303,8 @@ mod tests {
 
     #[test]
     fn parse_names_the_bad_field() {
-        let json = br#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"pid"},{"type":"bogus"}]}}"#;
+        let json =
+            br#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"pid"},{"type":"bogus"}]}}"#;
         let err = parse(json).unwrap_err();
         assert!(err.starts_with("linux.namespaces[1].type:"), "{err}");
         assert!(err.contains("bogus"), "{err}");

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bosun_oci::ContainerId;
 use nix::fcntl::OFlag;
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{Signal, kill};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources, Process, Spec};
@@ -101,7 +101,13 @@ fn device_rules(spec: &Spec) -> Vec<LinuxDeviceCgroup> {
         .and_then(|l| l.resources().as_ref())
         .and_then(|r| r.devices().clone())
         .unwrap_or_default();
-    rules.extend(linux.and_then(|l| l.devices().as_ref()).into_iter().flatten().map(LinuxDeviceCgroup::from));
+    rules.extend(
+        linux
+            .and_then(|l| l.devices().as_ref())
+            .into_iter()
+            .flatten()
+            .map(LinuxDeviceCgroup::from),
+    );
     rules
 }
 
@@ -121,14 +127,23 @@ impl Runtime {
     }
 
     fn saved_bundle(&self, dir: &StateDir, record: &Record) -> Result<Bundle> {
-        let text = std::fs::read(dir.config()).ctx(|| format!("read {}", dir.config().display()))?;
-        let spec = config::parse(&text).map_err(|message| Error::ParseConfig { path: dir.config(), message })?;
-        Ok(Bundle { dir: record.bundle.clone(), rootfs: record.rootfs.clone(), spec })
+        let text =
+            std::fs::read(dir.config()).ctx(|| format!("read {}", dir.config().display()))?;
+        let spec = config::parse(&text).map_err(|message| Error::ParseConfig {
+            path: dir.config(),
+            message,
+        })?;
+        Ok(Bundle {
+            dir: record.bundle.clone(),
+            rootfs: record.rootfs.clone(),
+            spec,
+        })
     }
 
     /// `create`: set the container up and leave its process waiting for `start`.
     pub fn create(&self, id: &ContainerId, opts: &CreateOptions) -> Result<i32> {
-        self.create_inner(id, opts, None).map(|(pid, _)| pid.as_raw())
+        self.create_inner(id, opts, None)
+            .map(|(pid, _)| pid.as_raw())
     }
 
     fn create_inner(
@@ -153,7 +168,12 @@ impl Runtime {
         };
         let dir = self.dir(id);
         dir.create(id)?;
-        let mut guard = CreateGuard { dir: dir.clone(), cgroup: None, pid: None, armed: true };
+        let mut guard = CreateGuard {
+            dir: dir.clone(),
+            cgroup: None,
+            pid: None,
+            armed: true,
+        };
         let linux = bundle.spec.linux().clone().unwrap_or_default();
         let mut cgroup = Cgroup::resolve(linux.cgroups_path().as_deref(), id)?;
         cgroup.create()?;
@@ -163,8 +183,11 @@ impl Runtime {
         }
         cgroup.apply_devices(&device_rules(&bundle.spec))?;
 
-        std::fs::write(dir.config(), serde_json::to_vec(&bundle.spec).unwrap_or_default())
-            .ctx(|| format!("write {}", dir.config().display()))?;
+        std::fs::write(
+            dir.config(),
+            serde_json::to_vec(&bundle.spec).unwrap_or_default(),
+        )
+        .ctx(|| format!("write {}", dir.config().display()))?;
         nix::unistd::mkfifo(&dir.fifo(), Mode::from_bits_truncate(0o600))
             .ctx(|| format!("mkfifo {}", dir.fifo().display()))?;
         // O_RDWR so the open does not block; the container keeps it as a reader and
@@ -226,19 +249,40 @@ impl Runtime {
         let (dir, record) = self.load(id)?;
         let status = record.status(&dir);
         if status != Status::Created {
-            return Err(Error::WrongState { id: id.to_string(), status: status.as_str(), action: "start", wanted: "created" });
+            return Err(Error::WrongState {
+                id: id.to_string(),
+                status: status.as_str(),
+                action: "start",
+                wanted: "created",
+            });
         }
-        let fifo = nix::fcntl::open(&dir.fifo(), OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(|e| match e {
-                nix::errno::Errno::ENXIO => Error::Init("container process is no longer waiting for start".into()),
-                e => Error::Sys { context: format!("open {}", dir.fifo().display()), source: e },
-            })?;
+        let fifo = nix::fcntl::open(
+            &dir.fifo(),
+            OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            nix::errno::Errno::ENXIO => {
+                Error::Init("container process is no longer waiting for start".into())
+            }
+            e => Error::Sys {
+                context: format!("open {}", dir.fifo().display()),
+                source: e,
+            },
+        })?;
         nix::unistd::write(&fifo, &[0]).ctx(|| "write exec fifo".into())?;
         drop(fifo);
         let _ = std::fs::remove_file(dir.fifo());
         let bundle = self.saved_bundle(&dir, &record)?;
         let state = record.to_state(Status::Running);
-        if let Err(e) = crate::hooks::run_all(bundle.spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()), &state) {
+        if let Err(e) = crate::hooks::run_all(
+            bundle
+                .spec
+                .hooks()
+                .as_ref()
+                .and_then(|h| h.poststart().as_ref()),
+            &state,
+        ) {
             eprintln!("warning: poststart hook failed: {e}");
         }
         Ok(())
@@ -256,7 +300,12 @@ impl Runtime {
         }
         let signals = crate::wait::Forwarder::block()?;
         let bundle = config::load(&opts.bundle)?;
-        let proxy = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false)
+        let proxy = bundle
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false)
             && opts.console_socket.is_none();
         let (ours, theirs) = if proxy {
             let (a, b) = std::os::unix::net::UnixStream::pair().ctx(|| "socketpair".into())?;
@@ -289,7 +338,8 @@ impl Runtime {
         let (dir, record) = self.load(id)?;
         let status = record.status(&dir);
         let mut state = record.to_state(status);
-        state.oom_killed = status == Status::Stopped && record.cgroup.oom_kill_count().unwrap_or(0) > 0;
+        state.oom_killed =
+            status == Status::Stopped && record.cgroup.oom_kill_count().unwrap_or(0) > 0;
         Ok(state)
     }
 
@@ -302,7 +352,9 @@ impl Runtime {
         };
         let mut out = Vec::new();
         for entry in entries.flatten() {
-            let Some(Ok(id)) = entry.file_name().to_str().map(str::parse::<ContainerId>) else { continue };
+            let Some(Ok(id)) = entry.file_name().to_str().map(str::parse::<ContainerId>) else {
+                continue;
+            };
             if let Ok(state) = self.state(&id) {
                 out.push(state);
             }
@@ -316,14 +368,20 @@ impl Runtime {
         let (dir, record) = self.load(id)?;
         let status = record.status(&dir);
         if status == Status::Stopped && !all {
-            return Err(Error::WrongState { id: id.to_string(), status: status.as_str(), action: "kill", wanted: "created, running or paused" });
+            return Err(Error::WrongState {
+                id: id.to_string(),
+                status: status.as_str(),
+                action: "kill",
+                wanted: "created, running or paused",
+            });
         }
         if all {
             for pid in record.cgroup.pids()? {
                 let _ = kill(Pid::from_raw(pid), signal);
             }
         } else {
-            kill(Pid::from_raw(record.pid), signal).ctx(|| format!("kill {} with {signal}", record.pid))?;
+            kill(Pid::from_raw(record.pid), signal)
+                .ctx(|| format!("kill {} with {signal}", record.pid))?;
         }
         if status == Status::Paused && signal == Signal::SIGKILL {
             let _ = record.cgroup.thaw();
@@ -345,7 +403,12 @@ impl Runtime {
             Status::Stopped | Status::Created => {}
             Status::Running | Status::Paused | Status::Creating if force => {}
             _ => {
-                return Err(Error::WrongState { id: id.to_string(), status: status.as_str(), action: "delete", wanted: "stopped (or use --force)" });
+                return Err(Error::WrongState {
+                    id: id.to_string(),
+                    status: status.as_str(),
+                    action: "delete",
+                    wanted: "stopped (or use --force)",
+                });
             }
         }
         if status != Status::Stopped {
@@ -367,7 +430,14 @@ impl Runtime {
         }
         if let Ok(bundle) = self.saved_bundle(&dir, &record) {
             let state = record.to_state(Status::Stopped);
-            if let Err(e) = crate::hooks::run_all(bundle.spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()), &state) {
+            if let Err(e) = crate::hooks::run_all(
+                bundle
+                    .spec
+                    .hooks()
+                    .as_ref()
+                    .and_then(|h| h.poststop().as_ref()),
+                &state,
+            ) {
                 eprintln!("warning: poststop hook failed: {e}");
             }
         }
@@ -376,15 +446,29 @@ impl Runtime {
     }
 
     /// `exec`: run another process in a running container.
-    pub fn exec(&self, id: &ContainerId, process: &Process, opts: &ExecOptions) -> Result<ExitCode> {
+    pub fn exec(
+        &self,
+        id: &ContainerId,
+        process: &Process,
+        opts: &ExecOptions,
+    ) -> Result<ExitCode> {
         let (dir, record) = self.load(id)?;
         let status = record.status(&dir);
         if !matches!(status, Status::Running | Status::Created) {
-            return Err(Error::WrongState { id: id.to_string(), status: status.as_str(), action: "exec", wanted: "running" });
+            return Err(Error::WrongState {
+                id: id.to_string(),
+                status: status.as_str(),
+                action: "exec",
+                wanted: "running",
+            });
         }
         let bundle = self.saved_bundle(&dir, &record)?;
         let terminal = process.terminal().unwrap_or(false);
-        let signals = if opts.detach { None } else { Some(crate::wait::Forwarder::block()?) };
+        let signals = if opts.detach {
+            None
+        } else {
+            Some(crate::wait::Forwarder::block()?)
+        };
         let (console, ours) = match (&opts.console_socket, terminal) {
             (Some(path), true) => (Some(crate::console::connect(path)?), None),
             (None, true) if !opts.detach => {
@@ -392,7 +476,10 @@ impl Runtime {
                 (Some(OwnedFd::from(b)), Some(OwnedFd::from(a)))
             }
             (None, true) => {
-                return Err(Error::invalid("process.terminal", "a detached terminal needs --console-socket"));
+                return Err(Error::invalid(
+                    "process.terminal",
+                    "a detached terminal needs --console-socket",
+                ));
             }
             _ => (None, None),
         };
@@ -434,7 +521,12 @@ impl Runtime {
         let (dir, record) = self.load(id)?;
         match record.status(&dir) {
             Status::Running => Ok(record.cgroup.freeze()?),
-            s => Err(Error::WrongState { id: id.to_string(), status: s.as_str(), action: "pause", wanted: "running" }),
+            s => Err(Error::WrongState {
+                id: id.to_string(),
+                status: s.as_str(),
+                action: "pause",
+                wanted: "running",
+            }),
         }
     }
 
@@ -442,7 +534,12 @@ impl Runtime {
         let (dir, record) = self.load(id)?;
         match record.status(&dir) {
             Status::Paused => Ok(record.cgroup.thaw()?),
-            s => Err(Error::WrongState { id: id.to_string(), status: s.as_str(), action: "resume", wanted: "paused" }),
+            s => Err(Error::WrongState {
+                id: id.to_string(),
+                status: s.as_str(),
+                action: "resume",
+                wanted: "paused",
+            }),
         }
     }
 
@@ -464,7 +561,12 @@ impl Runtime {
         let (dir, record) = self.load(id)?;
         let status = record.status(&dir);
         if status == Status::Stopped {
-            return Err(Error::WrongState { id: id.to_string(), status: status.as_str(), action: "update", wanted: "running" });
+            return Err(Error::WrongState {
+                id: id.to_string(),
+                status: status.as_str(),
+                action: "update",
+                wanted: "running",
+            });
         }
         record.cgroup.apply(resources)?;
         Ok(())
@@ -475,7 +577,10 @@ impl Runtime {
 fn wait_gone(record: &Record, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     if let Ok(fd) = crate::sys::pidfd_open(Pid::from_raw(record.pid)) {
-        let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let mut fds = [nix::poll::PollFd::new(
+            fd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
         let ms = timeout.as_millis().min(u16::MAX as u128) as u16;
         let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
     }
@@ -487,4 +592,3 @@ fn wait_gone(record: &Record, timeout: Duration) {
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     state::write_atomic(path, pid.to_string().as_bytes())
 }
-

@@ -23,13 +23,21 @@ pub enum Error {
     #[error("invalid container id: {0}")]
     BadId(#[from] bosun_oci::IdError),
     #[error("cannot read {path}: {source}")]
-    ReadConfig { path: PathBuf, source: std::io::Error },
+    ReadConfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     ParseConfig { path: PathBuf, message: String },
     #[error("config.json: {field}: {message}")]
     InvalidConfig { field: String, message: String },
     #[error("container {id:?} is {status}, {action} needs it {wanted}")]
-    WrongState { id: String, status: &'static str, action: &'static str, wanted: &'static str },
+    WrongState {
+        id: String,
+        status: &'static str,
+        action: &'static str,
+        wanted: &'static str,
+    },
     #[error("invalid signal {0:?}")]
     BadSignal(String),
     #[error("{0}")]
@@ -43,7 +51,10 @@ pub enum Error {
     #[error("container init failed: {0}")]
     Init(String),
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     #[error("{context}: {source}")]
     Sys { context: String, source: nix::Error },
 }
@@ -68,7 +79,10 @@ impl Error {
     }
 
     pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::InvalidConfig { field: field.into(), message: message.into() }
+        Error::InvalidConfig {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -81,12 +95,18 @@ pub(crate) trait Context<T> {
 
 impl<T> Context<T> for std::result::Result<T, std::io::Error> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Io { context: context(), source })
+        self.map_err(|source| Error::Io {
+            context: context(),
+            source,
+        })
     }
 }
 
 impl<T> Context<T> for std::result::Result<T, nix::Error> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Sys { context: context(), source })
+        self.map_err(|source| Error::Sys {
+            context: context(),
+            source,
+        })
     }
 }

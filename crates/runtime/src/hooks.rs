@@ -24,7 +24,10 @@ pub(crate) fn run_all(hooks: Option<&Vec<Hook>>, state: &State) -> Result<()> {
 
 fn run_one(hook: &Hook, input: &[u8]) -> Result<()> {
     let path = hook.path().display().to_string();
-    let fail = |message: String| Error::Hook { path: path.clone(), message };
+    let fail = |message: String| Error::Hook {
+        path: path.clone(),
+        message,
+    };
     let args = hook.args().clone().unwrap_or_default();
     let mut cmd = Command::new(hook.path());
     if let Some(argv0) = args.first() {
@@ -38,15 +41,23 @@ fn run_one(hook: &Hook, input: &[u8]) -> Result<()> {
         }
     }
     cmd.stdin(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| fail(format!("cannot start: {e}")))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| fail(format!("cannot start: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook that does not read its stdin is allowed: ignore EPIPE.
         let _ = stdin.write_all(input);
     }
-    let Some(deadline) = hook.timeout().map(|t| Instant::now() + Duration::from_secs(t as u64))
+    let Some(deadline) = hook
+        .timeout()
+        .map(|t| Instant::now() + Duration::from_secs(t as u64))
     else {
         let status = child.wait().map_err(|e| fail(format!("wait: {e}")))?;
-        return if status.success() { Ok(()) } else { Err(fail(format!("exited with {status}"))) };
+        return if status.success() {
+            Ok(())
+        } else {
+            Err(fail(format!("exited with {status}")))
+        };
     };
     let status = loop {
         match child.try_wait() {
@@ -57,7 +68,10 @@ fn run_one(hook: &Hook, input: &[u8]) -> Result<()> {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(fail(format!("timed out after {}s", hook.timeout().unwrap_or(0))));
+            return Err(fail(format!(
+                "timed out after {}s",
+                hook.timeout().unwrap_or(0)
+            )));
         }
         std::thread::sleep(Duration::from_millis(2));
     };

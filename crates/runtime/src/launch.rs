@@ -14,10 +14,10 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
-use nix::sched::{setns, unshare, CloneFlags};
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{setresgid, setresuid, Gid, Pid, Uid};
+use nix::sched::{CloneFlags, setns, unshare};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{Gid, Pid, Uid, setresgid, setresuid};
 use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Process};
 
 use bosun_oci::ContainerId;
@@ -40,7 +40,10 @@ pub(crate) struct NsPlan {
 impl NsPlan {
     pub(crate) fn has_user(&self) -> bool {
         self.new.contains(CloneFlags::CLONE_NEWUSER)
-            || self.join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWUSER)
+            || self
+                .join
+                .iter()
+                .any(|(f, _)| *f == CloneFlags::CLONE_NEWUSER)
     }
 
     pub(crate) fn new_user(&self) -> bool {
@@ -80,8 +83,16 @@ fn join_rank(f: CloneFlags) -> u8 {
 
 /// The plan for a container's init, from `linux.namespaces`.
 pub(crate) fn plan_for_config(bundle: &Bundle) -> NsPlan {
-    let mut plan = NsPlan { new: CloneFlags::empty(), join: Vec::new() };
-    let namespaces = bundle.spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
+    let mut plan = NsPlan {
+        new: CloneFlags::empty(),
+        join: Vec::new(),
+    };
+    let namespaces = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default();
     for ns in namespaces {
         let flag = clone_flag(ns.typ());
         match ns.path() {
@@ -95,7 +106,10 @@ pub(crate) fn plan_for_config(bundle: &Bundle) -> NsPlan {
 
 /// The plan for `exec`: every namespace of the container's init that differs from ours.
 pub(crate) fn plan_for_pid(pid: i32) -> NsPlan {
-    let mut plan = NsPlan { new: CloneFlags::empty(), join: Vec::new() };
+    let mut plan = NsPlan {
+        new: CloneFlags::empty(),
+        join: Vec::new(),
+    };
     for (name, flag) in [
         ("user", CloneFlags::CLONE_NEWUSER),
         ("ipc", CloneFlags::CLONE_NEWIPC),
@@ -122,7 +136,9 @@ pub(crate) fn plan_for_pid(pid: i32) -> NsPlan {
 #[derive(Debug)]
 pub(crate) enum Role {
     /// Holds the exec fifo's descriptor; the process blocks on it until `start`.
-    Init { fifo: OwnedFd },
+    Init {
+        fifo: OwnedFd,
+    },
     Exec,
 }
 
@@ -175,7 +191,13 @@ pub(crate) fn launch(launch: Launch<'_>, hooks: &dyn Fn(i32) -> Result<()>) -> R
     drop(child);
     // Only the container may hold the fifo open, or `start` could not tell whether
     // anyone is waiting on it; the console socket is the container's to use.
-    let Launch { bundle, cgroup, role, console, .. } = launch;
+    let Launch {
+        bundle,
+        cgroup,
+        role,
+        console,
+        ..
+    } = launch;
     drop(role);
     drop(console);
     let mut reaper = Reaper(vec![c1]);
@@ -195,7 +217,11 @@ pub(crate) fn launch(launch: Launch<'_>, hooks: &dyn Fn(i32) -> Result<()>) -> R
                 pid = Some(p);
                 match waitpid(c1, None) {
                     Ok(WaitStatus::Exited(_, 0)) => reaper.0.retain(|x| *x != c1),
-                    other => return Err(Error::Init(format!("intermediate process ended with {other:?}"))),
+                    other => {
+                        return Err(Error::Init(format!(
+                            "intermediate process ended with {other:?}"
+                        )));
+                    }
                 }
             }
             Some(Msg::RunHooks) => hooks_wanted = true,
@@ -236,7 +262,8 @@ fn write_id_maps(pid: Pid, bundle: &Bundle) -> Result<()> {
     let gid = fmt(linux.and_then(|l| l.gid_mappings().as_ref()));
     if !Uid::effective().is_root() {
         // An unprivileged writer may only map its own ids, after denying setgroups.
-        std::fs::write(format!("/proc/{pid}/setgroups"), "deny").ctx(|| "write setgroups".into())?;
+        std::fs::write(format!("/proc/{pid}/setgroups"), "deny")
+            .ctx(|| "write setgroups".into())?;
     }
     std::fs::write(format!("/proc/{pid}/uid_map"), &uid)
         .ctx(|| format!("linux.uidMappings: write {:?}", uid.trim()))?;
@@ -256,7 +283,8 @@ fn stage1(launch: &Launch<'_>, chan: &Channel) -> Result<()> {
         .join
         .iter()
         .map(|(flag, path)| {
-            let f = std::fs::File::open(path).ctx(|| format!("open namespace {}", path.display()))?;
+            let f =
+                std::fs::File::open(path).ctx(|| format!("open namespace {}", path.display()))?;
             Ok((*flag, OwnedFd::from(f)))
         })
         .collect::<Result<_>>()?;
@@ -295,29 +323,52 @@ fn stage2(launch: &Launch<'_>, chan: &Channel) -> Result<std::convert::Infallibl
     if launch.ns.has_user() {
         // Become root of the user namespace so the file system work below is done
         // as a mapped user.
-        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).ctx(|| "setgid 0 in user namespace".into())?;
-        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).ctx(|| "setuid 0 in user namespace".into())?;
+        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .ctx(|| "setgid 0 in user namespace".into())?;
+        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .ctx(|| "setuid 0 in user namespace".into())?;
     }
     let terminal = process.terminal().unwrap_or(false);
     let init = matches!(launch.role, Role::Init { .. });
     let mut host_pid = 0;
     if init {
-        let opts = crate::rootfs::Options { in_user_ns: launch.ns.has_user(), terminal };
+        let opts = crate::rootfs::Options {
+            in_user_ns: launch.ns.has_user(),
+            terminal,
+        };
         crate::rootfs::prepare(bundle, &opts)?;
         chan.send(&Msg::RunHooks)?;
         host_pid = match chan.recv()? {
             Some(Msg::HooksDone(pid)) => pid,
             other => return Err(Error::Init(format!("expected hooks done, got {other:?}"))),
         };
-        let state = crate::container::hook_state(launch.id, bundle, host_pid, crate::state::Status::Creating);
-        crate::hooks::run_all(bundle.spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()), &state)?;
+        let state = crate::container::hook_state(
+            launch.id,
+            bundle,
+            host_pid,
+            crate::state::Status::Creating,
+        );
+        crate::hooks::run_all(
+            bundle
+                .spec
+                .hooks()
+                .as_ref()
+                .and_then(|h| h.create_container().as_ref()),
+            &state,
+        )?;
         crate::rootfs::pivot(&bundle.rootfs)?;
-        crate::rootfs::finish(bundle)?;
+        // Before `finish`: it makes /proc/sys read-only (default readonlyPaths).
         crate::rootfs::sysctls(bundle)?;
+        crate::rootfs::finish(bundle)?;
         if let Some(h) = bundle.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
             nix::unistd::sethostname(h).ctx(|| format!("hostname: set {h:?}"))?;
         }
-        if let Some(d) = bundle.spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        if let Some(d) = bundle
+            .spec
+            .domainname()
+            .as_deref()
+            .filter(|d| !d.is_empty())
+        {
             sys::set_domainname(d).ctx(|| format!("domainname: set {d:?}"))?;
         }
     }
@@ -325,7 +376,9 @@ fn stage2(launch: &Launch<'_>, chan: &Channel) -> Result<std::convert::Infallibl
         let sock = launch.console.as_ref().ok_or_else(|| {
             Error::invalid("process.terminal", "a terminal needs --console-socket")
         })?;
-        let size = process.console_size().map(|b| (b.height() as u16, b.width() as u16));
+        let size = process
+            .console_size()
+            .map(|b| (b.height() as u16, b.width() as u16));
         let slave = crate::console::setup(sock, size)?;
         if init {
             crate::rootfs::bind_console(std::path::Path::new(&slave))?;
@@ -336,7 +389,8 @@ fn stage2(launch: &Launch<'_>, chan: &Channel) -> Result<std::convert::Infallibl
     if init {
         let _ = std::fs::create_dir_all(process.cwd());
     }
-    nix::unistd::chdir(process.cwd()).ctx(|| format!("process.cwd: chdir {}", process.cwd().display()))?;
+    nix::unistd::chdir(process.cwd())
+        .ctx(|| format!("process.cwd: chdir {}", process.cwd().display()))?;
     crate::process::apply_rlimits(process)?;
     crate::process::apply_oom_score_adj(process)?;
     let cmd = crate::process::resolve_exec(process)?;
@@ -345,13 +399,29 @@ fn stage2(launch: &Launch<'_>, chan: &Channel) -> Result<std::convert::Infallibl
         sys::clear_cloexec(*fd).ctx(|| format!("--preserve-fds: fd {fd}"))?;
     }
     sys::cloexec_from(3, &keep).ctx(|| "mark descriptors close-on-exec".into())?;
-    let seccomp = bundle.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let seccomp = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref());
     let pending = crate::process::finalize(process, seccomp)?;
     if let Role::Init { fifo } = &launch.role {
         chan.send(&Msg::Ready)?;
         wait_for_start(fifo)?;
-        let state = crate::container::hook_state(launch.id, bundle, host_pid, crate::state::Status::Created);
-        crate::hooks::run_all(bundle.spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()), &state)?;
+        let state = crate::container::hook_state(
+            launch.id,
+            bundle,
+            host_pid,
+            crate::state::Status::Created,
+        );
+        crate::hooks::run_all(
+            bundle
+                .spec
+                .hooks()
+                .as_ref()
+                .and_then(|h| h.start_container().as_ref()),
+            &state,
+        )?;
     }
     crate::process::exec(&cmd, pending)
 }

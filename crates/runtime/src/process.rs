@@ -8,8 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use caps::{CapSet, Capability};
-use nix::sys::resource::{setrlimit, Resource};
-use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
+use nix::sys::resource::{Resource, setrlimit};
+use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
 use oci_spec::runtime::{Capabilities, LinuxSeccomp, PosixRlimitType, Process};
 
 use crate::error::{Context, Error, Result};
@@ -32,7 +32,9 @@ fn cstring(s: &str, field: &str) -> Result<CString> {
 pub(crate) fn resolve_exec(process: &Process) -> Result<Exec> {
     let args = process.args().clone().unwrap_or_default();
     let env = process.env().clone().unwrap_or_default();
-    let first = args.first().ok_or_else(|| Error::invalid("process.args", "empty"))?;
+    let first = args
+        .first()
+        .ok_or_else(|| Error::invalid("process.args", "empty"))?;
     let path = if first.contains('/') {
         PathBuf::from(first)
     } else {
@@ -45,22 +47,37 @@ pub(crate) fn resolve_exec(process: &Process) -> Result<Exec> {
             .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(first))
             .find(|p| is_executable(p))
             .ok_or_else(|| {
-                Error::invalid("process.args[0]", format!("executable {first:?} not found in $PATH"))
+                Error::invalid(
+                    "process.args[0]",
+                    format!("executable {first:?} not found in $PATH"),
+                )
             })?
     };
     match std::fs::metadata(&path) {
         Ok(m) if m.is_file() => {}
         Ok(_) => {
-            return Err(Error::invalid("process.args[0]", format!("{} is not a file", path.display())));
+            return Err(Error::invalid(
+                "process.args[0]",
+                format!("{} is not a file", path.display()),
+            ));
         }
         Err(e) => {
-            return Err(Error::invalid("process.args[0]", format!("{}: {e}", path.display())));
+            return Err(Error::invalid(
+                "process.args[0]",
+                format!("{}: {e}", path.display()),
+            ));
         }
     }
     Ok(Exec {
         path: cstring(&path.to_string_lossy(), "process.args[0]")?,
-        args: args.iter().map(|a| cstring(a, "process.args")).collect::<Result<_>>()?,
-        env: env.iter().map(|e| cstring(e, "process.env")).collect::<Result<_>>()?,
+        args: args
+            .iter()
+            .map(|a| cstring(a, "process.args"))
+            .collect::<Result<_>>()?,
+        env: env
+            .iter()
+            .map(|e| cstring(e, "process.env"))
+            .collect::<Result<_>>()?,
     })
 }
 
@@ -91,8 +108,14 @@ fn resource(t: PosixRlimitType) -> Resource {
 
 pub(crate) fn apply_rlimits(process: &Process) -> Result<()> {
     for r in process.rlimits().iter().flatten() {
-        setrlimit(resource(r.typ()), r.soft(), r.hard())
-            .ctx(|| format!("process.rlimits: set {:?} to {}:{}", r.typ(), r.soft(), r.hard()))?;
+        setrlimit(resource(r.typ()), r.soft(), r.hard()).ctx(|| {
+            format!(
+                "process.rlimits: set {:?} to {}:{}",
+                r.typ(),
+                r.soft(),
+                r.hard()
+            )
+        })?;
     }
     Ok(())
 }
@@ -138,12 +161,26 @@ pub(crate) fn finalize(process: &Process, seccomp: Option<&LinuxSeccomp>) -> Res
         other => other,
     };
     let caps = process.capabilities().as_ref();
-    let bounding = cap_set(caps.and_then(|c| c.bounding().as_ref()), "process.capabilities.bounding")?;
-    let effective = cap_set(caps.and_then(|c| c.effective().as_ref()), "process.capabilities.effective")?;
-    let permitted = cap_set(caps.and_then(|c| c.permitted().as_ref()), "process.capabilities.permitted")?;
-    let inheritable =
-        cap_set(caps.and_then(|c| c.inheritable().as_ref()), "process.capabilities.inheritable")?;
-    let ambient = cap_set(caps.and_then(|c| c.ambient().as_ref()), "process.capabilities.ambient")?;
+    let bounding = cap_set(
+        caps.and_then(|c| c.bounding().as_ref()),
+        "process.capabilities.bounding",
+    )?;
+    let effective = cap_set(
+        caps.and_then(|c| c.effective().as_ref()),
+        "process.capabilities.effective",
+    )?;
+    let permitted = cap_set(
+        caps.and_then(|c| c.permitted().as_ref()),
+        "process.capabilities.permitted",
+    )?;
+    let inheritable = cap_set(
+        caps.and_then(|c| c.inheritable().as_ref()),
+        "process.capabilities.inheritable",
+    )?;
+    let ambient = cap_set(
+        caps.and_then(|c| c.ambient().as_ref()),
+        "process.capabilities.ambient",
+    )?;
 
     let current_bounding = caps::read(None, CapSet::Bounding).unwrap_or_default();
     for cap in current_bounding.difference(&bounding) {
@@ -154,12 +191,19 @@ pub(crate) fn finalize(process: &Process, seccomp: Option<&LinuxSeccomp>) -> Res
     let user = process.user();
     let uid = Uid::from_raw(user.uid());
     let gid = Gid::from_raw(user.gid());
-    let groups: Vec<Gid> = user.additional_gids().iter().flatten().map(|g| Gid::from_raw(*g)).collect();
+    let groups: Vec<Gid> = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
     match setgroups(&groups) {
         Ok(()) => {}
         // setgroups is denied in a user namespace with setgroups=deny; fine when none are asked for.
         Err(nix::errno::Errno::EPERM) if groups.is_empty() => {}
-        Err(e) => return Err(e).ctx(|| format!("process.user.additionalGids: setgroups {groups:?}")),
+        Err(e) => {
+            return Err(e).ctx(|| format!("process.user.additionalGids: setgroups {groups:?}"));
+        }
     }
     setresgid(gid, gid, gid).ctx(|| format!("process.user.gid: setgid {gid}"))?;
     nix::sys::prctl::set_keepcaps(true).ctx(|| "keep capabilities".into())?;
@@ -169,8 +213,15 @@ pub(crate) fn finalize(process: &Process, seccomp: Option<&LinuxSeccomp>) -> Res
     let cap_err = |set: &str, e: caps::errors::CapsError| {
         Error::Init(format!("process.capabilities.{set}: {e}"))
     };
-    caps::set(None, CapSet::Effective, &effective.intersection(&caps::read(None, CapSet::Permitted).unwrap_or_default()).copied().collect())
-        .map_err(|e| cap_err("effective", e))?;
+    caps::set(
+        None,
+        CapSet::Effective,
+        &effective
+            .intersection(&caps::read(None, CapSet::Permitted).unwrap_or_default())
+            .copied()
+            .collect(),
+    )
+    .map_err(|e| cap_err("effective", e))?;
     caps::set(None, CapSet::Inheritable, &inheritable).map_err(|e| cap_err("inheritable", e))?;
     caps::set(None, CapSet::Permitted, &permitted).map_err(|e| cap_err("permitted", e))?;
     caps::set(None, CapSet::Effective, &effective).map_err(|e| cap_err("effective", e))?;
@@ -191,5 +242,8 @@ pub(crate) fn exec(cmd: &Exec, pending: Pending) -> Result<std::convert::Infalli
     }
     crate::sys::reset_signals();
     let e = nix::unistd::execve(&cmd.path, &cmd.args, &cmd.env).unwrap_err();
-    Err(Error::Sys { context: format!("exec {:?}", cmd.path), source: e })
+    Err(Error::Sys {
+        context: format!("exec {:?}", cmd.path),
+        source: e,
+    })
 }

@@ -3,14 +3,14 @@
 
 use std::fs;
 use std::os::fd::AsFd;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Component, Path, PathBuf};
 
-use nix::fcntl::{open, OFlag};
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::stat::{makedev, mknod, Mode, SFlag};
-use nix::sys::statvfs::{statvfs, FsFlags};
-use nix::unistd::{chown, fchdir, pivot_root, Gid, Uid};
+use nix::fcntl::{OFlag, open};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+use nix::sys::statvfs::{FsFlags, statvfs};
+use nix::unistd::{Gid, Uid, chown, fchdir, pivot_root};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount};
 
 use crate::config::Bundle;
@@ -97,7 +97,12 @@ struct Resolved {
 }
 
 fn resolve(m: &Mount) -> Result<Resolved> {
-    let mut r = Resolved { flags: MsFlags::empty(), propagation: Vec::new(), bind: None, data: Vec::new() };
+    let mut r = Resolved {
+        flags: MsFlags::empty(),
+        propagation: Vec::new(),
+        bind: None,
+        data: Vec::new(),
+    };
     if m.typ().as_deref() == Some("bind") {
         r.bind = Some(false);
     }
@@ -152,7 +157,9 @@ fn component_name(c: Component<'_>) -> Option<std::ffi::OsString> {
 
 /// Flags a remount in a user namespace must keep, because the kernel locks them.
 fn locked_flags(path: &Path) -> MsFlags {
-    let Ok(st) = statvfs(path) else { return MsFlags::empty() };
+    let Ok(st) = statvfs(path) else {
+        return MsFlags::empty();
+    };
     let f = st.flags();
     let mut out = MsFlags::empty();
     for (fs, ms) in [
@@ -193,18 +200,36 @@ pub(crate) fn prepare(bundle: &Bundle, opts: &Options) -> Result<()> {
         .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
     // Never let our mounts propagate back to the host; apply the requested
     // propagation to the root only after pivot_root.
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
-        .ctx(|| "make / rslave".into())?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .ctx(|| "make / rslave".into())?;
     let _ = prop;
     let rootfs = &bundle.rootfs;
-    mount(Some(rootfs), rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .ctx(mount_err("rootfs bind", rootfs))?;
+    mount(
+        Some(rootfs),
+        rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .ctx(mount_err("rootfs bind", rootfs))?;
 
     let mut dev_bound = false;
     for (i, m) in bundle.spec.mounts().iter().flatten().enumerate() {
         mount_one(bundle, m, opts).map_err(|e| match e {
-            Error::Sys { context, source } => Error::Sys { context: format!("mounts[{i}]: {context}"), source },
-            Error::Io { context, source } => Error::Io { context: format!("mounts[{i}]: {context}"), source },
+            Error::Sys { context, source } => Error::Sys {
+                context: format!("mounts[{i}]: {context}"),
+                source,
+            },
+            Error::Io { context, source } => Error::Io {
+                context: format!("mounts[{i}]: {context}"),
+                source,
+            },
             other => other,
         })?;
         if m.destination() == Path::new("/dev") && resolve(m)?.bind.is_some() {
@@ -223,8 +248,15 @@ fn mount_one(bundle: &Bundle, m: &Mount, opts: &Options) -> Result<()> {
     let typ = m.typ().as_deref().unwrap_or("");
     let data = r.data.join(",");
     if let Some(recursive) = r.bind {
-        let src = m.source().as_ref().map(|s| if s.is_absolute() { s.clone() } else { bundle.dir.join(s) });
-        let src = src.ok_or_else(|| Error::invalid("mounts.source", "a bind mount needs a source"))?;
+        let src = m.source().as_ref().map(|s| {
+            if s.is_absolute() {
+                s.clone()
+            } else {
+                bundle.dir.join(s)
+            }
+        });
+        let src =
+            src.ok_or_else(|| Error::invalid("mounts.source", "a bind mount needs a source"))?;
         let meta = fs::metadata(&src).ctx(|| format!("stat bind source {}", src.display()))?;
         make_target(&dest, meta.is_dir())?;
         let mut flags = MsFlags::MS_BIND;
@@ -235,7 +267,11 @@ fn mount_one(bundle: &Bundle, m: &Mount, opts: &Options) -> Result<()> {
             .ctx(mount_err(&src.display().to_string(), &dest))?;
         let want = r.flags & !(MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_REC);
         if !want.is_empty() {
-            let keep = if opts.in_user_ns { locked_flags(&dest) & !MsFlags::MS_RDONLY } else { MsFlags::empty() };
+            let keep = if opts.in_user_ns {
+                locked_flags(&dest) & !MsFlags::MS_RDONLY
+            } else {
+                MsFlags::empty()
+            };
             mount(
                 None::<&str>,
                 &dest,
@@ -250,7 +286,11 @@ fn mount_one(bundle: &Bundle, m: &Mount, opts: &Options) -> Result<()> {
         match typ {
             "cgroup" | "cgroup2" => mount_cgroup(&dest, r.flags)?,
             _ => {
-                let source = m.source().as_ref().map(|s| s.display().to_string()).unwrap_or_else(|| typ.to_owned());
+                let source = m
+                    .source()
+                    .as_ref()
+                    .map(|s| s.display().to_string())
+                    .unwrap_or_else(|| typ.to_owned());
                 let res = mount(
                     Some(source.as_str()),
                     &dest,
@@ -262,26 +302,43 @@ fn mount_one(bundle: &Bundle, m: &Mount, opts: &Options) -> Result<()> {
                     (_, Ok(())) => {}
                     // Without a private network (or ipc) namespace sysfs (mqueue) cannot be
                     // mounted fresh; fall back to the host's, as runc does.
-                    ("sysfs", Err(nix::errno::Errno::EPERM)) => bind_fallback("/sys", &dest, r.flags)?,
-                    ("mqueue", Err(nix::errno::Errno::EPERM)) => bind_fallback("/dev/mqueue", &dest, r.flags)?,
+                    ("sysfs", Err(nix::errno::Errno::EPERM)) => {
+                        bind_fallback("/sys", &dest, r.flags)?
+                    }
+                    ("mqueue", Err(nix::errno::Errno::EPERM)) => {
+                        bind_fallback("/dev/mqueue", &dest, r.flags)?
+                    }
                     (_, Err(e)) => return Err(e).ctx(mount_err(typ, &dest)),
                 }
             }
         }
     }
     for p in &r.propagation {
-        mount(None::<&str>, &dest, None::<&str>, *p, None::<&str>).ctx(mount_err("propagation", &dest))?;
+        mount(None::<&str>, &dest, None::<&str>, *p, None::<&str>)
+            .ctx(mount_err("propagation", &dest))?;
     }
     Ok(())
 }
 
 fn bind_fallback(src: &str, dest: &Path, flags: MsFlags) -> Result<()> {
-    mount(Some(src), dest, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .ctx(mount_err(src, dest))?;
+    mount(
+        Some(src),
+        dest,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .ctx(mount_err(src, dest))?;
     if flags.contains(MsFlags::MS_RDONLY) {
         let keep = locked_flags(dest);
-        mount(None::<&str>, dest, None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | keep, None::<&str>)
-            .ctx(mount_err("read-only remount", dest))?;
+        mount(
+            None::<&str>,
+            dest,
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | keep,
+            None::<&str>,
+        )
+        .ctx(mount_err("read-only remount", dest))?;
     }
     Ok(())
 }
@@ -295,17 +352,35 @@ fn mount_cgroup(dest: &Path, flags: MsFlags) -> Result<()> {
         return mount(Some("cgroup2"), dest, Some("cgroup2"), flags, None::<&str>)
             .ctx(mount_err("cgroup2", dest));
     }
-    mount(Some("tmpfs"), dest, Some("tmpfs"), flags & !MsFlags::MS_RDONLY, Some("mode=755"))
-        .ctx(mount_err("tmpfs for cgroups", dest))?;
+    mount(
+        Some("tmpfs"),
+        dest,
+        Some("tmpfs"),
+        flags & !MsFlags::MS_RDONLY,
+        Some("mode=755"),
+    )
+    .ctx(mount_err("tmpfs for cgroups", dest))?;
     for h in &hierarchies {
         let sub = dest.join(&h.dir_name);
         fs::create_dir_all(&sub).ctx(|| format!("mkdir {}", sub.display()))?;
-        mount(Some("cgroup"), &sub, Some("cgroup"), flags, Some(h.options.as_str()))
-            .ctx(mount_err(&format!("cgroup {}", h.options), &sub))?;
+        mount(
+            Some("cgroup"),
+            &sub,
+            Some("cgroup"),
+            flags,
+            Some(h.options.as_str()),
+        )
+        .ctx(mount_err(&format!("cgroup {}", h.options), &sub))?;
     }
     if flags.contains(MsFlags::MS_RDONLY) {
-        mount(None::<&str>, dest, None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags, Some("mode=755"))
-            .ctx(mount_err("read-only remount", dest))?;
+        mount(
+            None::<&str>,
+            dest,
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags,
+            Some("mode=755"),
+        )
+        .ctx(mount_err("read-only remount", dest))?;
     }
     Ok(())
 }
@@ -330,31 +405,45 @@ fn make_target(dest: &Path, dir: bool) -> Result<()> {
 }
 
 fn default_devices() -> Vec<LinuxDevice> {
-    [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
-        .into_iter()
-        .map(|(name, major, minor)| {
-            let mut d = LinuxDevice::default();
-            d.set_path(PathBuf::from(format!("/dev/{name}")));
-            d.set_typ(LinuxDeviceType::C);
-            d.set_major(major);
-            d.set_minor(minor);
-            d.set_file_mode(Some(0o666));
-            d.set_uid(Some(0));
-            d.set_gid(Some(0));
-            d
-        })
-        .collect()
+    [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ]
+    .into_iter()
+    .map(|(name, major, minor)| {
+        let mut d = LinuxDevice::default();
+        d.set_path(PathBuf::from(format!("/dev/{name}")));
+        d.set_typ(LinuxDeviceType::C);
+        d.set_major(major);
+        d.set_minor(minor);
+        d.set_file_mode(Some(0o666));
+        d.set_uid(Some(0));
+        d.set_gid(Some(0));
+        d
+    })
+    .collect()
 }
 
 fn create_devices(bundle: &Bundle, opts: &Options) -> Result<()> {
-    let configured = bundle.spec.linux().as_ref().and_then(|l| l.devices().clone()).unwrap_or_default();
+    let configured = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().clone())
+        .unwrap_or_default();
     let mut all = default_devices();
     all.retain(|d| !configured.iter().any(|c| c.path() == d.path()));
     all.extend(configured);
     let dev = secure_join(&bundle.rootfs, Path::new("/dev"));
     fs::create_dir_all(&dev).ctx(|| format!("mkdir {}", dev.display()))?;
     let old_umask = nix::sys::stat::umask(Mode::empty());
-    let result = all.iter().try_for_each(|d| create_device(&bundle.rootfs, d, opts.in_user_ns));
+    let result = all
+        .iter()
+        .try_for_each(|d| create_device(&bundle.rootfs, d, opts.in_user_ns));
     nix::sys::stat::umask(old_umask);
     result?;
     for (link, target) in [
@@ -388,45 +477,78 @@ fn create_device(rootfs: &Path, d: &LinuxDevice, in_user_ns: bool) -> Result<()>
     if in_user_ns {
         // mknod is not allowed in a user namespace: bind the host's node instead.
         make_target(&dest, false)?;
-        return mount(Some(d.path()), &dest, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .ctx(mount_err(&d.path().display().to_string(), &dest));
+        return mount(
+            Some(d.path()),
+            &dest,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .ctx(mount_err(&d.path().display().to_string(), &dest));
     }
     let kind = match d.typ() {
         LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
         LinuxDeviceType::B => SFlag::S_IFBLK,
         LinuxDeviceType::P => SFlag::S_IFIFO,
         LinuxDeviceType::A => {
-            return Err(Error::invalid("linux.devices.type", "\"a\" is only valid in cgroup rules"));
+            return Err(Error::invalid(
+                "linux.devices.type",
+                "\"a\" is only valid in cgroup rules",
+            ));
         }
     };
     let _ = fs::remove_file(&dest);
     let mode = Mode::from_bits_truncate(d.file_mode().unwrap_or(0o666));
-    mknod(&dest, kind, mode, makedev(d.major() as u64, d.minor() as u64))
-        .ctx(|| format!("mknod {}", dest.display()))?;
-    chown(&dest, d.uid().map(Uid::from_raw), d.gid().map(Gid::from_raw))
-        .ctx(|| format!("chown {}", dest.display()))?;
+    mknod(
+        &dest,
+        kind,
+        mode,
+        makedev(d.major() as u64, d.minor() as u64),
+    )
+    .ctx(|| format!("mknod {}", dest.display()))?;
+    chown(
+        &dest,
+        d.uid().map(Uid::from_raw),
+        d.gid().map(Gid::from_raw),
+    )
+    .ctx(|| format!("chown {}", dest.display()))?;
     Ok(())
 }
 
 /// Switch the process's root to the rootfs and detach the host's tree.
 pub(crate) fn pivot(rootfs: &Path) -> Result<()> {
-    let old = open("/", OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-        .ctx(|| "open /".into())?;
-    let new = open(rootfs, OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-        .ctx(|| format!("open {}", rootfs.display()))?;
+    let old = open(
+        "/",
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| "open /".into())?;
+    let new = open(
+        rootfs,
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| format!("open {}", rootfs.display()))?;
     fchdir(new.as_fd()).ctx(|| "chdir to rootfs".into())?;
     match pivot_root(".", ".") {
         Ok(()) => {
             // The old root is now stacked on "/": detach it without letting the
             // unmount propagate to the host.
             fchdir(old.as_fd()).ctx(|| "chdir to old root".into())?;
-            mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-                .ctx(|| "make old root rslave".into())?;
+            mount(
+                None::<&str>,
+                ".",
+                None::<&str>,
+                MsFlags::MS_SLAVE | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .ctx(|| "make old root rslave".into())?;
             umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach old root".into())?;
         }
         // pivot_root is impossible when the root is the initramfs: move and chroot.
         Err(nix::errno::Errno::EINVAL) => {
-            mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).ctx(|| "move rootfs to /".into())?;
+            mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+                .ctx(|| "move rootfs to /".into())?;
             nix::unistd::chroot(".").ctx(|| "chroot".into())?;
         }
         Err(e) => return Err(e).ctx(|| format!("pivot_root to {}", rootfs.display())),
@@ -438,19 +560,43 @@ pub(crate) fn pivot(rootfs: &Path) -> Result<()> {
 /// After pivot_root: root propagation, read-only root, masked and read-only paths.
 pub(crate) fn finish(bundle: &Bundle) -> Result<()> {
     let linux = bundle.spec.linux().as_ref();
-    if let Some(p) = linux.and_then(|l| l.rootfs_propagation().as_deref()).and_then(parse_propagation) {
-        mount(None::<&str>, "/", None::<&str>, p, None::<&str>).ctx(|| "set rootfs propagation".into())?;
+    if let Some(p) = linux
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .and_then(parse_propagation)
+    {
+        mount(None::<&str>, "/", None::<&str>, p, None::<&str>)
+            .ctx(|| "set rootfs propagation".into())?;
     }
-    for path in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
+    for path in linux
+        .and_then(|l| l.masked_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
         mask(Path::new(path))?;
     }
-    for path in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
+    for path in linux
+        .and_then(|l| l.readonly_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
         readonly(Path::new(path))?;
     }
-    if bundle.spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+    if bundle
+        .spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
         let keep = locked_flags(Path::new("/"));
-        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | keep, None::<&str>)
-            .ctx(|| "remount / read-only".into())?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | keep,
+            None::<&str>,
+        )
+        .ctx(|| "remount / read-only".into())?;
     }
     Ok(())
 }
@@ -462,16 +608,34 @@ fn mask(path: &Path) -> Result<()> {
         Err(e) => return Err(e).ctx(|| format!("stat masked path {}", path.display())),
     };
     if meta.is_dir() {
-        mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0k"))
-            .ctx(mount_err("tmpfs mask", path))
+        mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            Some("size=0k"),
+        )
+        .ctx(mount_err("tmpfs mask", path))
     } else {
-        mount(Some("/dev/null"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .ctx(mount_err("/dev/null mask", path))
+        mount(
+            Some("/dev/null"),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .ctx(mount_err("/dev/null mask", path))
     }
 }
 
 fn readonly(path: &Path) -> Result<()> {
-    match mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>) {
+    match mount(
+        Some(path),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    ) {
         Ok(()) => {}
         Err(nix::errno::Errno::ENOENT) => return Ok(()),
         Err(e) => return Err(e).ctx(mount_err("read-only bind", path)),
@@ -489,7 +653,14 @@ fn readonly(path: &Path) -> Result<()> {
 
 /// Write `linux.sysctl` under /proc/sys (after pivot_root, so the container's /proc).
 pub(crate) fn sysctls(bundle: &Bundle) -> Result<()> {
-    for (key, value) in bundle.spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()).into_iter().flatten() {
+    for (key, value) in bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+    {
         let path = Path::new("/proc/sys").join(key.replace('.', "/"));
         fs::write(&path, value).ctx(|| format!("linux.sysctl: set {key}={value}"))?;
     }
@@ -503,8 +674,14 @@ pub(crate) fn bind_console(slave_path: &Path) -> Result<()> {
         make_target(console, false)?;
     }
     let _ = fs::set_permissions(slave_path, fs::Permissions::from_mode(0o620));
-    mount(Some(slave_path), console, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .ctx(mount_err(&slave_path.display().to_string(), console))
+    mount(
+        Some(slave_path),
+        console,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .ctx(mount_err(&slave_path.display().to_string(), console))
 }
 
 #[cfg(test)]
@@ -513,10 +690,25 @@ mod tests {
 
     #[test]
     fn options_parse() {
-        assert_eq!(parse_mount_option("ro").unwrap(), MountOpt::Flag { flag: MsFlags::MS_RDONLY, clear: false });
-        assert_eq!(parse_mount_option("rbind").unwrap(), MountOpt::Bind { recursive: true });
-        assert_eq!(parse_mount_option("mode=755").unwrap(), MountOpt::Data("mode=755".into()));
-        assert!(matches!(parse_mount_option("rslave").unwrap(), MountOpt::Propagation(_)));
+        assert_eq!(
+            parse_mount_option("ro").unwrap(),
+            MountOpt::Flag {
+                flag: MsFlags::MS_RDONLY,
+                clear: false
+            }
+        );
+        assert_eq!(
+            parse_mount_option("rbind").unwrap(),
+            MountOpt::Bind { recursive: true }
+        );
+        assert_eq!(
+            parse_mount_option("mode=755").unwrap(),
+            MountOpt::Data("mode=755".into())
+        );
+        assert!(matches!(
+            parse_mount_option("rslave").unwrap(),
+            MountOpt::Propagation(_)
+        ));
         assert!(parse_mount_option("idmap").is_err());
     }
 
@@ -529,7 +721,10 @@ mod tests {
         symlink("../../../../..", root.join("a/up")).unwrap();
         assert_eq!(secure_join(root, Path::new("/a/b/c")), root.join("a/b/c"));
         assert_eq!(secure_join(root, Path::new("/../../x")), root.join("x"));
-        assert_eq!(secure_join(root, Path::new("/a/abs/passwd")), root.join("etc/passwd"));
+        assert_eq!(
+            secure_join(root, Path::new("/a/abs/passwd")),
+            root.join("etc/passwd")
+        );
         assert_eq!(secure_join(root, Path::new("/a/up/etc")), root.join("etc"));
     }
 }

@@ -7,7 +7,9 @@
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };
-use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator};
+use oci_spec::runtime::{
+    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+};
 
 use crate::error::{Error, Result};
 
@@ -15,15 +17,21 @@ const EPERM: i32 = 1;
 
 fn action(a: LinuxSeccompAction, errno: Option<u32>, field: &str) -> Result<ScmpAction> {
     Ok(match a {
-        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => ScmpAction::KillThread,
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            ScmpAction::KillThread
+        }
         LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
         LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
         LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(errno.map_or(EPERM, |e| e as i32)),
-        LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(errno.map_or(EPERM as u16, |e| e as u16)),
+        LinuxSeccompAction::ScmpActTrace => {
+            ScmpAction::Trace(errno.map_or(EPERM as u16, |e| e as u16))
+        }
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
         LinuxSeccompAction::ScmpActNotify => {
-            return Err(Error::Seccomp(format!("{field}: SCMP_ACT_NOTIFY is not supported")));
+            return Err(Error::Seccomp(format!(
+                "{field}: SCMP_ACT_NOTIFY is not supported"
+            )));
         }
     })
 }
@@ -49,24 +57,34 @@ pub(crate) fn check(profile: &LinuxSeccomp) -> Result<()> {
 /// Build the filter. It is loaded later, as close to execve as possible.
 pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<ScmpFilterContext> {
     let err = |what: String| Error::Seccomp(what);
-    let default = action(profile.default_action(), profile.default_errno_ret(), "linux.seccomp.defaultAction")?;
+    let default = action(
+        profile.default_action(),
+        profile.default_errno_ret(),
+        "linux.seccomp.defaultAction",
+    )?;
     let mut ctx = ScmpFilterContext::new(default).map_err(|e| err(format!("new filter: {e}")))?;
     // libseccomp would otherwise set no_new_privs on load; that is process.noNewPrivileges' job.
-    ctx.set_ctl_nnp(false).map_err(|e| err(format!("nnp: {e}")))?;
+    ctx.set_ctl_nnp(false)
+        .map_err(|e| err(format!("nnp: {e}")))?;
     for (i, arch) in profile.architectures().iter().flatten().enumerate() {
         let name = arch.to_string();
-        let a: ScmpArch = name
-            .parse()
-            .map_err(|_| err(format!("linux.seccomp.architectures[{i}]: unknown architecture {name:?}")))?;
-        ctx.add_arch(a).map_err(|e| err(format!("linux.seccomp.architectures[{i}]: {e}")))?;
+        let a: ScmpArch = name.parse().map_err(|_| {
+            err(format!(
+                "linux.seccomp.architectures[{i}]: unknown architecture {name:?}"
+            ))
+        })?;
+        ctx.add_arch(a)
+            .map_err(|e| err(format!("linux.seccomp.architectures[{i}]: {e}")))?;
     }
     for flag in profile.flags().iter().flatten() {
         match flag {
             LinuxSeccompFilterFlag::SeccompFilterFlagLog => {
-                ctx.set_ctl_log(true).map_err(|e| err(format!("flag log: {e}")))?;
+                ctx.set_ctl_log(true)
+                    .map_err(|e| err(format!("flag log: {e}")))?;
             }
             LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => {
-                ctx.set_ctl_ssb(true).map_err(|e| err(format!("flag spec_allow: {e}")))?;
+                ctx.set_ctl_ssb(true)
+                    .map_err(|e| err(format!("flag spec_allow: {e}")))?;
             }
             LinuxSeccompFilterFlag::SeccompFilterFlagTsync => {}
             #[allow(unreachable_patterns, reason = "future flags in oci-spec")]
@@ -89,7 +107,9 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<ScmpFilterContext> {
                 }
                 let (cmp, datum) = op(a.op(), a.value_two());
                 let (cmp, datum) = match cmp {
-                    ScmpCompareOp::MaskedEqual(_) => (ScmpCompareOp::MaskedEqual(a.value()), datum.unwrap_or(0)),
+                    ScmpCompareOp::MaskedEqual(_) => {
+                        (ScmpCompareOp::MaskedEqual(a.value()), datum.unwrap_or(0))
+                    }
                     other => (other, a.value()),
                 };
                 Ok(ScmpArgCompare::new(a.index() as u32, cmp, datum))
@@ -99,11 +119,16 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<ScmpFilterContext> {
         indices.sort_unstable();
         let repeated = indices.windows(2).any(|w| w[0] == w[1]);
         for name in sc.names() {
-            let Ok(nr) = ScmpSyscall::from_name(name) else { continue };
+            let Ok(nr) = ScmpSyscall::from_name(name) else {
+                continue;
+            };
             let res = if conds.is_empty() {
                 ctx.add_rule(act, nr)
             } else if repeated {
-                conds.iter().try_for_each(|c| ctx.add_rule_conditional(act, nr, &[*c]).map(drop)).map(|()| &mut ctx)
+                conds
+                    .iter()
+                    .try_for_each(|c| ctx.add_rule_conditional(act, nr, &[*c]).map(drop))
+                    .map(|()| &mut ctx)
             } else {
                 ctx.add_rule_conditional(act, nr, &conds)
             };
@@ -115,5 +140,6 @@ pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<ScmpFilterContext> {
 
 /// Install the filter on this process.
 pub(crate) fn load(ctx: &ScmpFilterContext) -> Result<()> {
-    ctx.load().map_err(|e| Error::Seccomp(format!("load filter: {e}")))
+    ctx.load()
+        .map_err(|e| Error::Seccomp(format!("load filter: {e}")))
 }

@@ -1,7 +1,7 @@
 //! `spec` and `features`: what a fresh bundle looks like and what we support.
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// A starting `config.json`, like `runc spec`: `sh` on a terminal, the default
 /// namespaces, mounts, masked and read-only paths, and a deny-all device rule.
@@ -11,13 +11,15 @@ pub fn default_spec(rootless: Option<(u32, u32)>) -> Spec {
         Some((uid, gid)) => Spec::rootless(uid, gid),
         None => Spec::default(),
     };
-    if let Some(linux) = spec.linux_mut() {
-        if let Some(res) = linux.resources_mut() {
-            let mut deny = oci_spec::runtime::LinuxDeviceCgroup::default();
-            deny.set_allow(false);
-            deny.set_access(Some("rwm".into()));
-            res.set_devices(Some(vec![deny]));
-        }
+    if let Some(res) = spec
+        .linux_mut()
+        .as_mut()
+        .and_then(|l| l.resources_mut().as_mut())
+    {
+        let mut deny = oci_spec::runtime::LinuxDeviceCgroup::default();
+        deny.set_allow(false);
+        deny.set_access(Some("rwm".into()));
+        res.set_devices(Some(vec![deny]));
     }
     spec
 }
@@ -37,10 +39,43 @@ pub fn features() -> Value {
     .map(|n| n.to_string())
     .collect();
     let mount_options: Vec<&str> = [
-        "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "lazytime", "loud", "mand",
-        "noatime", "nodev", "nodiratime", "noexec", "nolazytime", "nomand", "norelatime", "nostrictatime",
-        "nosuid", "private", "rbind", "relatime", "remount", "ro", "rprivate", "rshared", "rslave", "runbindable",
-        "rw", "shared", "silent", "slave", "strictatime", "suid", "sync", "unbindable",
+        "async",
+        "atime",
+        "bind",
+        "defaults",
+        "dev",
+        "diratime",
+        "dirsync",
+        "exec",
+        "lazytime",
+        "loud",
+        "mand",
+        "noatime",
+        "nodev",
+        "nodiratime",
+        "noexec",
+        "nolazytime",
+        "nomand",
+        "norelatime",
+        "nostrictatime",
+        "nosuid",
+        "private",
+        "rbind",
+        "relatime",
+        "remount",
+        "ro",
+        "rprivate",
+        "rshared",
+        "rslave",
+        "runbindable",
+        "rw",
+        "shared",
+        "silent",
+        "slave",
+        "strictatime",
+        "suid",
+        "sync",
+        "unbindable",
     ]
     .to_vec();
     json!({

@@ -98,7 +98,9 @@ pub(crate) struct StateDir {
 
 impl StateDir {
     pub(crate) fn new(root: &Path, id: &ContainerId) -> Self {
-        Self { path: root.join(id.as_str()) }
+        Self {
+            path: root.join(id.as_str()),
+        }
     }
 
     /// Make the directory; fails with `AlreadyExists` if the id is taken.
@@ -209,7 +211,11 @@ impl Record {
         State {
             oci_version: OCI_VERSION.into(),
             id: self.id.to_string(),
-            pid: if status == Status::Stopped { 0 } else { self.pid },
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.pid
+            },
             status,
             bundle: self.bundle.clone(),
             rootfs: self.rootfs.clone(),

@@ -4,11 +4,11 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::termios::{self, SetArg};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::error::{Context, Result};
@@ -76,11 +76,16 @@ impl Forwarder {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(e).ctx(|| "poll".into()),
             }
-            let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+            let ready: Vec<bool> = fds
+                .iter()
+                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
             drop(fds);
             if ready[0] {
                 while let Ok(Some(info)) = self.sfd.read_signal() {
-                    let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else { continue };
+                    let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+                        continue;
+                    };
                     match sig {
                         Signal::SIGCHLD => {}
                         Signal::SIGWINCH => {
@@ -111,7 +116,10 @@ impl Forwarder {
             }
         };
         if let Some(m) = master {
-            let _ = nix::fcntl::fcntl(m, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+            let _ = nix::fcntl::fcntl(
+                m,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            );
             while pump(m, &mut std::io::stdout(), &mut buf) {}
         }
         drop(raw);
@@ -190,4 +198,3 @@ impl Drop for RawMode {
         let _ = termios::tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, &self.0);
     }
 }
-

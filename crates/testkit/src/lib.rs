@@ -30,18 +30,27 @@ pub fn require_root() {
 /// A container id unique to this process and call.
 pub fn unique_id(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Build a busybox rootfs at `dir`: the static binary plus one symlink per applet.
 pub fn busybox_rootfs(dir: &Path) -> std::io::Result<()> {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin)?;
-    for d in ["proc", "sys", "dev", "etc", "tmp", "root", "usr/bin", "sbin"] {
+    for d in [
+        "proc", "sys", "dev", "etc", "tmp", "root", "usr/bin", "sbin",
+    ] {
         std::fs::create_dir_all(dir.join(d))?;
     }
     std::fs::copy(BUSYBOX, bin.join("busybox")).map_err(|e| {
-        std::io::Error::new(e.kind(), format!("copy {BUSYBOX} (install busybox-static): {e}"))
+        std::io::Error::new(
+            e.kind(),
+            format!("copy {BUSYBOX} (install busybox-static): {e}"),
+        )
     })?;
     let out = std::process::Command::new(BUSYBOX).arg("--list").output()?;
     for applet in String::from_utf8_lossy(&out.stdout).lines() {
@@ -49,7 +58,10 @@ pub fn busybox_rootfs(dir: &Path) -> std::io::Result<()> {
             symlink("busybox", bin.join(applet))?;
         }
     }
-    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n")?;
+    std::fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+    )?;
     std::fs::write(dir.join("etc/group"), "root:x:0:\nnobody:x:65534:\n")?;
     std::fs::write(dir.join("etc/hostname"), "busybox\n")?;
     Ok(())
@@ -65,9 +77,13 @@ pub struct Bundle {
 impl Bundle {
     /// A busybox bundle with bosun's default spec, no terminal, writable root.
     pub fn busybox() -> Self {
-        let dir = tempfile::Builder::new().prefix("bosun-bundle-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("bosun-bundle-")
+            .tempdir()
+            .expect("temp dir");
         busybox_rootfs(&dir.path().join("rootfs")).expect("busybox rootfs");
-        let mut config = serde_json::to_value(bosun_runtime::default_spec(None)).expect("spec json");
+        let mut config =
+            serde_json::to_value(bosun_runtime::default_spec(None)).expect("spec json");
         config["process"]["terminal"] = Value::Bool(false);
         config["root"]["readonly"] = Value::Bool(false);
         config["root"]["path"] = Value::String("rootfs".into());
@@ -114,10 +130,17 @@ pub struct ConsoleSocket {
 
 impl ConsoleSocket {
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("bosun-console-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("bosun-console-")
+            .tempdir()
+            .expect("temp dir");
         let path = dir.path().join("console.sock");
         let listener = UnixListener::bind(&path).expect("bind console socket");
-        Self { _dir: dir, path, listener }
+        Self {
+            _dir: dir,
+            path,
+            listener,
+        }
     }
 
     pub fn path(&self) -> &Path {

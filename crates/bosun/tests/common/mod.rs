@@ -1,14 +1,18 @@
 //! Shared helpers for the runtime's end-to-end tests: drive the real binary the
 //! way podman or containerd would.
-#![allow(dead_code, reason = "each test file uses a different subset")]
+#![allow(
+    dead_code,
+    unused_imports,
+    unreachable_pub,
+    reason = "each test file uses a different subset"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-pub use bosun_testkit::{require_root, unique_id, Bundle, ConsoleSocket};
-
+pub use bosun_testkit::{Bundle, ConsoleSocket, require_root, unique_id};
 
 pub fn bosun() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_bosun"))
@@ -22,7 +26,12 @@ pub struct Rt {
 impl Rt {
     pub fn new() -> Self {
         require_root();
-        Self { root: tempfile::Builder::new().prefix("bosun-rt-").tempdir().unwrap() }
+        Self {
+            root: tempfile::Builder::new()
+                .prefix("bosun-rt-")
+                .tempdir()
+                .unwrap(),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -37,7 +46,11 @@ impl Rt {
 
     /// Run a runtime command with stdin closed and both streams captured.
     pub fn exec(&self, args: &[&str]) -> Output {
-        self.command().args(args).stdin(Stdio::null()).output().expect("spawn bosun")
+        self.command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn bosun")
     }
 
     /// Run a runtime command that must succeed; returns stdout.
@@ -74,7 +87,11 @@ impl Rt {
             f.read_to_end(&mut v).unwrap();
             v
         };
-        Output { status, stdout: read(&mut out), stderr: read(&mut err) }
+        Output {
+            status,
+            stdout: read(&mut out),
+            stderr: read(&mut err),
+        }
     }
 
     /// `run` a bundle in the foreground; returns (exit code, stdout, stderr).
@@ -90,7 +107,10 @@ impl Rt {
     /// `run` that must exit 0; returns stdout.
     pub fn run_ok(&self, bundle: &Bundle, id: &str) -> String {
         let (code, out, err) = self.run(bundle, id);
-        assert_eq!(code, 0, "container {id} exited {code}; stdout: {out}; stderr: {err}");
+        assert_eq!(
+            code, 0,
+            "container {id} exited {code}; stdout: {out}; stderr: {err}"
+        );
         out
     }
 
@@ -105,7 +125,10 @@ impl Rt {
     }
 
     pub fn status(&self, id: &str) -> String {
-        self.state(id)["status"].as_str().unwrap_or_default().to_owned()
+        self.state(id)["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// Poll until `cond` holds (bounded: 10 s).
@@ -127,7 +150,10 @@ impl Rt {
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        panic!("container {id} never became {status} (is {})", self.status(id));
+        panic!(
+            "container {id} never became {status} (is {})",
+            self.status(id)
+        );
     }
 }
 
@@ -166,7 +192,10 @@ pub fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
 }
 
 pub fn mount_count() -> usize {
-    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().count()
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count()
 }
 
 /// A minimal seccomp profile: allow everything except the named syscalls, which

@@ -1,6 +1,9 @@
 //! The only place in this crate where `unsafe` is allowed. Each function wraps one
 //! system call (or a small fixed sequence) in a safe signature.
-#![allow(unsafe_code, reason = "thin wrappers over system calls, each with a SAFETY line")]
+#![allow(
+    unsafe_code,
+    reason = "thin wrappers over system calls, each with a SAFETY line"
+)]
 
 pub(crate) mod bpf;
 
@@ -92,7 +95,12 @@ pub(crate) fn set_controlling_terminal(fd: BorrowedFd<'_>) -> nix::Result<()> {
 
 /// Set a terminal's window size.
 pub(crate) fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> nix::Result<()> {
-    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCSWINSZ reads a winsize struct that lives for the duration of the call.
     let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
     Errno::result(ret).map(drop)
@@ -100,7 +108,12 @@ pub(crate) fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> nix::Resu
 
 /// Read a terminal's window size.
 pub(crate) fn get_winsize(fd: BorrowedFd<'_>) -> nix::Result<(u16, u16)> {
-    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCGWINSZ writes a winsize struct we own for the duration of the call.
     let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
     Errno::result(ret).map(|_| (ws.ws_row, ws.ws_col))
