@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# System packages bosun builds and tests with (Debian 12). Run as root.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+packages=(
+  # build: seccomp filters are compiled through libseccomp
+  build-essential pkg-config libseccomp-dev
+  # test fixtures and peers driven by the end-to-end tests
+  busybox-static runc crun podman skopeo umoci iproute2 nftables
+  # benchmarks
+  hyperfine time strace
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  apt-get update
+  apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+if ! command -v cargo >/dev/null; then
+  echo "cargo not found: install a Rust toolchain >= 1.90 (rustup) first" >&2
+  exit 1
+fi
