@@ -9,10 +9,12 @@ install -m 0755 target/release/bosun /usr/local/bin/bosun
 ln -sf bosun /usr/local/bin/bosun-runc
 
 work=$(mktemp -d /tmp/bosun-quickstart.XXXXXX)
+# The container runs as uid 100000 on the host: it must be able to reach its rootfs.
+chmod 755 "$work"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/rootfs/bin"
 cp /bin/busybox "$work/rootfs/bin/"
-for applet in $(/bin/busybox --list); do ln -sf busybox "$work/rootfs/bin/$applet"; done
+for applet in $(/bin/busybox --list); do [ "$applet" = busybox ] || ln -sf busybox "$work/rootfs/bin/$applet"; done
 mkdir -p "$work/rootfs/"{proc,sys,dev,tmp,etc}
 (cd "$work" && bosun-runc spec)
 # Run a script instead of an interactive shell, as uid 0 mapped to 100000 outside.

@@ -274,3 +274,52 @@ fn joins_an_existing_network_namespace_by_path() {
         want.to_str().unwrap()
     );
 }
+
+#[test]
+fn user_groups_and_umask_apply() {
+    let rt = Rt::new();
+    let mut b = Bundle::busybox();
+    b.edit(|c| c["process"]["user"] = json!({"uid": 1000, "gid": 1001, "additionalGids": [10, 20], "umask": 63}));
+    b.args(&["sh", "-c", "id -u; id -g; id -G; umask"]);
+    assert_eq!(rt.run_ok(&b, &unique_id("user")), "1000\n1001\n1001 10 20\n0077\n");
+}
+
+#[test]
+fn sysctls_are_set_in_the_container_only() {
+    let rt = Rt::new();
+    let mut b = Bundle::busybox();
+    b.edit(|c| c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.shmmni": "1234"}));
+    b.args(&["sh", "-c", "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmni"]);
+    assert_eq!(rt.run_ok(&b, &unique_id("sysctl")), "1\n1234\n");
+    assert_ne!(std::fs::read_to_string("/proc/sys/kernel/shmmni").unwrap().trim(), "1234");
+}
+
+#[test]
+fn cgroup_filesystem_inside_shows_the_containers_own_limits() {
+    let rt = Rt::new();
+    let mut b = Bundle::busybox();
+    b.edit(|c| c["linux"]["resources"]["pids"] = json!({"limit": 42}));
+    b.args(&["sh", "-c", "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"]);
+    assert_eq!(rt.run_ok(&b, &unique_id("cgfs")), "42\n");
+}
+
+#[test]
+fn overlay_and_tmpfs_mounts_with_options() {
+    let rt = Rt::new();
+    let mut b = Bundle::busybox();
+    let layers = tempfile::tempdir().unwrap();
+    for d in ["lower", "upper", "work"] {
+        std::fs::create_dir_all(layers.path().join(d)).unwrap();
+    }
+    std::fs::write(layers.path().join("lower/from-lower"), "lower\n").unwrap();
+    let p = |d: &str| layers.path().join(d).display().to_string();
+    b.edit(|c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.push(json!({"destination": "/merged", "type": "overlay", "source": "overlay",
+            "options": [format!("lowerdir={}", p("lower")), format!("upperdir={}", p("upper")), format!("workdir={}", p("work"))]}));
+        mounts.push(json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "noexec", "size=1m", "mode=700"]}));
+    });
+    b.args(&["sh", "-c", "cat /merged/from-lower; echo new > /merged/from-container; stat -c %a /scratch; grep ' /scratch ' /proc/self/mounts | grep -c noexec"]);
+    assert_eq!(rt.run_ok(&b, &unique_id("overlay")), "lower\n700\n1\n");
+    assert_eq!(std::fs::read_to_string(layers.path().join("upper/from-container")).unwrap(), "new\n");
+}

@@ -312,6 +312,7 @@ fn hooks_run_in_order_with_state_on_stdin() {
         c["hooks"] = json!({
             "prestart": [hook("prestart")],
             "createRuntime": [hook("createRuntime")],
+            "createContainer": [hook("createContainer")],
             "poststart": [hook("poststart")],
             "poststop": [hook("poststop")],
         });
@@ -331,6 +332,12 @@ fn hooks_run_in_order_with_state_on_stdin() {
             serde_json::from_str(line.split_once(' ').unwrap().1).unwrap();
         assert_eq!(state["id"], id.as_str());
     }
+    // startContainer runs inside the container, after pivot_root, before the process.
+    b.edit(|c| c["hooks"] = json!({"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "read s; echo \"$s\" > /tmp/started"]}]}));
+    b.args(&["cat", "/tmp/started"]);
+    let started: serde_json::Value = serde_json::from_str(&rt.run_ok(&b, &unique_id("starthook"))).unwrap();
+    assert!(started["pid"].as_i64().unwrap() > 1, "{started}");
+
     // A failing createRuntime hook aborts create and leaves nothing behind.
     b.edit(|c| c["hooks"] = json!({"createRuntime": [{"path": "/bin/false"}]}));
     let id2 = unique_id("hookfail");
