@@ -279,9 +279,15 @@ fn joins_an_existing_network_namespace_by_path() {
 fn user_groups_and_umask_apply() {
     let rt = Rt::new();
     let mut b = Bundle::busybox();
-    b.edit(|c| c["process"]["user"] = json!({"uid": 1000, "gid": 1001, "additionalGids": [10, 20], "umask": 63}));
+    b.edit(|c| {
+        c["process"]["user"] =
+            json!({"uid": 1000, "gid": 1001, "additionalGids": [10, 20], "umask": 63})
+    });
     b.args(&["sh", "-c", "id -u; id -g; id -G; umask"]);
-    assert_eq!(rt.run_ok(&b, &unique_id("user")), "1000\n1001\n1001 10 20\n0077\n");
+    assert_eq!(
+        rt.run_ok(&b, &unique_id("user")),
+        "1000\n1001\n1001 10 20\n0077\n"
+    );
 }
 
 #[test]
@@ -289,9 +295,18 @@ fn sysctls_are_set_in_the_container_only() {
     let rt = Rt::new();
     let mut b = Bundle::busybox();
     b.edit(|c| c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.shmmni": "1234"}));
-    b.args(&["sh", "-c", "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmni"]);
+    b.args(&[
+        "sh",
+        "-c",
+        "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmni",
+    ]);
     assert_eq!(rt.run_ok(&b, &unique_id("sysctl")), "1\n1234\n");
-    assert_ne!(std::fs::read_to_string("/proc/sys/kernel/shmmni").unwrap().trim(), "1234");
+    assert_ne!(
+        std::fs::read_to_string("/proc/sys/kernel/shmmni")
+            .unwrap()
+            .trim(),
+        "1234"
+    );
 }
 
 #[test]
@@ -299,7 +314,11 @@ fn cgroup_filesystem_inside_shows_the_containers_own_limits() {
     let rt = Rt::new();
     let mut b = Bundle::busybox();
     b.edit(|c| c["linux"]["resources"]["pids"] = json!({"limit": 42}));
-    b.args(&["sh", "-c", "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"]);
+    b.args(&[
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max",
+    ]);
     assert_eq!(rt.run_ok(&b, &unique_id("cgfs")), "42\n");
 }
 
@@ -321,5 +340,8 @@ fn overlay_and_tmpfs_mounts_with_options() {
     });
     b.args(&["sh", "-c", "cat /merged/from-lower; echo new > /merged/from-container; stat -c %a /scratch; grep ' /scratch ' /proc/self/mounts | grep -c noexec"]);
     assert_eq!(rt.run_ok(&b, &unique_id("overlay")), "lower\n700\n1\n");
-    assert_eq!(std::fs::read_to_string(layers.path().join("upper/from-container")).unwrap(), "new\n");
+    assert_eq!(
+        std::fs::read_to_string(layers.path().join("upper/from-container")).unwrap(),
+        "new\n"
+    );
 }

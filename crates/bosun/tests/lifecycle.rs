@@ -335,7 +335,8 @@ fn hooks_run_in_order_with_state_on_stdin() {
     // startContainer runs inside the container, after pivot_root, before the process.
     b.edit(|c| c["hooks"] = json!({"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "read s; echo \"$s\" > /tmp/started"]}]}));
     b.args(&["cat", "/tmp/started"]);
-    let started: serde_json::Value = serde_json::from_str(&rt.run_ok(&b, &unique_id("starthook"))).unwrap();
+    let started: serde_json::Value =
+        serde_json::from_str(&rt.run_ok(&b, &unique_id("starthook"))).unwrap();
     assert!(started["pid"].as_i64().unwrap() > 1, "{started}");
 
     // A failing createRuntime hook aborts create and leaves nothing behind.

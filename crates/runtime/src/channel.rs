@@ -13,8 +13,6 @@ use crate::error::{Context, Result};
 /// One step of the launch protocol (runtime = P, intermediate = C1, container = C2).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Msg {
-    /// P → C1: you are in the container's cgroup, go on.
-    Go,
     /// C1 → P: I unshared a user namespace, write my id maps.
     MapIds,
     /// P → C1: maps written.

@@ -227,11 +227,7 @@ impl Runtime {
             bundle: bundle.dir.clone(),
             rootfs: bundle.rootfs.clone(),
             created: state::now_rfc3339(),
-            owner: nix::unistd::User::from_uid(nix::unistd::Uid::effective())
-                .ok()
-                .flatten()
-                .map(|u| u.name)
-                .unwrap_or_default(),
+            owner: state::user_name(nix::unistd::Uid::effective().as_raw()),
             annotations: bundle.spec.annotations().clone().unwrap_or_default(),
             cgroup,
             own_pid_ns,

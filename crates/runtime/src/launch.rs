@@ -2,8 +2,8 @@
 //! the two children it makes.
 //!
 //! ```text
-//!  P (runtime) ──fork──► C1 (joins namespaces by path, unshares new ones; P writes
-//!   │                     │  its id maps and puts it in the cgroup)
+//!  P (runtime) ──fork──► C1 (joins the cgroup, joins namespaces by path, unshares
+//!   │                     │  new ones; P writes its id maps)
 //!   │                     └─clone(CLONE_PARENT)──► C2: pid 1 of the new pid namespace,
 //!   │                                              a child of P; sets up the rootfs and
 //!   │◄──────── sync socket (SOCK_SEQPACKET) ─────── the process, then execs
@@ -193,7 +193,7 @@ pub(crate) fn launch(launch: Launch<'_>, hooks: &dyn Fn(i32) -> Result<()>) -> R
     // anyone is waiting on it; the console socket is the container's to use.
     let Launch {
         bundle,
-        cgroup,
+        cgroup: _,
         role,
         console,
         ..
@@ -201,8 +201,6 @@ pub(crate) fn launch(launch: Launch<'_>, hooks: &dyn Fn(i32) -> Result<()>) -> R
     drop(role);
     drop(console);
     let mut reaper = Reaper(vec![c1]);
-    cgroup.add_pid(c1.as_raw())?;
-    parent.send(&Msg::Go)?;
     let mut pid: Option<Pid> = None;
     let mut hooks_wanted = false;
     loop {
@@ -272,12 +270,10 @@ fn write_id_maps(pid: Pid, bundle: &Bundle) -> Result<()> {
     Ok(())
 }
 
-/// C1: join and create namespaces, then make C2.
+/// C1: join the cgroup, join and create namespaces, then make C2.
 fn stage1(launch: &Launch<'_>, chan: &Channel) -> Result<()> {
-    match chan.recv()? {
-        Some(Msg::Go) => {}
-        other => return Err(Error::Init(format!("expected go, got {other:?}"))),
-    }
+    // Before any cgroup namespace is made, so its root is the container's cgroup.
+    launch.cgroup.join_self()?;
     let fds: Vec<(CloneFlags, OwnedFd)> = launch
         .ns
         .join

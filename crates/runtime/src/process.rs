@@ -128,8 +128,11 @@ pub(crate) fn apply_oom_score_adj(process: &Process) -> Result<()> {
     Ok(())
 }
 
-fn cap_set(set: Option<&Capabilities>, field: &str) -> Result<HashSet<Capability>> {
-    let supported = caps::runtime::thread_all_supported();
+fn cap_set(
+    set: Option<&Capabilities>,
+    field: &str,
+    supported: &HashSet<Capability>,
+) -> Result<HashSet<Capability>> {
     let mut out = HashSet::new();
     for c in set.into_iter().flatten() {
         let name = format!("CAP_{c}");
@@ -161,28 +164,17 @@ pub(crate) fn finalize(process: &Process, seccomp: Option<&LinuxSeccomp>) -> Res
         other => other,
     };
     let caps = process.capabilities().as_ref();
-    let bounding = cap_set(
-        caps.and_then(|c| c.bounding().as_ref()),
-        "process.capabilities.bounding",
-    )?;
-    let effective = cap_set(
-        caps.and_then(|c| c.effective().as_ref()),
-        "process.capabilities.effective",
-    )?;
-    let permitted = cap_set(
-        caps.and_then(|c| c.permitted().as_ref()),
-        "process.capabilities.permitted",
-    )?;
-    let inheritable = cap_set(
-        caps.and_then(|c| c.inheritable().as_ref()),
-        "process.capabilities.inheritable",
-    )?;
-    let ambient = cap_set(
-        caps.and_then(|c| c.ambient().as_ref()),
-        "process.capabilities.ambient",
-    )?;
-
+    let supported = caps::runtime::thread_all_supported();
     let current_bounding = caps::read(None, CapSet::Bounding).unwrap_or_default();
+    let set = |s: Option<&Capabilities>, name: &str| {
+        cap_set(s, &format!("process.capabilities.{name}"), &supported)
+    };
+    let bounding = set(caps.and_then(|c| c.bounding().as_ref()), "bounding")?;
+    let effective = set(caps.and_then(|c| c.effective().as_ref()), "effective")?;
+    let permitted = set(caps.and_then(|c| c.permitted().as_ref()), "permitted")?;
+    let inheritable = set(caps.and_then(|c| c.inheritable().as_ref()), "inheritable")?;
+    let ambient = set(caps.and_then(|c| c.ambient().as_ref()), "ambient")?;
+
     for cap in current_bounding.difference(&bounding) {
         caps::drop(None, CapSet::Bounding, *cap)
             .map_err(|e| Error::Init(format!("drop {cap} from the bounding set: {e}")))?;

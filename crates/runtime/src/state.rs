@@ -162,13 +162,14 @@ impl StateDir {
     }
 }
 
-/// Write `bytes` to `path` through a temp file and rename.
+/// Write `bytes` to `path` through a temp file and rename, so readers see the old
+/// content or the new, never a mix. No fsync: runtime state lives in /run (tmpfs)
+/// and does not outlive a reboot anyway, like runc's.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
     if result.is_err() {
@@ -225,6 +226,22 @@ impl Record {
             oom_killed: false,
         }
     }
+}
+
+/// The name of `uid` from /etc/passwd, or the number. Read directly rather than
+/// through NSS: getpwuid may load shared libraries, which costs more than the
+/// whole container start.
+pub(crate) fn user_name(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+            })
+        })
+        .unwrap_or_else(|| uid.to_string())
 }
 
 /// Now as an RFC 3339 UTC timestamp with nanoseconds, like runc's `created`.

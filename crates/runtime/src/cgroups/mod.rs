@@ -272,9 +272,27 @@ impl Cgroup {
     }
 
     /// Moves a process into the cgroup in every hierarchy.
+    #[cfg(test)]
     pub(crate) fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
         for dir in self.unique_dirs() {
             fs::write(&dir.path.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Move the calling (single-threaded) process into the cgroup.
+    ///
+    /// On v1 this writes "0" to `tasks`: moving only the current thread skips the
+    /// kernel's global threadgroup lock, whose write side waits for an RCU grace
+    /// period (5–15 ms here, per write to `cgroup.procs`). The caller must be
+    /// single-threaded, so the thread is the whole process.
+    pub(crate) fn join_self(&self) -> Result<(), CgroupError> {
+        let file = match &self.layout {
+            Layout::V1 { .. } => "tasks",
+            Layout::V2 { .. } => "cgroup.procs",
+        };
+        for dir in self.unique_dirs() {
+            fs::write(&dir.path.join(file), "0")?;
         }
         Ok(())
     }
