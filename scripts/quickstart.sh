@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-cargo build --release -p bosun
-install -m 0755 target/release/bosun /usr/local/bin/bosun
+bash scripts/build-release.sh
+install -m 0755 target/dist/bosun /usr/local/bin/bosun
 ln -sf bosun /usr/local/bin/bosun-runc
 
 work=$(mktemp -d /tmp/bosun-quickstart.XXXXXX)
