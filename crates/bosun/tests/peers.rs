@@ -289,11 +289,6 @@ fn crun_needs_hugetlb_on_v1() -> bool {
             .any(|c| c == "hugetlb")
 }
 
-fn hugetlb_in_unified() -> bool {
-    std::fs::read_to_string(Path::new(UNIFIED).join("cgroup.controllers"))
-        .is_ok_and(|s| s.split_whitespace().any(|c| c == "hugetlb"))
-}
-
 /// crun's workaround for this host, undone on drop: hugetlb mounted as a v1
 /// hierarchy, but in a private mount namespace that only the runtimes run in.
 ///
@@ -302,7 +297,8 @@ fn hugetlb_in_unified() -> bool {
 /// it would stay after the test, and every later run would exercise bosun on
 /// the rearranged layout only; made in a namespace, it goes away with the
 /// namespace, and the kernel gives hugetlb back to the unified hierarchy once
-/// the v1 hierarchy has no mount and no cgroup left.
+/// the v1 hierarchy has no mount and no cgroup left (unless someone else is
+/// using it by then).
 struct HugetlbOnV1 {
     ns: MountNs,
     made_dir: bool,
@@ -323,7 +319,7 @@ impl HugetlbOnV1 {
         Self { ns, made_dir }
     }
 
-    /// Ends the namespace and checks that the host is back as it was.
+    /// Checks that no cgroup is left in the hierarchy, then ends the namespace.
     fn restore(self) {
         let left = self
             .ns
@@ -332,23 +328,33 @@ impl HugetlbOnV1 {
             .output()
             .unwrap();
         let left = String::from_utf8_lossy(&left.stdout).into_owned();
-        drop(self.ns);
-        if self.made_dir {
-            let _ = std::fs::remove_dir(HUGETLB_V1);
-        }
         assert!(
             left.is_empty(),
             "cgroups left in the hugetlb hierarchy:\n{left}"
         );
-        // The kernel frees the hierarchy asynchronously (after an RCU grace period).
-        for _ in 0..1000 {
-            if hugetlb_in_unified() {
-                return;
+        // The kernel frees a hierarchy whose last mount goes away only if it has
+        // no child cgroup at that moment, dying ones included; removed cgroups die
+        // asynchronously, so let them go first (another user of the hierarchy may
+        // keep it longer, which is not ours to wait for).
+        for _ in 0..500 {
+            if hugetlb_cgroup_count() <= Some(1) {
+                break;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("hugetlb never went back to the unified hierarchy");
+        drop(self.ns);
+        if self.made_dir {
+            // Fails harmlessly if someone mounted something there meanwhile.
+            let _ = std::fs::remove_dir(HUGETLB_V1);
+        }
     }
+}
+
+/// The number of cgroups in the hierarchy hugetlb is bound to, from /proc/cgroups.
+fn hugetlb_cgroup_count() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/cgroups").ok()?;
+    let line = text.lines().find(|l| l.starts_with("hugetlb\t"))?;
+    line.split('\t').nth(2)?.parse().ok()
 }
 
 /// Signals 32 and 33, glibc's internal SIGCANCEL and SIGSETXID, as bits of a
@@ -398,10 +404,6 @@ fn facts_bundle() -> Bundle {
             .as_array_mut()
             .unwrap()
             .push(json!("/etc/secret"));
-        c["process"]["env"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!("HOME=/root")); // TEMP
     });
     b.args(&["sh", "-c", FACTS]);
     b
@@ -473,4 +475,322 @@ fn same_bundle_same_results_under_runc_crun_and_bosun() {
     if let Some(w) = workaround {
         w.restore();
     }
+}
+
+/// podman with everything of its own: storage, run and temp directories under
+/// one temp dir, no host config files, bosun (as `bosun-runc`) as the runtime,
+/// and containers under a cgroup parent of their own.
+///
+/// podman 4.3 also writes where no flag reaches: a blob-info cache in
+/// /var/lib/containers/cache and netavark's /run/containers/networks, and
+/// bosun keeps its state in its default root, /run/bosun/runtime, because
+/// podman does not pass `--root` to the runtime (with `--runtime-flag root=…`
+/// it still leaves it off `delete`, which would leak the container). So every
+/// podman command runs in a mount namespace of its own with fresh tmpfs over
+/// /run and /var/lib: what lands there goes away with the namespace.
+struct Podman {
+    dir: tempfile::TempDir,
+    ns: Option<MountNs>,
+    _link: BosunRunc,
+    runtime: PathBuf,
+    cgroup_parent: String,
+}
+
+/// The image `podman import` makes of the busybox rootfs.
+const IMAGE: &str = "localhost/bosun-peers:busybox";
+
+impl Podman {
+    fn new() -> Self {
+        require_root();
+        let dir = tempfile::Builder::new()
+            .prefix("bosun-podman-")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::write(dir.path().join("containers.conf"), "").unwrap();
+        // podman insists on a driver and a runroot in storage.conf, flags or not.
+        std::fs::write(
+            dir.path().join("storage.conf"),
+            format!(
+                "[storage]\ndriver = \"vfs\"\nrunroot = \"{0}/run\"\ngraphroot = \"{0}/storage\"\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let ns = MountNs::new(
+            "mount -t tmpfs -o mode=755 tmpfs /run && mount -t tmpfs -o mode=755 tmpfs /var/lib",
+        );
+        let link = BosunRunc::new();
+        let runtime = link.path();
+        Self {
+            cgroup_parent: format!("/{}", unique_id("bosun-peers-podman")),
+            dir,
+            ns: Some(ns),
+            _link: link,
+            runtime,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn command(&self) -> Command {
+        let ns = self.ns.as_ref().expect("namespace alive");
+        let mut c = ns.command("podman");
+        // Only these files, not the host's: a config of the host's must not
+        // change what the test sees (podman reads no other containers.conf
+        // when CONTAINERS_CONF is set).
+        c.env("CONTAINERS_CONF", self.path("containers.conf"))
+            .env("CONTAINERS_STORAGE_CONF", self.path("storage.conf"))
+            .arg("--root")
+            .arg(self.path("storage"))
+            .arg("--runroot")
+            .arg(self.path("run"))
+            .arg("--tmpdir")
+            .arg(self.path("tmp"))
+            .arg("--network-config-dir")
+            .arg(self.path("networks"))
+            // vfs: plain directories, no overlay mounts to leave behind.
+            .args(["--storage-driver", "vfs"])
+            .arg("--runtime")
+            .arg(&self.runtime)
+            // No systemd here: cgroupfs, and events in a file under --tmpdir.
+            .args(["--cgroup-manager=cgroupfs", "--events-backend=file"]);
+        c
+    }
+
+    fn exec(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        run_to_files(self.command().args(args))
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.exec(args);
+        assert_eq!(
+            code,
+            Some(0),
+            "podman {args:?} failed: {err}\nstdout: {out}"
+        );
+        out
+    }
+
+    /// `podman run` flags this host needs, plus our cgroup parent: the sandbox
+    /// cannot raise RLIMIT_NOFILE past 20000 (no CAP_SYS_RESOURCE), and podman's
+    /// default is higher; `--network none` keeps netavark out of it.
+    fn run_flags(&self) -> Vec<String> {
+        [
+            "--cgroup-parent",
+            &self.cgroup_parent,
+            "--ulimit",
+            "nofile=20000:20000",
+            "--ulimit",
+            "nproc=20000:20000",
+            "--network",
+            "none",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    /// `podman run <flags> <extra> IMAGE <cmd>`.
+    fn run(&self, extra: &[&str], cmd: &[&str]) -> (Option<i32>, String, String) {
+        let flags = self.run_flags();
+        let mut args: Vec<&str> = vec!["run"];
+        args.extend(flags.iter().map(String::as_str));
+        args.extend(extra);
+        args.push(IMAGE);
+        args.extend(cmd);
+        self.exec(&args)
+    }
+
+    /// `podman import` a tar of the busybox rootfs, made with `tar -C rootfs -cf`.
+    fn import_busybox(&self) {
+        let rootfs = self.path("rootfs");
+        bosun_testkit::busybox_rootfs(&rootfs).expect("busybox rootfs");
+        let tar = self.path("busybox.tar");
+        let (code, _, err) = run_to_files(
+            Command::new("tar")
+                .arg("-C")
+                .arg(&rootfs)
+                .arg("-cf")
+                .arg(&tar)
+                .arg("."),
+        );
+        assert_eq!(code, Some(0), "tar: {err}");
+        self.ok(&["import", tar.to_str().unwrap(), IMAGE]);
+    }
+
+    /// Directories left under our cgroup parent, in every hierarchy, deepest first.
+    fn cgroups_left(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for dir in cgroup_dirs(&self.cgroup_parent) {
+            collect_dirs(&dir, &mut out);
+        }
+        out
+    }
+
+    /// The runtime state bosun keeps for podman's containers (in our namespace).
+    fn runtime_state(&self) -> String {
+        let ns = self.ns.as_ref().expect("namespace alive");
+        let out = ns
+            .command("ls")
+            .arg("-A")
+            .arg("/run/bosun/runtime")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// `dir` and the directories below it, children before parents.
+fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_dirs(&e.path(), out);
+            }
+        }
+    }
+    out.push(dir.to_path_buf());
+}
+
+/// Whether a process other than this one has `needle` in its command line.
+fn process_mentions(needle: &str) -> bool {
+    let me = std::process::id().to_string();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|p| {
+        let name = p.file_name();
+        let name = name.to_string_lossy();
+        name.bytes().all(|b| b.is_ascii_digit())
+            && name != me
+            && std::fs::read(p.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+    })
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.exec(&["rm", "--all", "--force", "--time", "0"]);
+        // conmon runs podman's exit command (`container cleanup`) on its own,
+        // and it may still be working on our storage when `podman run` returns.
+        let needle = self.dir.path().to_string_lossy().into_owned();
+        for _ in 0..300 {
+            if !process_mentions(&needle) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        drop(self.ns.take());
+        // podman's own cgroup for conmon, and our parent: bosun removes the
+        // containers' cgroups (checked by the tests), podman never removes these.
+        for dir in self.cgroups_left() {
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+}
+
+#[test]
+fn podman_runs_with_bosun_runc_as_runtime() {
+    let _layout = cgroup_layout_lock();
+    let podman = Podman::new();
+    podman.import_busybox();
+
+    let (code, out, err) = podman.run(
+        &["--rm"],
+        &["sh", "-c", "echo hello from $(hostname); echo $$"],
+    );
+    assert_eq!(code, Some(0), "podman run failed: {err}\nstdout: {out}");
+    // podman names the container's host after the first 12 hex digits of its id.
+    let mut lines = out.lines();
+    let hello = lines.next().unwrap_or_default();
+    let host = hello.strip_prefix("hello from ").unwrap_or_default();
+    assert!(
+        host.len() == 12 && host.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{out}"
+    );
+    assert_eq!(lines.next(), Some("1"), "{out}");
+    assert_eq!(lines.next(), None, "{out}");
+
+    let (code, out, err) = podman.run(&["--rm"], &["sh", "-c", "exit 3"]);
+    assert_eq!(code, Some(3), "stdout: {out}\nstderr: {err}");
+
+    // `--rm` had podman call `bosun-runc delete` for both.
+    assert_eq!(podman.ok(&["ps", "--all", "--quiet"]), "");
+    assert_eq!(
+        podman.runtime_state(),
+        "",
+        "bosun state left for deleted containers"
+    );
+    let left: Vec<_> = podman
+        .cgroups_left()
+        .into_iter()
+        .filter(|d| {
+            d.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("libpod-"))
+        })
+        .collect();
+    assert!(left.is_empty(), "container cgroups left: {left:?}");
+}
+
+#[test]
+fn podman_execs_into_and_stops_a_bosun_container() {
+    let _layout = cgroup_layout_lock();
+    let podman = Podman::new();
+    podman.import_busybox();
+
+    // A service that exits 42 on SIGTERM, so that a clean stop is visible.
+    let name = unique_id("svc");
+    let (code, id, err) = podman.run(
+        &["--detach", "--name", &name],
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 42' TERM; echo ready; while :; do sleep 0.1; done",
+        ],
+    );
+    assert_eq!(code, Some(0), "podman run -d failed: {err}");
+    assert_eq!(id.trim().len(), 64, "{id}");
+
+    // `podman exec` goes through `bosun-runc exec --process FILE --detach`.
+    let out = podman.ok(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "echo exec in $(hostname); cat /proc/1/cmdline",
+    ]);
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next(),
+        Some(format!("exec in {}", &id.trim()[..12]).as_str()),
+        "{out}"
+    );
+    assert!(
+        lines
+            .next()
+            .is_some_and(|l| l.contains("trap 'exit 42' TERM")),
+        "{out}"
+    );
+    let (code, _, err) = podman.exec(&["exec", &name, "sh", "-c", "exit 5"]);
+    assert_eq!(code, Some(5), "{err}");
+
+    assert_eq!(podman.ok(&["logs", &name]), "ready\n");
+    // `podman stop` is `bosun-runc kill ID 15`, then `delete` once it exited.
+    podman.ok(&["stop", "--time", "30", &name]);
+    assert_eq!(
+        podman.ok(&[
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            &name
+        ]),
+        "exited 42\n"
+    );
+    podman.ok(&["rm", &name]);
+    assert_eq!(
+        podman.runtime_state(),
+        "",
+        "bosun state left for a removed container"
+    );
 }

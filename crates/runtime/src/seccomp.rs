@@ -143,3 +143,46 @@ pub(crate) fn load(ctx: &ScmpFilterContext) -> Result<()> {
     ctx.load()
         .map_err(|e| Error::Seccomp(format!("load filter: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(json: serde_json::Value) -> LinuxSeccomp {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn compiles_a_mixed_profile_and_skips_unknown_syscalls() {
+        let p = profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+            "syscalls": [
+                {"names": ["read", "write", "no_such_syscall_in_any_kernel"], "action": "SCMP_ACT_ALLOW"},
+                {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}, {"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["kill"], "action": "SCMP_ACT_KILL_PROCESS"},
+                {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 2114060288, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]},
+                {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}
+            ]
+        }));
+        check(&p).unwrap();
+    }
+
+    #[test]
+    fn notify_and_bad_argument_index_are_refused() {
+        let notify = profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+        }));
+        let err = check(&notify).unwrap_err().to_string();
+        assert!(err.contains("syscalls[0]") && err.contains("NOTIFY"), "{err}");
+        let bad_index = profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]
+        }));
+        let err = check(&bad_index).unwrap_err().to_string();
+        assert!(err.contains("index 6"), "{err}");
+    }
+}
