@@ -324,7 +324,13 @@ fn hooks_run_in_order_with_state_on_stdin() {
     let names: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap()).collect();
     assert_eq!(
         names,
-        ["prestart", "createRuntime", "poststart", "poststop"],
+        [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "poststart",
+            "poststop"
+        ],
         "{text}"
     );
     for line in text.lines() {

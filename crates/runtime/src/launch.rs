@@ -174,17 +174,32 @@ impl Drop for Reaper {
 pub(crate) fn launch(launch: Launch<'_>, hooks: &dyn Fn(i32) -> Result<()>) -> Result<Pid> {
     let is_init = matches!(launch.role, Role::Init { .. });
     let (parent, child) = Channel::pair()?;
-    let c1 = match sys::fork().ctx(|| "fork".into())? {
+    // Fast path: with nothing to join and no user namespace (whose unmapped root
+    // could not write the host's cgroup files), clone the container process
+    // directly into its new namespaces and skip the intermediate process.
+    let direct = launch.ns.join.is_empty() && !launch.ns.new_user();
+    let forked = if direct {
+        let flags = launch.ns.new.difference(CloneFlags::CLONE_NEWCGROUP);
+        sys::fork_into(flags).ctx(|| format!("clone into {flags:?}"))?
+    } else {
+        sys::fork().ctx(|| "fork".into())?
+    };
+    let c1 = match forked {
         Forked::Child => {
             drop(parent);
-            let code = match stage1(&launch, &child) {
-                Ok(()) => 0,
-                Err(e) => {
-                    let _ = child.send(&Msg::Error(child_message(e)));
-                    1
+            let err = if direct {
+                match stage_direct(&launch, &child) {
+                    Ok(never) => match never {},
+                    Err(e) => e,
+                }
+            } else {
+                match stage1(&launch, &child) {
+                    Ok(()) => sys::exit_now(0),
+                    Err(e) => e,
                 }
             };
-            sys::exit_now(code)
+            let _ = child.send(&Msg::Error(child_message(err)));
+            sys::exit_now(1)
         }
         Forked::Parent(pid) => pid,
     };
@@ -201,7 +216,7 @@ pub(crate) fn launch(launch: Launch<'_>, hooks: &dyn Fn(i32) -> Result<()>) -> R
     drop(role);
     drop(console);
     let mut reaper = Reaper(vec![c1]);
-    let mut pid: Option<Pid> = None;
+    let mut pid: Option<Pid> = direct.then_some(c1);
     let mut hooks_wanted = false;
     loop {
         match parent.recv()? {
@@ -268,6 +283,16 @@ fn write_id_maps(pid: Pid, bundle: &Bundle) -> Result<()> {
     std::fs::write(format!("/proc/{pid}/gid_map"), &gid)
         .ctx(|| format!("linux.gidMappings: write {:?}", gid.trim()))?;
     Ok(())
+}
+
+/// The container process made directly by P (the fast path): join the cgroup,
+/// then make the cgroup namespace so its root is the container's cgroup.
+fn stage_direct(launch: &Launch<'_>, chan: &Channel) -> Result<std::convert::Infallible> {
+    launch.cgroup.join_self()?;
+    if launch.ns.new.contains(CloneFlags::CLONE_NEWCGROUP) {
+        unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "unshare cgroup namespace".into())?;
+    }
+    stage2(launch, chan)
 }
 
 /// C1: join the cgroup, join and create namespaces, then make C2.

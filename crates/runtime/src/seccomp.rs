@@ -177,7 +177,10 @@ mod tests {
             "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
         }));
         let err = check(&notify).unwrap_err().to_string();
-        assert!(err.contains("syscalls[0]") && err.contains("NOTIFY"), "{err}");
+        assert!(
+            err.contains("syscalls[0]") && err.contains("NOTIFY"),
+            "{err}"
+        );
         let bad_index = profile(serde_json::json!({
             "defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]

@@ -53,6 +53,27 @@ pub(crate) fn fork_as_sibling() -> nix::Result<Forked> {
     }
 }
 
+/// `clone(flags | SIGCHLD)` without a new stack: a fork whose child starts in the
+/// new namespaces `flags` asks for (a new pid namespace makes it PID 1).
+pub(crate) fn fork_into(flags: nix::sched::CloneFlags) -> nix::Result<Forked> {
+    // SAFETY: as for `fork_as_sibling`: no CLONE_VM, no new stack, single-threaded caller.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags.bits() | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match ret {
+        -1 => Err(Errno::last()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(Pid::from_raw(pid as i32))),
+    }
+}
+
 /// `_exit(code)`: leave a forked child without running the parent's exit handlers.
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: `_exit` has no preconditions and never returns.
