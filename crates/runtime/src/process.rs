@@ -31,7 +31,11 @@ fn cstring(s: &str, field: &str) -> Result<CString> {
 /// Find `args[0]` the way execvp would, using the container's PATH.
 pub(crate) fn resolve_exec(process: &Process) -> Result<Exec> {
     let args = process.args().clone().unwrap_or_default();
-    let env = process.env().clone().unwrap_or_default();
+    let mut env = process.env().clone().unwrap_or_default();
+    if !env.iter().any(|kv| kv.starts_with("HOME=")) {
+        // Like runc and crun: the user's home from the container's /etc/passwd.
+        env.push(format!("HOME={}", home_of(process.user().uid())));
+    }
     let first = args
         .first()
         .ok_or_else(|| Error::invalid("process.args", "empty"))?;
@@ -79,6 +83,20 @@ pub(crate) fn resolve_exec(process: &Process) -> Result<Exec> {
             .map(|e| cstring(e, "process.env"))
             .collect::<Result<_>>()?,
     })
+}
+
+/// The home directory of `uid` in the container's /etc/passwd, or `/`.
+fn home_of(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let f: Vec<&str> = line.split(':').collect();
+                (f.len() >= 6 && f[2].parse::<u32>().ok()? == uid).then(|| f[5].to_owned())
+            })
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".to_owned())
 }
 
 fn is_executable(p: &Path) -> bool {

@@ -80,17 +80,58 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Reset every signal's disposition to the default and unblock all signals, so the
-/// container process starts clean (Rust ignores SIGPIPE at start-up and the runtime
-/// blocks signals it forwards; both would otherwise leak into the container).
+/// Give every ignored signal back its default action and unblock all signals, so
+/// the container process starts clean. Handlers are reset by execve anyway; ignored
+/// signals are not (Rust ignores SIGPIPE at start-up, a parent may ignore more).
+/// The raw system call is used because glibc refuses to touch signals 32 and 33,
+/// which a posix_spawn-ing parent can leave ignored.
 pub(crate) fn reset_signals() {
-    for sig in 1..=64 {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+    // The kernel's struct sigaction on x86_64: handler, flags, restorer, mask.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    for sig in 1..=64i64 {
+        if sig == libc::SIGKILL as i64 || sig == libc::SIGSTOP as i64 {
             continue;
         }
-        // SAFETY: installing SIG_DFL is always sound; invalid numbers just return EINVAL.
-        unsafe {
-            libc::signal(sig, libc::SIG_DFL);
+        let mut old = KernelSigaction {
+            handler: 0,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        // SAFETY: reads the current action into a struct of the kernel's layout that
+        // lives for the call; the size argument is the kernel's sigset size (8).
+        let got = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                std::ptr::null::<KernelSigaction>(),
+                &mut old,
+                8usize,
+            )
+        };
+        if got == 0 && old.handler == libc::SIG_IGN {
+            let dfl = KernelSigaction {
+                handler: libc::SIG_DFL,
+                flags: 0,
+                restorer: 0,
+                mask: 0,
+            };
+            // SAFETY: installs SIG_DFL from a struct that lives for the call.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    &dfl,
+                    std::ptr::null_mut::<KernelSigaction>(),
+                    8usize,
+                );
+            }
         }
     }
     let _ = nix::sys::signal::sigprocmask(
