@@ -226,14 +226,14 @@ fn write_log(path: &Path, json: bool, msg: &str) {
     else {
         return;
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
     let line = if json {
-        serde_json::json!({"level": "error", "msg": msg, "time": format!("{}", now.as_secs())})
+        serde_json::json!({"level": "error", "msg": msg, "time": bosun_runtime::now_rfc3339()})
             .to_string()
     } else {
-        format!("level=error msg={msg:?}")
+        format!(
+            "time=\"{}\" level=error msg={msg:?}",
+            bosun_runtime::now_rfc3339()
+        )
     };
     let _ = writeln!(f, "{line}");
 }

@@ -28,4 +28,4 @@ pub use container::{CreateOptions, ExecOptions, ExitCode, Runtime};
 pub use error::{Error, ErrorKind, Result};
 pub use signal::parse_signal;
 pub use spec::{default_spec, features};
-pub use state::{State, Status};
+pub use state::{State, Status, now_rfc3339};

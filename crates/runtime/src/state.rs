@@ -245,7 +245,7 @@ pub(crate) fn user_name(uid: u32) -> String {
 }
 
 /// Now as an RFC 3339 UTC timestamp with nanoseconds, like runc's `created`.
-pub(crate) fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
