@@ -4,6 +4,7 @@
 //! it forks and changes namespaces, which needs a single-threaded process.
 #![allow(clippy::print_stdout, reason = "a CLI prints its results")]
 
+mod runc_args;
 mod runtime_cli;
 
 use std::ffi::OsString;

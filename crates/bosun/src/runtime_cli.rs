@@ -6,106 +6,64 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::runc_args::{self, Matches, Parsed};
 use anyhow::{Context, Result, bail};
 use bosun_oci::ContainerId;
 use bosun_runtime::{CreateOptions, ExecOptions, Runtime, Status};
-use clap::{Args, Parser, Subcommand};
 use oci_spec::runtime::{LinuxCpu, LinuxPids, LinuxResources, Process};
 
-#[derive(Parser, Debug)]
-#[command(name = "bosun-runc", version = concat!(env!("CARGO_PKG_VERSION"), "\nspec: 1.2.0"), about = "bosun's OCI runtime, runc-compatible")]
+#[derive(Debug)]
 struct Cli {
     /// Directory for container state.
-    #[arg(long, global = true, default_value = "/run/bosun/runtime")]
     root: PathBuf,
     /// Also write errors to this file.
-    #[arg(long, global = true)]
     log: Option<PathBuf>,
     /// Format of --log: text or json.
-    #[arg(long, global = true, default_value = "text")]
     log_format: String,
-    #[arg(long, global = true)]
-    debug: bool,
     /// Refused: bosun manages cgroups through the file system only.
-    #[arg(long, global = true)]
     systemd_cgroup: bool,
     /// Accepted for compatibility (true, false or auto).
-    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
     rootless: Option<String>,
-    /// Ignored (checkpointing is not supported).
-    #[arg(long, global = true, hide = true)]
-    criu: Option<String>,
-    #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Args, Debug, Clone)]
+#[derive(Debug, Clone)]
 struct CreateArgs {
     id: String,
-    #[arg(short, long, default_value = ".")]
     bundle: PathBuf,
-    #[arg(long)]
     console_socket: Option<PathBuf>,
-    #[arg(long)]
     pid_file: Option<PathBuf>,
-    #[arg(long, default_value_t = 0)]
     preserve_fds: u32,
-    /// Accepted for compatibility; pivot_root is always used where possible.
-    #[arg(long)]
-    no_pivot: bool,
-    /// Accepted for compatibility; no session keyring is created.
-    #[arg(long)]
-    no_new_keyring: bool,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Debug)]
 enum Command {
     /// Create a container and leave its process waiting for `start`.
     Create(CreateArgs),
     /// Start a created container.
     Start { id: String },
     /// Create and start a container; wait for it unless --detach.
-    Run {
-        #[command(flatten)]
-        create: CreateArgs,
-        #[arg(short, long)]
-        detach: bool,
-        /// Accepted for compatibility.
-        #[arg(long)]
-        keep: bool,
-    },
+    Run { create: CreateArgs, detach: bool },
     /// Print the container's state as JSON.
     State { id: String },
     /// Send a signal (default TERM) to the container's init, or to all its processes.
     Kill {
         id: String,
         signal: Option<String>,
-        #[arg(short, long)]
         all: bool,
     },
     /// Delete a stopped container (or any container with --force).
-    Delete {
-        id: String,
-        #[arg(short, long)]
-        force: bool,
-    },
+    Delete { id: String, force: bool },
     /// Run a process in a running container.
     Exec(Box<ExecArgs>),
     /// List the processes of a container.
     Ps {
         id: String,
-        #[arg(short, long, default_value = "table")]
         format: String,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
     },
     /// List containers.
-    List {
-        #[arg(short, long, default_value = "table")]
-        format: String,
-        #[arg(short, long)]
-        quiet: bool,
-    },
+    List { format: String, quiet: bool },
     /// Freeze all processes of a container.
     Pause { id: String },
     /// Thaw a paused container.
@@ -114,93 +72,87 @@ enum Command {
     Events {
         id: String,
         /// Print one stats record and exit.
-        #[arg(long)]
         stats: bool,
-        #[arg(long, default_value = "5s")]
         interval: String,
     },
     /// Change the resources of a container.
     Update(Box<UpdateArgs>),
     /// Write a starting config.json.
-    Spec {
-        #[arg(short, long, default_value = ".")]
-        bundle: PathBuf,
-    },
+    Spec { bundle: PathBuf },
     /// Print what this runtime supports, as JSON.
     Features,
 }
 
-#[derive(Args, Debug)]
+#[derive(Debug)]
 struct ExecArgs {
     id: String,
-    #[arg(short, long)]
     process: Option<PathBuf>,
-    #[arg(short, long)]
     tty: bool,
-    #[arg(short, long)]
     detach: bool,
-    #[arg(short, long = "env")]
     env: Vec<String>,
-    #[arg(long)]
     cwd: Option<PathBuf>,
     /// uid[:gid]
-    #[arg(short, long)]
     user: Option<String>,
-    #[arg(short = 'g', long = "additional-gids")]
     additional_gids: Vec<u32>,
-    #[arg(short = 'c', long = "cap")]
     caps: Vec<String>,
-    #[arg(long)]
     no_new_privs: bool,
-    #[arg(long)]
     console_socket: Option<PathBuf>,
-    #[arg(long)]
     pid_file: Option<PathBuf>,
-    #[arg(long, default_value_t = 0)]
     preserve_fds: u32,
-    #[arg(long, hide = true)]
-    process_label: Option<String>,
-    #[arg(long, hide = true)]
-    apparmor: Option<String>,
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
 }
 
-#[derive(Args, Debug)]
+#[derive(Debug)]
 struct UpdateArgs {
     id: String,
     /// A LinuxResources JSON file ("-" for stdin).
-    #[arg(short, long)]
     resources: Option<PathBuf>,
-    #[arg(long)]
     memory: Option<String>,
-    #[arg(long)]
     memory_reservation: Option<String>,
-    #[arg(long)]
     memory_swap: Option<String>,
-    #[arg(long)]
     cpu_shares: Option<u64>,
-    #[arg(long)]
     cpu_quota: Option<i64>,
-    #[arg(long)]
     cpu_period: Option<u64>,
-    #[arg(long)]
     cpuset_cpus: Option<String>,
-    #[arg(long)]
     cpuset_mems: Option<String>,
-    #[arg(long)]
     pids_limit: Option<i64>,
-    #[arg(long)]
     blkio_weight: Option<u16>,
 }
 
 /// Parse and run; returns the process exit code.
 pub(crate) fn main(args: Vec<OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(c) => c,
+    let mut args: Vec<String> = args
+        .into_iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let program = if args.is_empty() {
+        "bosun-runc".to_owned()
+    } else {
+        args.remove(0)
+    };
+    let cli = match runc_args::parse(&program, &args).and_then(|p| match p {
+        Parsed::Command {
+            global,
+            spec,
+            matches,
+        } => build(&global, spec.name, &matches).map(Some),
+        Parsed::Help(text) => {
+            print!("{text}");
+            Ok(None)
+        }
+        Parsed::Version => {
+            println!(
+                "bosun-runc version {}\nspec: 1.2.0",
+                env!("CARGO_PKG_VERSION")
+            );
+            Ok(None)
+        }
+    }) {
+        Ok(Some(cli)) => cli,
+        Ok(None) => return 0,
         Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
+            eprintln!("{program}: {e}");
+            return 2;
         }
     };
     let log = cli.log.clone();
@@ -216,6 +168,157 @@ pub(crate) fn main(args: Vec<OsString>) -> i32 {
             1
         }
     }
+}
+
+fn usage(msg: String) -> runc_args::UsageError {
+    runc_args::UsageError(msg)
+}
+
+/// The single positional `<id>` of a command.
+fn one_id(cmd: &str, m: &Matches) -> Result<String, runc_args::UsageError> {
+    match m.positionals.as_slice() {
+        [id] => Ok(id.clone()),
+        [] => Err(usage(format!("{cmd} needs a container id"))),
+        more => Err(usage(format!("{cmd} takes one container id, got {more:?}"))),
+    }
+}
+
+fn number<T: std::str::FromStr>(
+    m: &Matches,
+    flag: &str,
+) -> Result<Option<T>, runc_args::UsageError> {
+    m.value(flag)
+        .map(|v| {
+            v.parse::<T>()
+                .map_err(|_| usage(format!("--{flag}: {v:?} is not a valid number")))
+        })
+        .transpose()
+}
+
+fn path(m: &Matches, flag: &str) -> Option<PathBuf> {
+    m.value(flag).map(PathBuf::from)
+}
+
+fn create_args(cmd: &str, m: &Matches) -> Result<CreateArgs, runc_args::UsageError> {
+    Ok(CreateArgs {
+        id: one_id(cmd, m)?,
+        bundle: path(m, "bundle").unwrap_or_else(|| PathBuf::from(".")),
+        console_socket: path(m, "console-socket"),
+        pid_file: path(m, "pid-file"),
+        preserve_fds: number(m, "preserve-fds")?.unwrap_or(0),
+    })
+}
+
+/// Turn parsed flags into the command to run.
+fn build(g: &Matches, cmd: &str, m: &Matches) -> Result<Cli, runc_args::UsageError> {
+    let command = match cmd {
+        "create" => Command::Create(create_args(cmd, m)?),
+        "run" => Command::Run {
+            create: create_args(cmd, m)?,
+            detach: m.flag("detach"),
+        },
+        "start" => Command::Start {
+            id: one_id(cmd, m)?,
+        },
+        "state" => Command::State {
+            id: one_id(cmd, m)?,
+        },
+        "pause" => Command::Pause {
+            id: one_id(cmd, m)?,
+        },
+        "resume" => Command::Resume {
+            id: one_id(cmd, m)?,
+        },
+        "kill" => match m.positionals.as_slice() {
+            [id] => Command::Kill {
+                id: id.clone(),
+                signal: None,
+                all: m.flag("all"),
+            },
+            [id, sig] => Command::Kill {
+                id: id.clone(),
+                signal: Some(sig.clone()),
+                all: m.flag("all"),
+            },
+            _ => return Err(usage("kill takes <id> [SIGNAL]".into())),
+        },
+        "delete" => Command::Delete {
+            id: one_id(cmd, m)?,
+            force: m.flag("force"),
+        },
+        "exec" => Command::Exec(Box::new(ExecArgs {
+            id: one_id(cmd, m)?,
+            process: path(m, "process"),
+            tty: m.flag("tty"),
+            detach: m.flag("detach"),
+            env: m.values("env"),
+            cwd: path(m, "cwd"),
+            user: m.value("user").map(str::to_owned),
+            additional_gids: m
+                .values("additional-gids")
+                .iter()
+                .map(|g| {
+                    g.parse()
+                        .map_err(|_| usage(format!("--additional-gids: {g:?} is not a gid")))
+                })
+                .collect::<Result<_, _>>()?,
+            caps: m.values("cap"),
+            no_new_privs: m.flag("no-new-privs"),
+            console_socket: path(m, "console-socket"),
+            pid_file: path(m, "pid-file"),
+            preserve_fds: number(m, "preserve-fds")?.unwrap_or(0),
+            command: m.tail.clone(),
+        })),
+        "ps" => Command::Ps {
+            id: one_id(cmd, m)?,
+            format: m.value("format").unwrap_or("table").to_owned(),
+            ps_args: m.tail.clone(),
+        },
+        "list" => {
+            if !m.positionals.is_empty() {
+                return Err(usage(format!(
+                    "list takes no arguments, got {:?}",
+                    m.positionals
+                )));
+            }
+            Command::List {
+                format: m.value("format").unwrap_or("table").to_owned(),
+                quiet: m.flag("quiet"),
+            }
+        }
+        "events" => Command::Events {
+            id: one_id(cmd, m)?,
+            stats: m.flag("stats"),
+            interval: m.value("interval").unwrap_or("5s").to_owned(),
+        },
+        "update" => Command::Update(Box::new(UpdateArgs {
+            id: one_id(cmd, m)?,
+            resources: path(m, "resources"),
+            memory: m.value("memory").map(str::to_owned),
+            memory_reservation: m.value("memory-reservation").map(str::to_owned),
+            memory_swap: m.value("memory-swap").map(str::to_owned),
+            cpu_shares: number(m, "cpu-shares")?,
+            cpu_quota: number(m, "cpu-quota")?,
+            cpu_period: number(m, "cpu-period")?,
+            cpuset_cpus: m.value("cpuset-cpus").map(str::to_owned),
+            cpuset_mems: m.value("cpuset-mems").map(str::to_owned),
+            pids_limit: number(m, "pids-limit")?,
+            blkio_weight: number(m, "blkio-weight")?,
+        })),
+        "spec" => Command::Spec {
+            bundle: path(m, "bundle").unwrap_or_else(|| PathBuf::from(".")),
+        },
+        "features" => Command::Features,
+        other => return Err(usage(format!("unknown command {other:?}"))),
+    };
+    Ok(Cli {
+        root: path(g, "root").unwrap_or_else(|| PathBuf::from("/run/bosun/runtime")),
+        log: path(g, "log"),
+        log_format: g.value("log-format").unwrap_or("text").to_owned(),
+        systemd_cgroup: g.flag("systemd-cgroup"),
+        rootless: g.value("rootless").map(str::to_owned),
+        command,
+    })
 }
 
 fn write_log(path: &Path, json: bool, msg: &str) {
@@ -271,7 +374,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             rt.create(&id(&a.id)?, &create_opts(&a))?;
         }
         Command::Start { id: i } => rt.start(&id(&i)?)?,
-        Command::Run { create, detach, .. } => {
+        Command::Run { create, detach } => {
             return Ok(rt.run(&id(&create.id)?, &create_opts(&create), detach)?);
         }
         Command::State { id: i } => print_json(&rt.state(&id(&i)?)?)?,
