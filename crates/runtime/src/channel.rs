@@ -57,7 +57,8 @@ impl Channel {
 
     /// The next message, or `None` at end-of-file (the peer exited or exec'd).
     pub(crate) fn recv(&self) -> Result<Option<Msg>> {
-        let mut buf = vec![0u8; 64 * 1024];
+        // Messages are a few hundred bytes; an error message is the longest.
+        let mut buf = [0u8; 8192];
         loop {
             match socket::recv(
                 std::os::fd::AsRawFd::as_raw_fd(&self.0),

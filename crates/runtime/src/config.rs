@@ -17,6 +17,9 @@ pub(crate) struct Bundle {
     pub(crate) dir: PathBuf,
     pub(crate) rootfs: PathBuf,
     pub(crate) spec: Spec,
+    /// The config as read, kept so the state directory gets the user's bytes
+    /// without running the whole serializer.
+    pub(crate) raw: Vec<u8>,
 }
 
 /// Read `config.json` from `bundle_dir` and validate it.
@@ -35,21 +38,29 @@ pub(crate) fn load(bundle_dir: &Path) -> Result<Bundle> {
         message,
     })?;
     let rootfs = validate(&spec, &dir)?;
-    Ok(Bundle { dir, rootfs, spec })
+    Ok(Bundle {
+        dir,
+        rootfs,
+        spec,
+        raw: text,
+    })
 }
 
 /// Parse config JSON, naming the JSON path of the field at fault on error.
 pub(crate) fn parse(text: &[u8]) -> std::result::Result<Spec, String> {
     let de = &mut serde_json::Deserializer::from_slice(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            inner.to_string()
-        } else {
-            format!("{path}: {inner}")
+    match serde_path_to_error::deserialize::<_, Spec>(de) {
+        Ok(spec) => Ok(spec),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            Err(if path == "." {
+                inner.to_string()
+            } else {
+                format!("{path}: {inner}")
+            })
         }
-    })
+    }
 }
 
 /// Check what serde cannot: relations between fields and the host.

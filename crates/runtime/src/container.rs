@@ -137,6 +137,7 @@ impl Runtime {
             dir: record.bundle.clone(),
             rootfs: record.rootfs.clone(),
             spec,
+            raw: text,
         })
     }
 
@@ -183,11 +184,8 @@ impl Runtime {
         }
         cgroup.apply_devices(&device_rules(&bundle.spec))?;
 
-        std::fs::write(
-            dir.config(),
-            serde_json::to_vec(&bundle.spec).unwrap_or_default(),
-        )
-        .ctx(|| format!("write {}", dir.config().display()))?;
+        std::fs::write(dir.config(), &bundle.raw)
+            .ctx(|| format!("write {}", dir.config().display()))?;
         nix::unistd::mkfifo(&dir.fifo(), Mode::from_bits_truncate(0o600))
             .ctx(|| format!("mkfifo {}", dir.fifo().display()))?;
         // O_RDWR so the open does not block; the container keeps it as a reader and
