@@ -16,7 +16,7 @@ for p in "${packages[@]}"; do
 done
 if ((${#missing[@]})); then
   apt-get update
-  apt-get install -y --no-install-recommends "${missing[@]}"
+  apt-get install -y "${missing[@]}"
 fi
 if ! command -v cargo >/dev/null; then
   echo "cargo not found: install a Rust toolchain >= 1.90 (rustup) first" >&2
