@@ -1,0 +1,49 @@
+//! sha256 over bytes and streams of bytes. Lives here, not in `oci`, to keep `oci` free
+//! of hashing code and IO.
+
+use bosun_oci::Digest;
+use sha2::{Digest as _, Sha256};
+
+/// The sha256 digest of `bytes`.
+pub fn sha256_of(bytes: &[u8]) -> Digest {
+    Digest::from_sha256(Sha256::digest(bytes).into())
+}
+
+/// A running sha256 with a byte count.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Hasher {
+    sha: Sha256,
+    len: u64,
+}
+
+impl Hasher {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        self.sha.update(bytes);
+        self.len += bytes.len() as u64;
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub(crate) fn finish(self) -> Digest {
+        Digest::from_sha256(self.sha.finalize().into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_values() {
+        assert_eq!(
+            sha256_of(b"").as_str(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            sha256_of(b"abc").as_str(),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
