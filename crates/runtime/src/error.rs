@@ -2,16 +2,7 @@ use std::path::PathBuf;
 
 use crate::cgroups::CgroupError;
 
-/// What class of failure an error is; callers map it to exit codes or retries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    NotFound,
-    Conflict,
-    Invalid,
-    Unavailable,
-    Forbidden,
-    Internal,
-}
+pub use bosun_oci::ErrorKind;
 
 /// Errors of the runtime. Messages are one line and name the field or path at fault.
 #[derive(Debug, thiserror::Error)]
