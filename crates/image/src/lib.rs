@@ -2,12 +2,15 @@
 //!
 //! This slice holds the foundations: a content-addressed blob store
 //! ([`ContentStore`]) whose writes are atomic and whose reads are verified, and
-//! safe application of OCI layers to a directory ([`apply_layer`]).
+//! safe application of OCI layers to a directory ([`apply_layer`]), and on them
+//! an [`ImageStore`]: tags, import of rootfs tarballs, unpack.
 
 mod hash;
+mod images;
 mod layer;
 mod store;
 
 pub use hash::sha256_of;
+pub use images::{DEFAULT_DATA_DIR, ImageDetails, ImageError, ImageStore, ImageSummary, Removed};
 pub use layer::{ApplyStats, Compression, LayerError, apply_layer};
 pub use store::{ContentStore, StoreError, VerifyingReader};
