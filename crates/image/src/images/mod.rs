@@ -170,9 +170,17 @@ impl ImageStore {
         let digest = self.resolve(src)?;
         let _lock = self.lock()?;
         let mut refs = self.read_refs()?;
-        // `src` may have been removed between resolve and lock.
+        // `src` may have been removed between resolve and lock, or a sweep may have
+        // stopped half-way (a crash): tag only an image whose every blob is there.
         if !self.content.exists(&digest)? {
             return Err(ImageError::NotFound(src.to_owned()));
+        }
+        for blob in blobs_of(&self.manifest(&digest)?)? {
+            if !self.content.exists(&blob)? {
+                return Err(ImageError::NotFound(format!(
+                    "{src} (blob {blob} is missing)"
+                )));
+            }
         }
         refs.insert(name, digest.clone());
         self.write_refs(&refs)?;

@@ -267,3 +267,18 @@ fn import_stores_hostile_entries_but_unpack_refuses_them() {
     assert!(err.to_string().contains("escape"), "{err}");
     assert!(!dir.path().join("out/escape").exists());
 }
+
+#[test]
+fn tag_refuses_an_image_with_a_missing_blob() {
+    let (_dir, store) = store();
+    let tar = rootfs_tar(&[("bin/hello", b"hi\n")]);
+    store.import(&tar[..], None, &name("partial")).unwrap();
+    let details = store.inspect("partial").unwrap();
+    // What a sweep interrupted by a crash could leave: the manifest without its layer.
+    let layer = descriptor_digest(details.manifest.layers()[0].digest()).unwrap();
+    store.content().delete(&layer).unwrap();
+    let err = store.tag("partial", &name("copy")).unwrap_err();
+    assert!(matches!(err, ImageError::NotFound(_)), "{err}");
+    assert!(err.to_string().contains(layer.as_str()), "{err}");
+    assert!(store.resolve("copy").is_err());
+}
