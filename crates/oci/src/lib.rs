@@ -9,11 +9,13 @@ mod digest;
 mod id;
 mod kind;
 mod reference;
+mod time;
 
 pub use digest::{Algorithm, Digest, DigestError};
 pub use id::{ContainerId, IdError};
 pub use kind::ErrorKind;
 pub use reference::{DEFAULT_REGISTRY, DEFAULT_TAG, ImageRef, ReferenceError};
+pub use time::UtcTime;
 
 /// The OCI runtime spec types (`config.json`, `state.json`, features).
 pub use oci_spec::runtime as spec;
