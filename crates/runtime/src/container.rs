@@ -143,17 +143,19 @@ impl Runtime {
 
     /// `create`: set the container up and leave its process waiting for `start`.
     pub fn create(&self, id: &ContainerId, opts: &CreateOptions) -> Result<i32> {
-        self.create_inner(id, opts, None)
-            .map(|(pid, _)| pid.as_raw())
+        let bundle = config::load(&opts.bundle)?;
+        self.create_inner(id, opts, &bundle, None)
+            .map(|(_, record)| record.pid)
     }
 
+    /// `create` on a loaded bundle; returns the state directory and the saved record.
     fn create_inner(
         &self,
         id: &ContainerId,
         opts: &CreateOptions,
+        bundle: &Bundle,
         own_console: Option<OwnedFd>,
-    ) -> Result<(Pid, Bundle)> {
-        let bundle = config::load(&opts.bundle)?;
+    ) -> Result<(StateDir, Record)> {
         let process = bundle.spec.process().clone().unwrap_or_default();
         let terminal = process.terminal().unwrap_or(false);
         if terminal && opts.console_socket.is_none() && own_console.is_none() {
@@ -193,10 +195,10 @@ impl Runtime {
         let fifo = nix::fcntl::open(&dir.fifo(), OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
             .ctx(|| format!("open {}", dir.fifo().display()))?;
 
-        let ns = launch::plan_for_config(&bundle);
+        let ns = launch::plan_for_config(bundle);
         let own_pid_ns = ns.new_pid();
         let hooks = |pid: i32| -> Result<()> {
-            let state = hook_state(id, &bundle, pid, Status::Creating);
+            let state = hook_state(id, bundle, pid, Status::Creating);
             let h = bundle.spec.hooks().as_ref();
             crate::hooks::run_all(h.and_then(|h| h.prestart().as_ref()), &state)?;
             crate::hooks::run_all(h.and_then(|h| h.create_runtime().as_ref()), &state)
@@ -204,7 +206,7 @@ impl Runtime {
         let pid = launch::launch(
             Launch {
                 id,
-                bundle: &bundle,
+                bundle,
                 process: &process,
                 ns,
                 cgroup: &cgroup,
@@ -235,13 +237,25 @@ impl Runtime {
             write_pid_file(path, pid.as_raw())?;
         }
         guard.armed = false;
-        Ok((pid, bundle))
+        Ok((dir, record))
     }
 
     /// `start`: release a created container's process.
     pub fn start(&self, id: &ContainerId) -> Result<()> {
         let (dir, record) = self.load(id)?;
-        let status = record.status(&dir);
+        let bundle = self.saved_bundle(&dir, &record)?;
+        self.release(id, &dir, &record, &bundle)
+    }
+
+    /// Wake the process waiting on the exec fifo, then run the poststart hooks.
+    fn release(
+        &self,
+        id: &ContainerId,
+        dir: &StateDir,
+        record: &Record,
+        bundle: &Bundle,
+    ) -> Result<()> {
+        let status = record.status(dir);
         if status != Status::Created {
             return Err(Error::WrongState {
                 id: id.to_string(),
@@ -267,7 +281,6 @@ impl Runtime {
         nix::unistd::write(&fifo, &[0]).ctx(|| "write exec fifo".into())?;
         drop(fifo);
         let _ = std::fs::remove_file(dir.fifo());
-        let bundle = self.saved_bundle(&dir, &record)?;
         let state = record.to_state(Status::Running);
         if let Err(e) = crate::hooks::run_all(
             bundle
@@ -302,12 +315,13 @@ impl Runtime {
             .unwrap_or(false)
             && opts.console_socket.is_none();
         let (ours, theirs) = if proxy {
-            let (a, b) = std::os::unix::net::UnixStream::pair().ctx(|| "socketpair".into())?;
-            (Some(OwnedFd::from(a)), Some(OwnedFd::from(b)))
+            let (a, b) = socket_pair()?;
+            (Some(a), Some(b))
         } else {
             (None, None)
         };
-        let (pid, _) = self.create_inner(id, opts, theirs)?;
+        let (dir, record) = self.create_inner(id, opts, &bundle, theirs)?;
+        let pid = Pid::from_raw(record.pid);
         let master = match ours {
             Some(sock) => match crate::console::recv_fd(&sock) {
                 Ok(m) => Some(m),
@@ -318,7 +332,7 @@ impl Runtime {
             },
             None => None,
         };
-        if let Err(e) = self.start(id) {
+        if let Err(e) = self.release(id, &dir, &record, &bundle) {
             let _ = self.delete(id, true);
             return Err(e);
         }
@@ -466,8 +480,8 @@ impl Runtime {
         let (console, ours) = match (&opts.console_socket, terminal) {
             (Some(path), true) => (Some(crate::console::connect(path)?), None),
             (None, true) if !opts.detach => {
-                let (a, b) = std::os::unix::net::UnixStream::pair().ctx(|| "socketpair".into())?;
-                (Some(OwnedFd::from(b)), Some(OwnedFd::from(a)))
+                let (ours, theirs) = socket_pair()?;
+                (Some(theirs), Some(ours))
             }
             (None, true) => {
                 return Err(Error::invalid(
@@ -581,6 +595,13 @@ fn wait_gone(record: &Record, timeout: Duration) {
     while record.init_alive() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// A connected unix socket pair: our end and the container's, for a terminal the
+/// runtime proxies itself.
+fn socket_pair() -> Result<(OwnedFd, OwnedFd)> {
+    let (a, b) = std::os::unix::net::UnixStream::pair().ctx(|| "socketpair".into())?;
+    Ok((OwnedFd::from(a), OwnedFd::from(b)))
 }
 
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {

@@ -15,6 +15,7 @@ mod container;
 mod error;
 mod hooks;
 mod launch;
+mod passwd;
 mod process;
 mod rootfs;
 mod seccomp;

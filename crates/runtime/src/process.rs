@@ -87,14 +87,7 @@ pub(crate) fn resolve_exec(process: &Process) -> Result<Exec> {
 
 /// The home directory of `uid` in the container's /etc/passwd, or `/`.
 fn home_of(uid: u32) -> String {
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|line| {
-                let f: Vec<&str> = line.split(':').collect();
-                (f.len() >= 6 && f[2].parse::<u32>().ok()? == uid).then(|| f[5].to_owned())
-            })
-        })
+    crate::passwd::field(uid, 5)
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "/".to_owned())
 }

@@ -193,13 +193,8 @@ pub(crate) struct Options {
 /// Everything before pivot_root: propagation, the rootfs bind, the config's mounts,
 /// and /dev. Paths are still host paths here.
 pub(crate) fn prepare(bundle: &Bundle, opts: &Options) -> Result<()> {
-    let linux = bundle.spec.linux().as_ref();
-    let prop = linux
-        .and_then(|l| l.rootfs_propagation().as_deref())
-        .and_then(parse_propagation)
-        .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
-    // Never let our mounts propagate back to the host; apply the requested
-    // propagation to the root only after pivot_root.
+    // Never let our mounts propagate back to the host; the requested
+    // rootfsPropagation is applied to the root only after pivot_root (`finish`).
     mount(
         None::<&str>,
         "/",
@@ -208,7 +203,6 @@ pub(crate) fn prepare(bundle: &Bundle, opts: &Options) -> Result<()> {
         None::<&str>,
     )
     .ctx(|| "make / rslave".into())?;
-    let _ = prop;
     let rootfs = &bundle.rootfs;
     mount(
         Some(rootfs),

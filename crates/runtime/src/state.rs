@@ -228,20 +228,9 @@ impl Record {
     }
 }
 
-/// The name of `uid` from /etc/passwd, or the number. Read directly rather than
-/// through NSS: getpwuid may load shared libraries, which costs more than the
-/// whole container start.
+/// The name of `uid` from /etc/passwd, or the number.
 pub(crate) fn user_name(uid: u32) -> String {
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|l| {
-                let mut f = l.split(':');
-                let name = f.next()?;
-                (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_owned())
-            })
-        })
-        .unwrap_or_else(|| uid.to_string())
+    crate::passwd::field(uid, 0).unwrap_or_else(|| uid.to_string())
 }
 
 /// Now as an RFC 3339 UTC timestamp with nanoseconds, like runc's `created`.

@@ -34,33 +34,23 @@ pub(crate) fn fork() -> nix::Result<Forked> {
 /// runtime (which can then wait for it) while being the first process of the new pid
 /// namespace that the intermediate process unshared.
 pub(crate) fn fork_as_sibling() -> nix::Result<Forked> {
-    // SAFETY: raw clone without CLONE_VM and without a new stack behaves like fork();
-    // the caller is single-threaded, as for `fork` above.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    match ret {
-        -1 => Err(Errno::last()),
-        0 => Ok(Forked::Child),
-        pid => Ok(Forked::Parent(Pid::from_raw(pid as i32))),
-    }
+    raw_fork(libc::CLONE_PARENT as libc::c_ulong)
 }
 
 /// `clone(flags | SIGCHLD)` without a new stack: a fork whose child starts in the
 /// new namespaces `flags` asks for (a new pid namespace makes it PID 1).
 pub(crate) fn fork_into(flags: nix::sched::CloneFlags) -> nix::Result<Forked> {
-    // SAFETY: as for `fork_as_sibling`: no CLONE_VM, no new stack, single-threaded caller.
+    raw_fork(flags.bits() as libc::c_ulong)
+}
+
+/// The raw `clone` system call with fork semantics: no CLONE_VM, no new stack.
+fn raw_fork(flags: libc::c_ulong) -> nix::Result<Forked> {
+    // SAFETY: without CLONE_VM and a new stack, clone behaves like fork(); the
+    // caller is single-threaded, as for `fork` above.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_clone,
-            (flags.bits() | libc::SIGCHLD) as libc::c_ulong,
+            flags | libc::SIGCHLD as libc::c_ulong,
             0usize,
             0usize,
             0usize,
