@@ -8,9 +8,12 @@
 mod hash;
 mod images;
 mod layer;
+pub mod manifest;
 mod store;
 
 pub use hash::sha256_of;
-pub use images::{DEFAULT_DATA_DIR, ImageDetails, ImageError, ImageStore, ImageSummary, Removed};
+pub use images::{
+    DEFAULT_DATA_DIR, ImageDetails, ImageError, ImageStore, ImageSummary, IngestGuard, Removed,
+};
 pub use layer::{ApplyStats, Compression, LayerError, apply_layer};
-pub use store::{ContentStore, StoreError, VerifyingReader};
+pub use store::{BlobWriter, ContentStore, StoreError, VerifyingReader};

@@ -1,9 +1,6 @@
 //! `import`: a root file system tarball becomes a one-layer OCI image.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Seek, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io::{self, BufRead, BufReader, Read, Write};
 
 use bosun_oci::{Digest, ImageRef};
 use flate2::read::MultiGzDecoder;
@@ -24,16 +21,16 @@ impl ImageStore {
     /// Imports a root file system tarball (plain or gzip; `None` detects it) as a
     /// one-layer image tagged `name`, and returns the manifest digest.
     ///
-    /// The layer is recompressed with gzip while streaming into a temp file, and
-    /// the tar headers are read on the way, so garbage is refused before anything
-    /// is stored. Entries are not vetted here: `unpack` applies the safety rules.
+    /// The layer is recompressed with gzip while streaming into the content
+    /// store, and the tar headers are read on the way, so garbage is refused
+    /// before anything is stored. Entries are not vetted here: `unpack` applies the safety rules.
     pub fn import(
         &self,
         reader: impl Read,
         compression: Option<Compression>,
         name: &ImageRef,
     ) -> Result<Digest, ImageError> {
-        let name = tag_name(name)?;
+        tag_name(name)?;
         let mut input = BufReader::new(reader);
         let compression = match compression {
             Some(c) => c,
@@ -49,8 +46,9 @@ impl ImageStore {
             Compression::Gzip => Box::new(MultiGzDecoder::new(input)),
         };
 
-        let temp = TempFile::create(self.images_dir())?;
-        let encoder = GzEncoder::new(temp.file()?, flate2::Compression::default());
+        let _guard = self.ingest_guard()?;
+        let blob = self.content.writer()?;
+        let encoder = GzEncoder::new(blob, flate2::Compression::default());
         let mut tee = Tee {
             inner: plain,
             hasher: Hasher::default(),
@@ -58,14 +56,11 @@ impl ImageStore {
         };
         check_tar(&mut tee)?;
         let diff_id = tee.hasher.finish();
-        let mut gz = tee
+        let blob = tee
             .sink
             .finish()
-            .map_err(|e| ImageError::io("write", &temp.path, e))?;
-        gz.rewind()
-            .map_err(|e| ImageError::io("read", &temp.path, e))?;
-        let (layer, layer_size) = self.content.ingest(gz, None)?;
-        drop(temp);
+            .map_err(|e| ImageError::io("write", self.images_dir(), e))?;
+        let (layer, layer_size) = blob.commit(None)?;
 
         let now = super::time::now_rfc3339();
         let build = |what| {
@@ -125,20 +120,8 @@ impl ImageStore {
             .into_bytes();
         let manifest_digest = self.content.put(&manifest_bytes)?;
 
-        let _lock = self.lock()?;
-        // A concurrent `remove` sweeping an image that shared these blobs may
-        // have deleted them between our writes and this lock: never tag a
-        // manifest whose blobs are gone.
-        for d in [&layer, &config_digest, &manifest_digest] {
-            if !self.content.exists(d)? {
-                return Err(ImageError::Conflict(format!(
-                    "blob {d} was removed by a concurrent `image rm`; retry the import"
-                )));
-            }
-        }
-        let mut refs = self.read_refs()?;
-        refs.insert(name, manifest_digest.clone());
-        self.write_refs(&refs)?;
+        // Checks, under the lock, that every blob is still there.
+        self.set_tag(name, &manifest_digest)?;
         Ok(manifest_digest)
     }
 }
@@ -187,40 +170,5 @@ impl<R: Read, W: Write> Read for Tee<R, W> {
         self.hasher.update(&buf[..n]);
         self.sink.write_all(&buf[..n])?;
         Ok(n)
-    }
-}
-
-/// A scratch file removed when dropped, beside the store so nothing crosses a
-/// file system. Crashed imports leave `.import-*` files for a later sweep.
-struct TempFile {
-    path: PathBuf,
-}
-
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-impl TempFile {
-    fn create(dir: &Path) -> Result<Self, ImageError> {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!(".import-{}-{n}", std::process::id()));
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| ImageError::io("create", &path, e))?;
-        Ok(Self { path })
-    }
-
-    fn file(&self) -> Result<File, ImageError> {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&self.path)
-            .map_err(|e| ImageError::io("open", &self.path, e))
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
     }
 }

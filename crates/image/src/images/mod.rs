@@ -166,16 +166,28 @@ impl ImageStore {
 
     /// Points `dst` at the image `src` names; returns the manifest digest.
     pub fn tag(&self, src: &str, dst: &ImageRef) -> Result<Digest, ImageError> {
-        let name = tag_name(dst)?;
         let digest = self.resolve(src)?;
+        self.tag_manifest(&digest, dst, src)?;
+        Ok(digest)
+    }
+
+    /// Points `dst` at the image manifest `manifest`, whose blobs someone
+    /// (a pull, a load, a build) has put in [`Self::content`] while holding an
+    /// [`IngestGuard`].
+    pub fn set_tag(&self, dst: &ImageRef, manifest: &Digest) -> Result<(), ImageError> {
+        self.tag_manifest(manifest, dst, manifest.as_str())
+    }
+
+    fn tag_manifest(&self, digest: &Digest, dst: &ImageRef, src: &str) -> Result<(), ImageError> {
+        let name = tag_name(dst)?;
         let _lock = self.lock()?;
         let mut refs = self.read_refs()?;
         // `src` may have been removed between resolve and lock, or a sweep may have
         // stopped half-way (a crash): tag only an image whose every blob is there.
-        if !self.content.exists(&digest)? {
+        if !self.content.exists(digest)? {
             return Err(ImageError::NotFound(src.to_owned()));
         }
-        for blob in blobs_of(&self.manifest(&digest)?)? {
+        for blob in blobs_of(&self.manifest(digest)?)? {
             if !self.content.exists(&blob)? {
                 return Err(ImageError::NotFound(format!(
                     "{src} (blob {blob} is missing)"
@@ -183,8 +195,65 @@ impl ImageStore {
             }
         }
         refs.insert(name, digest.clone());
-        self.write_refs(&refs)?;
-        Ok(digest)
+        self.write_refs(&refs)
+    }
+
+    /// Announces that this process is putting blobs into the store that no tag
+    /// reaches yet. Sweeps (`remove`, `gc`) leave blobs alone while any guard
+    /// is held, so a pull or build is never robbed of a layer it shares with
+    /// an image being removed. Hold it until the final [`Self::set_tag`].
+    pub fn ingest_guard(&self) -> Result<IngestGuard, ImageError> {
+        let file = self.open_lock_file("ingest.lock")?;
+        let path = self.images.join("ingest.lock");
+        file.lock_shared()
+            .map_err(|e| ImageError::io("lock", &path, e))?;
+        Ok(IngestGuard { _file: file })
+    }
+
+    /// The image manifest stored under `digest`.
+    pub fn image_manifest(&self, digest: &Digest) -> Result<ImageManifest, ImageError> {
+        self.manifest(digest)
+    }
+
+    /// Every tag with the manifest digest it points at.
+    pub fn tags(&self) -> Result<Vec<(ImageRef, Digest)>, ImageError> {
+        Ok(self
+            .read_refs()?
+            .into_iter()
+            .filter_map(|(n, d)| n.parse().ok().map(|n| (n, d)))
+            .collect())
+    }
+
+    /// Deletes every blob no tag reaches (and stale temp files), unless a
+    /// pull, load or build is under way, in which case it waits for it.
+    /// Returns the deleted digests.
+    pub fn gc(&self) -> Result<Vec<Digest>, ImageError> {
+        let ingest = self.open_lock_file("ingest.lock")?;
+        ingest
+            .lock()
+            .map_err(|e| ImageError::io("lock", self.images.join("ingest.lock"), e))?;
+        let _lock = self.lock()?;
+        let refs = self.read_refs()?;
+        let mut live = BTreeSet::new();
+        for d in refs.values() {
+            live.insert(d.clone());
+            live.extend(blobs_of(&self.manifest(d)?)?);
+        }
+        let mut deleted = Vec::new();
+        for d in self.content.list()? {
+            if live.contains(&d) {
+                continue;
+            }
+            match self.content.delete(&d) {
+                Ok(()) => deleted.push(d),
+                Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // No ingest is running (we hold its lock exclusively): any temp file
+        // left is from a writer that died.
+        self.content.remove_temp_files(std::time::Duration::ZERO)?;
+        Ok(deleted)
     }
 
     /// Untags `name` (or, given an id, the one tag that points at it). When no
@@ -218,6 +287,12 @@ impl ImageStore {
             deleted: Vec::new(),
         };
         if refs.values().any(|d| *d == digest) {
+            return Ok(removed);
+        }
+        // A pull or build in progress may be about to tag blobs this image
+        // shares with it; then leave the sweep to a later `gc`.
+        let ingest = self.open_lock_file("ingest.lock")?;
+        if ingest.try_lock().is_err() {
             return Ok(removed);
         }
         // Mark: every blob a remaining tag reaches. Sweep: this image's others.
@@ -382,15 +457,20 @@ impl ImageStore {
     /// Takes the writers' lock; it is released when the file is dropped (or the
     /// process dies, which is why it is `flock`, not a lock file's existence).
     fn lock(&self) -> Result<File, ImageError> {
-        let path = self.images.join("lock");
-        let file = OpenOptions::new()
+        let file = self.open_lock_file("lock")?;
+        file.lock()
+            .map_err(|e| ImageError::io("lock", self.images.join("lock"), e))?;
+        Ok(file)
+    }
+
+    fn open_lock_file(&self, name: &str) -> Result<File, ImageError> {
+        let path = self.images.join(name);
+        OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| ImageError::io("open", &path, e))?;
-        file.lock().map_err(|e| ImageError::io("lock", &path, e))?;
-        Ok(file)
+            .map_err(|e| ImageError::io("open", &path, e))
     }
 
     fn read_refs(&self) -> Result<Refs, ImageError> {
@@ -424,6 +504,13 @@ impl ImageStore {
             ImageError::io("write", &path, e)
         })
     }
+}
+
+/// Held while blobs are put in the store ahead of their tag; see
+/// [`ImageStore::ingest_guard`]. Released on drop, or when the process dies.
+#[derive(Debug)]
+pub struct IngestGuard {
+    _file: File,
 }
 
 /// Hashes what passes through.

@@ -233,9 +233,14 @@ fn garbage_is_refused_and_leaves_nothing() {
     let leftovers: Vec<_> = fs::read_dir(dir.path().join("images"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
-        .filter(|n| n != "lock")
+        .filter(|n| n != "lock" && n != "ingest.lock")
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+    let temps: Vec<_> = fs::read_dir(dir.path().join("content/blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(temps.is_empty(), "{temps:?}");
 }
 
 #[test]

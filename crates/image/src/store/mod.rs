@@ -57,9 +57,7 @@ impl ContentStore {
         if let Some(expected) = expected {
             check_algorithm(expected)?;
         }
-        let mut temp =
-            TempBlob::create(&self.dir).map_err(|e| StoreError::io("create", &self.dir, e))?;
-        let mut hasher = Hasher::default();
+        let mut writer = self.writer()?;
         let mut buf = vec![0u8; COPY_BUFFER];
         loop {
             let n = match reader.read(&mut buf) {
@@ -68,30 +66,46 @@ impl ContentStore {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(StoreError::Source(e)),
             };
-            hasher.update(&buf[..n]);
-            temp.file()
+            writer
                 .write_all(&buf[..n])
-                .map_err(|e| StoreError::io("write", temp.path(), e))?;
+                .map_err(|e| StoreError::io("write", writer.temp.path(), e))?;
         }
-        let size = hasher.len();
-        let digest = hasher.finish();
-        if let Some(expected) = expected
-            && *expected != digest
-        {
-            // Dropping `temp` removes it.
-            return Err(StoreError::DigestMismatch {
-                expected: expected.clone(),
-                actual: digest,
-            });
+        writer.commit(expected)
+    }
+
+    /// A writer for one new blob, for producers that push bytes (a gzip
+    /// encoder, an HTTP body). Nothing is visible until [`BlobWriter::commit`];
+    /// dropping it uncommitted removes its temp file.
+    pub fn writer(&self) -> Result<BlobWriter, StoreError> {
+        let temp =
+            TempBlob::create(&self.dir).map_err(|e| StoreError::io("create", &self.dir, e))?;
+        Ok(BlobWriter {
+            temp,
+            hasher: Hasher::default(),
+            dir: self.dir.clone(),
+        })
+    }
+
+    /// Removes temp files of writers that died, if older than `min_age`
+    /// (pass zero only when no writer can be running). Returns how many.
+    pub fn remove_temp_files(&self, min_age: std::time::Duration) -> Result<usize, StoreError> {
+        let entries = fs::read_dir(&self.dir).map_err(|e| StoreError::io("list", &self.dir, e))?;
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io("list", &self.dir, e))?;
+            if !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            let old_enough = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| t.elapsed().unwrap_or_default() >= min_age)
+                .unwrap_or(false);
+            if old_enough && fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
         }
-        let dest = self.blob_path(&digest);
-        temp.persist(&dest)
-            .map_err(|e| StoreError::io("store", &dest, e))?;
-        // The rename is durable only once the directory entry is on disk.
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| StoreError::io("sync", &self.dir, e))?;
-        Ok((digest, size))
+        Ok(removed)
     }
 
     /// Opens a blob for streaming; the reader fails at its end if the content
@@ -164,6 +178,70 @@ impl ContentStore {
     fn blob_path(&self, digest: &Digest) -> PathBuf {
         // Safe as a file name: a parsed digest's hex part is `[0-9a-f]{64}`.
         self.dir.join(digest.hex())
+    }
+}
+
+/// One blob being written; see [`ContentStore::writer`].
+#[derive(Debug)]
+pub struct BlobWriter {
+    temp: TempBlob,
+    hasher: Hasher,
+    dir: PathBuf,
+}
+
+impl BlobWriter {
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.hasher.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Makes the blob visible under its digest, after checking it against
+    /// `expected` (on a mismatch nothing is stored).
+    pub fn commit(mut self, expected: Option<&Digest>) -> Result<(Digest, u64), StoreError> {
+        if let Some(expected) = expected {
+            check_algorithm(expected)?;
+        }
+        self.temp
+            .file()
+            .flush()
+            .map_err(|e| StoreError::io("write", self.temp.path(), e))?;
+        let size = self.hasher.len();
+        let digest = self.hasher.finish();
+        if let Some(expected) = expected
+            && *expected != digest
+        {
+            // Dropping `temp` removes it.
+            return Err(StoreError::DigestMismatch {
+                expected: expected.clone(),
+                actual: digest,
+            });
+        }
+        // Safe as a file name: a digest's hex part is `[0-9a-f]{64}`.
+        let dest = self.dir.join(digest.hex());
+        self.temp
+            .persist(&dest)
+            .map_err(|e| StoreError::io("store", &dest, e))?;
+        // The rename is durable only once the directory entry is on disk.
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| StoreError::io("sync", &self.dir, e))?;
+        Ok((digest, size))
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.temp.file().write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.temp.file().flush()
     }
 }
 
