@@ -4,11 +4,11 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, Read};
-use std::path::PathBuf;
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use bosun_image::{DEFAULT_DATA_DIR, ImageStore, ImageSummary};
+use bosun_image::{DEFAULT_DATA_DIR, ImageStore, ImageSummary, LoadSource, SaveDest};
 use bosun_oci::ImageRef;
 use serde_json::json;
 
@@ -24,6 +24,14 @@ Commands:
   tag SRC DST                 give an image another name
   rm NAME|ID...               remove tags; blobs no image uses any more are deleted
   unpack NAME|ID DIR          (bosun-specific) apply the image's layers into DIR
+  save [-o PATH] [--format oci-archive|oci-dir] NAME...
+                              write images as an OCI layout: a tar (default; stdout
+                              without -o) or a directory; `docker load` reads the tar
+  load [-i PATH] [--name NAME]
+                              read images from an OCI layout (directory or tar, plain
+                              or gzip) or a `docker save` archive (stdin without -i);
+                              --name names images the archive tags only by a bare tag
+  prune                       delete blobs no image uses and leftovers of crashed writers
 
 Options:
   --data-dir DIR              the store (default /var/lib/bosun)
@@ -38,6 +46,9 @@ struct Args {
     data_dir: Option<PathBuf>,
     quiet: bool,
     format: Option<String>,
+    output: Option<PathBuf>,
+    input: Option<PathBuf>,
+    name: Option<String>,
     help: bool,
     positionals: Vec<String>,
 }
@@ -98,6 +109,9 @@ fn parse(raw: &[OsString]) -> Result<Args, Usage> {
             "--" => only_positionals = true,
             "--data-dir" => args.data_dir = Some(PathBuf::from(value("--data-dir")?)),
             "--format" => args.format = Some(value("--format")?),
+            "-o" | "--output" => args.output = Some(PathBuf::from(value("--output")?)),
+            "-i" | "--input" => args.input = Some(PathBuf::from(value("--input")?)),
+            "--name" => args.name = Some(value("--name")?),
             "-q" | "--quiet" => args.quiet = true,
             "-h" | "--help" => args.help = true,
             other => return Err(Usage(format!("unknown flag {other:?}"))),
@@ -110,9 +124,18 @@ fn run(args: &Args) -> Result<Result<i32, Usage>> {
     let Some((verb, rest)) = args.positionals.split_first() else {
         return Ok(Err(Usage("missing command".to_owned())));
     };
-    if (args.quiet || args.format.is_some()) && verb != "ls" {
+    if args.quiet && verb != "ls"
+        || args.format.is_some() && !matches!(verb.as_str(), "ls" | "save")
+    {
         return Ok(Err(Usage(format!(
-            "--quiet and --format belong to `ls`, not `{verb}`"
+            "--quiet and --format belong to `ls` (and --format to `save`), not `{verb}`"
+        ))));
+    }
+    if args.output.is_some() && verb != "save"
+        || (args.input.is_some() || args.name.is_some()) && verb != "load"
+    {
+        return Ok(Err(Usage(format!(
+            "--output belongs to `save`, --input and --name to `load`, not `{verb}`"
         ))));
     }
     let want = |n: usize, what: &str| -> Result<(), Usage> {
@@ -124,18 +147,29 @@ fn run(args: &Args) -> Result<Result<i32, Usage>> {
     };
     let checked = match verb.as_str() {
         "import" => want(2, "TARBALL NAME[:TAG]"),
-        "ls" | "list" => want(0, "no arguments"),
+        "ls" | "list" | "load" | "prune" => want(0, "no arguments"),
         "tag" => want(2, "SRC DST"),
         "unpack" => want(2, "NAME DIR"),
-        "inspect" | "rm" if rest.is_empty() => Err(Usage(format!("`{verb}` needs a name"))),
-        "inspect" | "rm" => Ok(()),
+        "inspect" | "rm" | "save" if rest.is_empty() => {
+            Err(Usage(format!("`{verb}` needs a name")))
+        }
+        "inspect" | "rm" | "save" => Ok(()),
         other => Err(Usage(format!("unknown command {other:?}"))),
     };
     if let Err(u) = checked {
         return Ok(Err(u));
     }
-    let format = args.format.as_deref().unwrap_or("table");
-    if !matches!(format, "table" | "json") {
+    let format = args.format.as_deref().unwrap_or(if verb == "save" {
+        "oci-archive"
+    } else {
+        "table"
+    });
+    if verb == "save" && !matches!(format, "oci-archive" | "oci-dir") {
+        return Ok(Err(Usage(format!(
+            "--format {format:?}: use oci-archive or oci-dir"
+        ))));
+    }
+    if verb == "ls" && !matches!(format, "table" | "json") {
         return Ok(Err(Usage(format!(
             "--format {format:?}: use table or json"
         ))));
@@ -154,12 +188,82 @@ fn run(args: &Args) -> Result<Result<i32, Usage>> {
             0
         }
         "rm" => rm(&store, rest),
+        "save" => save(&store, rest, args.output.as_deref(), format == "oci-dir")?,
+        "load" => load(&store, args.input.as_deref(), args.name.as_deref())?,
+        "prune" => {
+            for d in store.gc()? {
+                println!("Deleted: {d}");
+            }
+            0
+        }
         _ => {
             store.unpack(&rest[0], &PathBuf::from(&rest[1]))?;
             0
         }
     };
     Ok(Ok(code))
+}
+
+fn save(store: &ImageStore, names: &[String], output: Option<&Path>, dir: bool) -> Result<i32> {
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    match (output, dir) {
+        (Some(path), true) => store.save(&names, SaveDest::Dir(path))?,
+        (None, true) => anyhow::bail!("--format oci-dir needs --output DIR"),
+        (Some(path), false) => {
+            // Written beside the target and renamed, so a failed save leaves
+            // no half archive under the name asked for.
+            let mut temp_name = path.as_os_str().to_owned();
+            temp_name.push(format!(".tmp-{}", std::process::id()));
+            let temp = PathBuf::from(temp_name);
+            let write = || -> Result<()> {
+                let file =
+                    File::create(&temp).with_context(|| format!("create {}", temp.display()))?;
+                let mut out = io::BufWriter::with_capacity(1 << 20, file);
+                store.save(&names, SaveDest::Stream(&mut out))?;
+                out.into_inner()
+                    .map_err(|e| e.into_error())
+                    .and_then(|f| f.sync_all())
+                    .context("write the archive")?;
+                std::fs::rename(&temp, path).with_context(|| format!("write {}", path.display()))
+            };
+            if let Err(e) = write() {
+                let _ = std::fs::remove_file(&temp);
+                return Err(e);
+            }
+        }
+        (None, false) => {
+            let stdout = io::stdout();
+            if stdout.is_terminal() {
+                anyhow::bail!(
+                    "refusing to write an archive to a terminal; use -o FILE or redirect"
+                );
+            }
+            let mut out = io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            store.save(&names, SaveDest::Stream(&mut out))?;
+            out.flush().context("write the archive")?;
+        }
+    }
+    Ok(0)
+}
+
+fn load(store: &ImageStore, input: Option<&Path>, name: Option<&str>) -> Result<i32> {
+    let fallback = name.map(parse_ref).transpose()?;
+    let loaded = match input {
+        Some(path) if path.is_dir() => store.load(LoadSource::Dir(path), fallback.as_ref()),
+        Some(path) => {
+            let mut f = File::open(path).with_context(|| format!("open {}", path.display()))?;
+            store.load(LoadSource::Stream(&mut f), fallback.as_ref())
+        }
+        None => store.load(
+            LoadSource::Stream(&mut io::stdin().lock()),
+            fallback.as_ref(),
+        ),
+    }
+    .context("load")?;
+    for name in loaded {
+        println!("Loaded image: {name}");
+    }
+    Ok(0)
 }
 
 fn parse_ref(s: &str) -> Result<ImageRef> {

@@ -164,3 +164,100 @@ fn import_ls_tag_rm_unpack_and_run() {
     );
     assert_eq!(images.ok(&["ls", "-q"]), "");
 }
+
+/// `save` then `load` into another store keeps the manifest digest; the saved
+/// layout is read by the peers: skopeo (by its tag, as `oci:DIR:TAG`) and umoci.
+#[test]
+fn save_load_round_trip_and_peers_read_the_layout() {
+    let work = tempfile::tempdir().unwrap();
+    let tarball = busybox_tarball(work.path());
+    let src = Images::new();
+    let digest = src.ok(&["import", tarball.to_str().unwrap(), "example.com/bb:v1"]);
+    let digest = digest.trim();
+
+    let archive = work.path().join("bb.tar");
+    src.ok(&["save", "-o", archive.to_str().unwrap(), "example.com/bb:v1"]);
+    let dst = Images::new();
+    let out = dst.ok(&["load", "-i", archive.to_str().unwrap()]);
+    assert_eq!(out.trim(), "Loaded image: example.com/bb:v1");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&dst.ok(&["inspect", "example.com/bb:v1"])).unwrap();
+    assert_eq!(
+        inspect[0]["RepoDigests"][0],
+        format!("example.com/bb@{digest}")
+    );
+
+    let layout = work.path().join("layout");
+    src.ok(&[
+        "save",
+        "--format",
+        "oci-dir",
+        "-o",
+        layout.to_str().unwrap(),
+        "example.com/bb:v1",
+    ]);
+    let skopeo = Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .output()
+        .expect("skopeo must be installed (scripts/install-deps.sh)");
+    assert!(
+        skopeo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&skopeo.stderr)
+    );
+    assert_eq!(
+        bosun_image_digest(&skopeo.stdout),
+        digest,
+        "skopeo reads the same manifest bytes"
+    );
+    let umoci = Command::new("umoci")
+        .args(["ls", "--layout"])
+        .arg(&layout)
+        .output()
+        .expect("umoci must be installed (scripts/install-deps.sh)");
+    assert!(
+        umoci.status.success(),
+        "{}",
+        String::from_utf8_lossy(&umoci.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&umoci.stdout).trim(), "v1");
+
+    // A directory written by skopeo loads back (its index names only the tag).
+    let copied = work.path().join("copied");
+    let status = Command::new("skopeo")
+        .arg("copy")
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("oci:{}:v2", copied.display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let third = Images::new();
+    let out = third.exec(&["load", "-i", copied.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give a name"));
+    let out = third.ok(&[
+        "load",
+        "-i",
+        copied.to_str().unwrap(),
+        "--name",
+        "localhost/copied",
+    ]);
+    assert_eq!(out.trim(), "Loaded image: localhost/copied:v2");
+
+    src.ok(&["rm", "example.com/bb:v1"]);
+    assert_eq!(src.ok(&["prune"]), "");
+}
+
+/// The digest of `bytes`, by coreutils, so the test needs no hashing crate.
+fn bosun_image_digest(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    format!("sha256:{}", &String::from_utf8(out.stdout).unwrap()[..64])
+}

@@ -13,7 +13,8 @@ mod store;
 
 pub use hash::sha256_of;
 pub use images::{
-    DEFAULT_DATA_DIR, ImageDetails, ImageError, ImageStore, ImageSummary, IngestGuard, Removed,
+    DEFAULT_DATA_DIR, ImageDetails, ImageError, ImageStore, ImageSummary, IngestGuard, LoadSource,
+    Removed, SaveDest,
 };
 pub use layer::{ApplyStats, Compression, LayerError, apply_layer};
 pub use store::{BlobWriter, ContentStore, StoreError, VerifyingReader};

@@ -18,6 +18,8 @@ pub enum ImageError {
     Conflict(String),
     #[error("input is not a tar archive: {0}")]
     NotATar(String),
+    #[error("not a usable image archive: {0}")]
+    BadArchive(String),
     #[error("{what} {digest} is not valid: {reason}")]
     BadBlob {
         what: &'static str,
@@ -54,7 +56,9 @@ impl ImageError {
         match self {
             ImageError::Store(e) => e.kind(),
             ImageError::NotFound(_) => ErrorKind::NotFound,
-            ImageError::Ambiguous(_) | ImageError::NotATar(_) => ErrorKind::Invalid,
+            ImageError::Ambiguous(_) | ImageError::NotATar(_) | ImageError::BadArchive(_) => {
+                ErrorKind::Invalid
+            }
             ImageError::Import(e) => e.kind(),
             ImageError::Conflict(_) => ErrorKind::Conflict,
             // Content in the store that does not hold together is damage, not bad input.

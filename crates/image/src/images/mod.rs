@@ -6,6 +6,7 @@
 //! while it sweeps blobs). Readers take no lock: `refs.json` is replaced by
 //! rename, so they see the old map or the new one, never half of one.
 
+mod archive;
 mod error;
 mod import;
 mod time;
@@ -22,6 +23,7 @@ use bosun_oci::{Digest, ImageRef};
 use flate2::read::MultiGzDecoder;
 use oci_spec::image::{ImageConfiguration, ImageManifest};
 
+pub use archive::{LoadSource, SaveDest};
 pub use error::ImageError;
 
 use crate::hash::Hasher;

@@ -287,3 +287,160 @@ fn tag_refuses_an_image_with_a_missing_blob() {
     assert!(err.to_string().contains(layer.as_str()), "{err}");
     assert!(store.resolve("copy").is_err());
 }
+
+mod archives {
+    use super::*;
+    use crate::images::archive::{NAME_ANNOTATION, REF_ANNOTATION};
+    use crate::{LoadSource, SaveDest};
+    use oci_spec::image::MediaType;
+
+    fn loaded(store: &ImageStore, source: LoadSource<'_>) -> Result<Vec<String>, ImageError> {
+        store
+            .load(source, None)
+            .map(|v| v.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn save_and_load_round_trip_as_directory_and_tar() {
+        let (_d1, src) = store();
+        let tar = rootfs_tar(&[("bin/hello", b"hi\n")]);
+        let digest = src.import(&tar[..], None, &name("hello:1")).unwrap();
+
+        let out = tempfile::tempdir().unwrap();
+        let layout = out.path().join("layout");
+        src.save(&["hello:1"], SaveDest::Dir(&layout)).unwrap();
+        let index: serde_json::Value =
+            serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+        let ann = &index["manifests"][0]["annotations"];
+        assert_eq!(ann[NAME_ANNOTATION], "docker.io/library/hello:1");
+        assert_eq!(ann[REF_ANNOTATION], "1");
+        assert_eq!(index["manifests"][0]["digest"], digest.as_str());
+
+        let (_d2, dst) = store();
+        assert_eq!(
+            loaded(&dst, LoadSource::Dir(&layout)).unwrap(),
+            ["docker.io/library/hello:1"]
+        );
+        assert_eq!(dst.resolve("hello:1").unwrap(), digest);
+
+        let mut bytes = Vec::new();
+        src.save(&["hello:1"], SaveDest::Stream(&mut bytes))
+            .unwrap();
+        let (_d3, dst) = store();
+        assert_eq!(
+            loaded(&dst, LoadSource::Stream(&mut &bytes[..])).unwrap(),
+            ["docker.io/library/hello:1"]
+        );
+        let root = tempfile::tempdir().unwrap();
+        dst.unpack("hello:1", root.path()).unwrap();
+        assert_eq!(fs::read(root.path().join("bin/hello")).unwrap(), b"hi\n");
+
+        // Saving into a non-empty directory refuses rather than mixing layouts.
+        let err = src.save(&["hello:1"], SaveDest::Dir(&layout)).unwrap_err();
+        assert_eq!(err.kind(), bosun_oci::ErrorKind::Conflict, "{err}");
+    }
+
+    fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, body) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            h.set_size(body.len() as u64);
+            h.set_entry_type(tar::EntryType::Regular);
+            // `append_data` refuses `..`; write the name by hand for hostile cases.
+            h.as_gnu_mut().unwrap().name[..path.len()].copy_from_slice(path.as_bytes());
+            h.set_cksum();
+            b.append(&h, *body).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn loads_a_docker_save_archive() {
+        let layer = rootfs_tar(&[("bin/tool", b"from docker\n")]);
+        let diff_id = crate::sha256_of(&layer);
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["/bin/tool"]}},"rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#
+        );
+        let manifest = r#"[{"Config":"abc.json","RepoTags":["example.com/team/tool:v2"],"Layers":["l1/layer.tar"]}]"#;
+        let archive = tar_of(&[
+            ("abc.json", config.as_bytes()),
+            ("l1/layer.tar", &layer),
+            ("manifest.json", manifest.as_bytes()),
+        ]);
+        let (_d, store) = store();
+        assert_eq!(
+            loaded(&store, LoadSource::Stream(&mut &archive[..])).unwrap(),
+            ["example.com/team/tool:v2"]
+        );
+        let root = tempfile::tempdir().unwrap();
+        store
+            .unpack("example.com/team/tool:v2", root.path())
+            .unwrap();
+        assert_eq!(
+            fs::read(root.path().join("bin/tool")).unwrap(),
+            b"from docker\n"
+        );
+        let details = store.inspect("example.com/team/tool:v2").unwrap();
+        assert_eq!(
+            details.manifest.layers()[0].media_type(),
+            &MediaType::ImageLayer
+        );
+    }
+
+    #[test]
+    fn hostile_or_broken_archives_are_refused_with_a_reason() {
+        let (_d, store) = store();
+        let some = crate::sha256_of(b"some");
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (tar_of(&[("../escape", b"x")]), "leaves the archive"),
+            (
+                tar_of(&[(&format!("blobs/sha256/{}", some.hex()), b"other")]),
+                "content hashes to",
+            ),
+            (tar_of(&[("oci-layout", b"{}")]), "neither an OCI layout"),
+            (
+                tar_of(&[(
+                    "index.json",
+                    format!(
+                        r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{}","size":4,"digest":"{some}"}}]}}"#,
+                        crate::manifest::OCI_MANIFEST
+                    )
+                    .as_bytes(),
+                )]),
+                "not in the archive",
+            ),
+            (
+                tar_of(&[("manifest.json", br#"[{"Config":"c.json","Layers":[]}]"#)]),
+                "not in the archive",
+            ),
+        ];
+        for (archive, want) in cases {
+            let err = loaded(&store, LoadSource::Stream(&mut &archive[..])).unwrap_err();
+            assert!(err.to_string().contains(want), "{err} (wanted {want:?})");
+            assert_eq!(err.kind(), bosun_oci::ErrorKind::Invalid, "{err}");
+        }
+        assert!(store.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_bare_tag_needs_a_name() {
+        let (_d1, src) = store();
+        let tar = rootfs_tar(&[("bin/x", b"x")]);
+        src.import(&tar[..], None, &name("x:7")).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let layout = out.path().join("l");
+        src.save(&["x:7"], SaveDest::Dir(&layout)).unwrap();
+        // Keep only the OCI ref name, as skopeo and umoci write it.
+        let index = fs::read_to_string(layout.join("index.json")).unwrap();
+        let index = index.replace(NAME_ANNOTATION, "unrelated");
+        fs::write(layout.join("index.json"), index).unwrap();
+        let (_d2, dst) = store();
+        let err = dst.load(LoadSource::Dir(&layout), None).unwrap_err();
+        assert!(err.to_string().contains("only by the tag \"7\""), "{err}");
+        let got = dst
+            .load(LoadSource::Dir(&layout), Some(&name("localhost/mine")))
+            .unwrap();
+        assert_eq!(got[0].to_string(), "localhost/mine:7");
+    }
+}
