@@ -13,7 +13,6 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use bosun_oci::{Digest, ImageRef};
-use flate2::read::MultiGzDecoder;
 use oci_spec::image::{
     Descriptor, ImageIndexBuilder, ImageManifestBuilder, MediaType, SCHEMA_VERSION,
 };
@@ -340,6 +339,7 @@ impl ImageStore {
                 let (digest, size) = files.blob_at(path)?;
                 let media_type = match self.sniff(&digest)? {
                     Compression::Gzip => MediaType::ImageLayerGzip,
+                    Compression::Zstd => MediaType::ImageLayerZstd,
                     Compression::None => MediaType::ImageLayer,
                 };
                 layers.push(Descriptor::new(media_type, size, oci_digest(&digest)?));
@@ -508,11 +508,10 @@ impl Files {
         let head = input
             .fill_buf()
             .map_err(|e| ImageError::BadArchive(e.to_string()))?;
-        let plain: Box<dyn Read + '_> =
-            match Compression::detect(head).map_err(ImageError::Import)? {
-                Compression::Gzip => Box::new(MultiGzDecoder::new(input)),
-                Compression::None => Box::new(input),
-            };
+        let plain = Compression::detect(head)
+            .map_err(ImageError::Import)?
+            .decoder(input)
+            .map_err(|e| ImageError::BadArchive(e.to_string()))?;
         let bad = |e: io::Error| ImageError::BadArchive(e.to_string());
         let mut archive = tar::Archive::new(plain);
         for entry in archive.entries().map_err(bad)? {

@@ -3,7 +3,6 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 
 use bosun_oci::{Digest, ImageRef};
-use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use oci_spec::image::{
     Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfigurationBuilder,
@@ -41,10 +40,9 @@ impl ImageStore {
                 Compression::detect(head).map_err(ImageError::Import)?
             }
         };
-        let plain: Box<dyn Read> = match compression {
-            Compression::None => Box::new(input),
-            Compression::Gzip => Box::new(MultiGzDecoder::new(input)),
-        };
+        let plain = compression
+            .decoder(input)
+            .map_err(|e| ImageError::NotATar(e.to_string()))?;
 
         let _guard = self.ingest_guard()?;
         let blob = self.content.writer()?;

@@ -20,7 +20,6 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use bosun_oci::{Digest, ImageRef};
-use flate2::read::MultiGzDecoder;
 use oci_spec::image::{ImageConfiguration, ImageManifest};
 
 pub use archive::{LoadSource, SaveDest};
@@ -392,10 +391,7 @@ impl ImageStore {
             source: crate::LayerError::Read(e),
         };
         let digest = {
-            let plain: Box<dyn Read + '_> = match compression {
-                Compression::None => Box::new(&mut raw),
-                Compression::Gzip => Box::new(MultiGzDecoder::new(&mut raw)),
-            };
+            let plain = compression.decoder(&mut raw).map_err(read_err)?;
             let mut hashing = Hashing {
                 inner: plain,
                 hasher: Hasher::default(),

@@ -1,3 +1,6 @@
+use std::io::{self, Read};
+
+use flate2::read::MultiGzDecoder;
 use oci_spec::image::MediaType;
 
 use crate::layer::LayerError;
@@ -7,6 +10,7 @@ use crate::layer::LayerError;
 pub enum Compression {
     None,
     Gzip,
+    Zstd,
 }
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
@@ -20,7 +24,7 @@ impl Compression {
         if head.starts_with(GZIP_MAGIC) {
             Ok(Compression::Gzip)
         } else if head.starts_with(ZSTD_MAGIC) {
-            Err(LayerError::UnsupportedCompression("zstd"))
+            Ok(Compression::Zstd)
         } else {
             Ok(Compression::None)
         }
@@ -34,7 +38,7 @@ impl Compression {
                 Ok(Compression::Gzip)
             }
             MediaType::ImageLayerZstd | MediaType::ImageLayerNonDistributableZstd => {
-                Err(LayerError::UnsupportedCompression("zstd"))
+                Ok(Compression::Zstd)
             }
             MediaType::Other(s)
                 if s == "application/vnd.docker.image.rootfs.diff.tar.gzip"
@@ -47,6 +51,16 @@ impl Compression {
             }
             other => Err(LayerError::UnknownMediaType(other.to_string())),
         }
+    }
+
+    /// `reader`'s content, decompressed. Concatenated gzip members are read
+    /// as one stream, as `gzip -d` does.
+    pub fn decoder<'a, R: Read + 'a>(self, reader: R) -> io::Result<Box<dyn Read + 'a>> {
+        Ok(match self {
+            Compression::None => Box::new(reader),
+            Compression::Gzip => Box::new(MultiGzDecoder::new(reader)),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(reader)?),
+        })
     }
 }
 
@@ -65,11 +79,29 @@ mod tests {
             Compression::None
         );
         assert_eq!(Compression::detect(b"").unwrap(), Compression::None);
-        let err = Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd, 0]).unwrap_err();
         assert_eq!(
-            err.to_string(),
-            "zstd-compressed layers are not supported yet"
+            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd, 0]).unwrap(),
+            Compression::Zstd
         );
+    }
+
+    #[test]
+    fn decoders_round_trip() {
+        let plain = b"a layer's bytes, a layer's bytes".repeat(100);
+        let zstd = zstd::stream::encode_all(&plain[..], 3).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &plain).unwrap();
+        let gz = gz.finish().unwrap();
+        for (bytes, c) in [
+            (&plain[..], Compression::None),
+            (&gz[..], Compression::Gzip),
+            (&zstd[..], Compression::Zstd),
+        ] {
+            assert_eq!(Compression::detect(bytes).unwrap(), c);
+            let mut out = Vec::new();
+            c.decoder(bytes).unwrap().read_to_end(&mut out).unwrap();
+            assert_eq!(out, plain, "{c:?}");
+        }
     }
 
     #[test]
@@ -97,10 +129,10 @@ mod tests {
             );
         }
         let zstd = MediaType::from("application/vnd.oci.image.layer.v1.tar+zstd");
-        assert!(matches!(
-            Compression::from_media_type(&zstd),
-            Err(LayerError::UnsupportedCompression("zstd"))
-        ));
+        assert_eq!(
+            Compression::from_media_type(&zstd).unwrap(),
+            Compression::Zstd
+        );
         let config = MediaType::from("application/vnd.oci.image.config.v1+json");
         let err = Compression::from_media_type(&config).unwrap_err();
         assert!(err.to_string().contains("image.config.v1+json"), "{err}");

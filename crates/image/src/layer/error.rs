@@ -8,8 +8,6 @@ use bosun_oci::ErrorKind;
 pub enum LayerError {
     #[error("extraction root {path}: {source}")]
     Root { path: PathBuf, source: io::Error },
-    #[error("{0}-compressed layers are not supported yet")]
-    UnsupportedCompression(&'static str),
     #[error("layer media type {0:?} is not a layer this store can apply")]
     UnknownMediaType(String),
     #[error("cannot read layer: {0}")]
@@ -78,8 +76,7 @@ impl LayerError {
                 io::ErrorKind::PermissionDenied => ErrorKind::Forbidden,
                 _ => ErrorKind::Internal,
             },
-            LayerError::UnsupportedCompression(_)
-            | LayerError::UnknownMediaType(_)
+            LayerError::UnknownMediaType(_)
             | LayerError::BadHeader { .. }
             | LayerError::ParentDir { .. }
             | LayerError::ThroughSymlink { .. }

@@ -12,8 +12,6 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::Path;
 
-use flate2::read::MultiGzDecoder;
-
 pub use compression::Compression;
 pub use error::LayerError;
 
@@ -69,10 +67,7 @@ pub fn apply_layer(
             });
         }
     }
-    match compression {
-        Compression::None => extract(root, reader),
-        Compression::Gzip => extract(root, MultiGzDecoder::new(reader)),
-    }
+    extract(root, compression.decoder(reader).map_err(LayerError::Read)?)
 }
 
 fn extract<R: Read>(root: &Path, reader: R) -> Result<ApplyStats, LayerError> {
