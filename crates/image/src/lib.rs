@@ -16,5 +16,5 @@ pub use images::{
     DEFAULT_DATA_DIR, ImageDetails, ImageError, ImageStore, ImageSummary, IngestGuard, LoadSource,
     Removed, SaveDest,
 };
-pub use layer::{ApplyStats, Compression, LayerError, apply_layer};
+pub use layer::{ApplyStats, Compression, LayerError, Whiteouts, apply_layer, apply_layer_with};
 pub use store::{BlobWriter, ContentStore, StoreError, VerifyingReader};

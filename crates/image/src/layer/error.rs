@@ -8,6 +8,8 @@ use bosun_oci::ErrorKind;
 pub enum LayerError {
     #[error("extraction root {path}: {source}")]
     Root { path: PathBuf, source: io::Error },
+    #[error("extraction root {path} is not empty, as an overlay layer's must be")]
+    RootNotEmpty { path: PathBuf },
     #[error("layer media type {0:?} is not a layer this store can apply")]
     UnknownMediaType(String),
     #[error("cannot read layer: {0}")]
@@ -66,6 +68,7 @@ impl LayerError {
                 ErrorKind::NotFound
             }
             LayerError::Root { .. } => ErrorKind::Invalid,
+            LayerError::RootNotEmpty { .. } => ErrorKind::Conflict,
             LayerError::Read(e) => match e.kind() {
                 io::ErrorKind::InvalidData
                 | io::ErrorKind::UnexpectedEof

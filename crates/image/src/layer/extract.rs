@@ -3,18 +3,27 @@ use std::ffi::OsStr;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, lchown, symlink};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt, lchown, symlink};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use nix::errno::Errno;
+use nix::fcntl::AT_FDCWD;
+use nix::sys::stat::{Mode, SFlag, UtimensatFlags, makedev, mknod, utimensat};
+use nix::sys::time::TimeSpec;
 use tar::EntryType;
 
 use crate::layer::meta::{Meta, set_owner_and_mode, times, xattrs};
 use crate::layer::path::{Found, display, lookup, normalize, remove_any};
-use crate::layer::whiteout::WHITEOUT_PREFIX;
-use crate::layer::{ApplyStats, LayerError};
+use crate::layer::whiteout::{WHITEOUT_PREFIX, set_opaque};
+use crate::layer::{ApplyStats, LayerError, Whiteouts};
 
 const COPY_BUFFER: usize = 128 * 1024;
+
+/// Where a device node or fifo is made before it is moved to its path. No
+/// layer entry can have this name: every `.wh.` name is a whiteout, and
+/// `.wh..wh.` ones are never created.
+const MKNOD_TEMP: &str = ".wh..wh..bosun-mknod";
 
 /// Applies the entries of one layer to a directory, in order.
 ///
@@ -28,9 +37,14 @@ const COPY_BUFFER: usize = 128 * 1024;
 #[derive(Debug)]
 pub(crate) struct Applier<'a> {
     root: &'a Path,
+    pub(crate) whiteouts: Whiteouts,
     /// Paths (relative) this layer created or wrote, including parents it had
     /// to make. An opaque whiteout keeps these and removes everything else.
     pub(crate) written: HashSet<PathBuf>,
+    /// Overlay whiteouts (0/0 character devices) this layer made. A
+    /// directory this layer later puts at such a path replaces the lower one,
+    /// so it is made opaque.
+    pub(crate) whited: HashSet<PathBuf>,
     /// Directory times are set last: creating entries inside a directory
     /// changes its mtime.
     dir_times: Vec<(PathBuf, SystemTime)>,
@@ -39,10 +53,12 @@ pub(crate) struct Applier<'a> {
 }
 
 impl<'a> Applier<'a> {
-    pub(crate) fn new(root: &'a Path) -> Self {
+    pub(crate) fn new(root: &'a Path, whiteouts: Whiteouts) -> Self {
         Self {
             root,
+            whiteouts,
             written: HashSet::new(),
+            whited: HashSet::new(),
             dir_times: Vec::new(),
             stats: ApplyStats::default(),
             buf: vec![0u8; COPY_BUFFER],
@@ -76,18 +92,15 @@ impl<'a> Applier<'a> {
             return self.whiteout(&name, &rel, hidden);
         }
         match kind {
-            EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                // Device nodes and fifos need mknod; not in this slice. Counted
-                // so the caller can tell, and nothing at the path is touched.
-                self.stats.skipped += 1;
-                return Ok(());
-            }
             EntryType::Regular
             | EntryType::Continuous
             | EntryType::GNUSparse
             | EntryType::Directory
             | EntryType::Symlink
-            | EntryType::Link => {}
+            | EntryType::Link
+            | EntryType::Char
+            | EntryType::Block
+            | EntryType::Fifo => {}
             other => {
                 return Err(LayerError::UnsupportedType {
                     entry: name,
@@ -103,6 +116,11 @@ impl<'a> Applier<'a> {
             EntryType::Symlink => self.symlink(&name, &path, &entry, &meta)?,
             // A hard link shares its target's inode, attributes included.
             EntryType::Link => return self.hard_link(&name, &rel, &path, &entry),
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                if !self.special(&name, &path, entry.header(), &meta)? {
+                    return Ok(());
+                }
+            }
             _ => self.file(&name, &path, &mut entry, &meta)?,
         }
         // After chown, which drops `security.capability`.
@@ -148,6 +166,17 @@ impl<'a> Applier<'a> {
                         symlink: display(&so_far),
                     });
                 }
+                // This layer whited the name out and now puts entries below it:
+                // a new directory, hiding the lower one.
+                Found::Other if create && self.whited.remove(&so_far) => {
+                    remove_any(&abs).map_err(|e| io_error(entry, "replace", &abs, e))?;
+                    DirBuilder::new()
+                        .mode(0o755)
+                        .create(&abs)
+                        .map_err(|e| io_error(entry, "create directory", &abs, e))?;
+                    set_opaque(entry, &abs)?;
+                    self.written.insert(so_far.clone());
+                }
                 Found::Other => {
                     return Err(LayerError::NotADirectory {
                         entry: entry.to_owned(),
@@ -185,6 +214,9 @@ impl<'a> Applier<'a> {
                     .create(path)
                     .map_err(|e| io_error(entry, "create directory", path, e))?;
             }
+        }
+        if self.whited.remove(rel) {
+            set_opaque(entry, path)?;
         }
         let dir = File::open(path).map_err(|e| io_error(entry, "open", path, e))?;
         set_owner_and_mode(entry, path, &dir, meta)?;
@@ -224,6 +256,81 @@ impl<'a> Applier<'a> {
             .map_err(|e| io_error(entry, "set times of", path, e))?;
         self.stats.files += 1;
         Ok(())
+    }
+
+    /// Creates a character or block device or a fifo. Returns false, having
+    /// touched nothing at `path`, when the kernel refuses to make device
+    /// nodes for this process (rootless, or no `CAP_MKNOD`).
+    fn special(
+        &mut self,
+        entry: &str,
+        path: &Path,
+        header: &tar::Header,
+        meta: &Meta,
+    ) -> Result<bool, LayerError> {
+        let kind = header.entry_type();
+        let (sflag, dev) = match kind {
+            EntryType::Fifo => (SFlag::S_IFIFO, 0),
+            _ => {
+                let number = |field: &'static str, value: io::Result<Option<u32>>| {
+                    let bad = |source| LayerError::BadHeader {
+                        entry: entry.to_owned(),
+                        field,
+                        source,
+                    };
+                    value
+                        .map_err(bad)?
+                        .ok_or_else(|| bad(io::Error::other("missing in this tar format")))
+                };
+                let major = number("device major", header.device_major())?;
+                let minor = number("device minor", header.device_minor())?;
+                let sflag = match kind {
+                    EntryType::Char => SFlag::S_IFCHR,
+                    _ => SFlag::S_IFBLK,
+                };
+                (sflag, makedev(major.into(), minor.into()))
+            }
+        };
+        // Made beside the path first, so that a refusal leaves a lower
+        // layer's entry there untouched.
+        let temp = path.with_file_name(MKNOD_TEMP);
+        remove_any(&temp).map_err(|e| io_error(entry, "replace", &temp, e))?;
+        match mknod(&temp, sflag, Mode::from_bits_truncate(0o600), dev) {
+            Ok(()) => {}
+            Err(Errno::EPERM) => {
+                self.stats.skipped += 1;
+                return Ok(false);
+            }
+            Err(e) => return Err(io_error(entry, "create device", &temp, e.into())),
+        }
+        let placed = (|| {
+            // Path-based, never opening the node: opening a fifo blocks, and
+            // opening a device has side effects.
+            lchown(&temp, Some(meta.uid), Some(meta.gid))
+                .map_err(|e| io_error(entry, "chown", path, e))?;
+            fs::set_permissions(&temp, fs::Permissions::from_mode(meta.mode))
+                .map_err(|e| io_error(entry, "chmod", path, e))?;
+            let mtime = timespec(meta.mtime);
+            utimensat(
+                AT_FDCWD,
+                &temp,
+                &mtime,
+                &mtime,
+                UtimensatFlags::NoFollowSymlink,
+            )
+            .map_err(|e| io_error(entry, "set times of", path, e.into()))?;
+            remove_any(path).map_err(|e| io_error(entry, "replace", path, e))?;
+            fs::rename(&temp, path).map_err(|e| io_error(entry, "create", path, e))
+        })();
+        if placed.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        placed?;
+        match kind {
+            EntryType::Fifo => self.stats.fifos += 1,
+            _ => self.stats.devices += 1,
+        }
+        Ok(true)
     }
 
     fn symlink<R: Read>(
@@ -331,6 +438,13 @@ fn link_target<R: Read>(entry: &str, tar_entry: &tar::Entry<'_, R>) -> Result<Ve
             entry: entry.to_owned(),
         }),
     }
+}
+
+fn timespec(time: SystemTime) -> TimeSpec {
+    let since = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    TimeSpec::from_duration(since)
 }
 
 pub(crate) fn io_error(

@@ -17,6 +17,21 @@ pub use error::LayerError;
 
 use extract::Applier;
 
+/// How the whiteouts of a layer are applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Whiteouts {
+    /// Onto a merged tree that holds the layers below: `.wh.NAME` deletes
+    /// `NAME`, `.wh..wh..opq` deletes what lower layers put in its directory.
+    #[default]
+    Delete,
+    /// Into an empty directory that becomes one layer of an overlayfs mount:
+    /// `.wh.NAME` becomes a 0/0 character device `NAME` (overlayfs's
+    /// whiteout) and `.wh..wh..opq` sets `trusted.overlay.opaque=y` on its
+    /// directory. Nothing is deleted. Needs root (`trusted.*` xattrs, and
+    /// mknod of whiteouts on kernels before 5.8).
+    Overlay,
+}
+
 /// What a layer application did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -30,7 +45,12 @@ pub struct ApplyStats {
     pub whiteouts: u64,
     /// Extended attributes set (from PAX `SCHILY.xattr.*` records).
     pub xattrs: u64,
-    /// Device nodes and fifos, which this version does not create.
+    /// Character and block devices created.
+    pub devices: u64,
+    pub fifos: u64,
+    /// Device nodes this process may not create (mknod fails with `EPERM`,
+    /// as it does without `CAP_MKNOD` or in a user namespace): skipped,
+    /// leaving whatever a lower layer put at their path.
     pub skipped: u64,
     /// Bytes of regular-file content written.
     pub bytes: u64,
@@ -51,6 +71,18 @@ pub fn apply_layer(
     reader: impl Read,
     compression: Compression,
 ) -> Result<ApplyStats, LayerError> {
+    apply_layer_with(root, reader, compression, Whiteouts::Delete)
+}
+
+/// [`apply_layer`], with the choice of how whiteouts are applied. With
+/// [`Whiteouts::Overlay`], `root` must be empty: the result is the layer's own
+/// diff in overlayfs's format, not a merged tree.
+pub fn apply_layer_with(
+    root: &Path,
+    reader: impl Read,
+    compression: Compression,
+    whiteouts: Whiteouts,
+) -> Result<ApplyStats, LayerError> {
     // The root is the caller's choice and may itself be reached through a symlink.
     match fs::metadata(root) {
         Ok(meta) if meta.is_dir() => {}
@@ -67,12 +99,30 @@ pub fn apply_layer(
             });
         }
     }
-    extract(root, compression.decoder(reader).map_err(LayerError::Read)?)
+    if whiteouts == Whiteouts::Overlay {
+        // An overlay layer is this layer's diff alone: anything already there
+        // would silently become part of it.
+        let mut children = fs::read_dir(root).map_err(|source| LayerError::Root {
+            path: root.to_owned(),
+            source,
+        })?;
+        if children.next().is_some() {
+            return Err(LayerError::RootNotEmpty {
+                path: root.to_owned(),
+            });
+        }
+    }
+    let reader = compression.decoder(reader).map_err(LayerError::Read)?;
+    extract(root, reader, whiteouts)
 }
 
-fn extract<R: Read>(root: &Path, reader: R) -> Result<ApplyStats, LayerError> {
+fn extract<R: Read>(
+    root: &Path,
+    reader: R,
+    whiteouts: Whiteouts,
+) -> Result<ApplyStats, LayerError> {
     let mut archive = tar::Archive::new(reader);
-    let mut applier = Applier::new(root);
+    let mut applier = Applier::new(root, whiteouts);
     for entry in archive.entries().map_err(LayerError::Read)? {
         applier.entry(entry.map_err(LayerError::Read)?)?;
     }
