@@ -26,7 +26,7 @@ pub use archive::{LoadSource, SaveDest};
 pub use error::ImageError;
 
 use crate::hash::Hasher;
-use crate::{Compression, ContentStore, StoreError, apply_layer};
+use crate::{ApplyStats, Compression, ContentStore, StoreError, Whiteouts, apply_layer_with};
 use import::tag_name;
 
 /// Where `--data-dir` points when not given.
@@ -330,13 +330,25 @@ impl ImageStore {
     /// checking each layer's uncompressed digest against the config's diff_id.
     pub fn unpack(&self, name_or_id: &str, dest: &Path) -> Result<(), ImageError> {
         let digest = self.resolve(name_or_id)?;
-        let manifest = self.manifest(&digest)?;
+        let layers = self.layers(&digest)?;
+        fs::create_dir_all(dest).map_err(|e| ImageError::io("create", dest, e))?;
+        for layer in &layers {
+            self.apply_verified(layer, dest, Whiteouts::Delete)?;
+        }
+        Ok(())
+    }
+
+    /// The layers of the image manifest `manifest`, bottom first, each with
+    /// the diff_id its config gives it.
+    pub(crate) fn layers(&self, manifest: &Digest) -> Result<Vec<ImageLayer>, ImageError> {
+        let manifest = self.manifest(manifest)?;
         let config = self.config(&manifest)?;
+        let config_digest = descriptor_digest(manifest.config().digest())?;
         let diff_ids = config.rootfs().diff_ids();
         if diff_ids.len() != manifest.layers().len() {
             return Err(ImageError::BadBlob {
                 what: "image config",
-                digest: descriptor_digest(manifest.config().digest())?,
+                digest: config_digest,
                 reason: format!(
                     "{} diff_ids for {} layers",
                     diff_ids.len(),
@@ -344,11 +356,10 @@ impl ImageStore {
                 ),
             });
         }
-        let config_digest = descriptor_digest(manifest.config().digest())?;
-        fs::create_dir_all(dest).map_err(|e| ImageError::io("create", dest, e))?;
+        let mut layers = Vec::with_capacity(diff_ids.len());
         for (layer, diff_id) in manifest.layers().iter().zip(diff_ids) {
             let blob = descriptor_digest(layer.digest())?;
-            let expected: Digest = diff_id.parse().map_err(|e| ImageError::BadBlob {
+            let diff_id = diff_id.parse().map_err(|e| ImageError::BadBlob {
                 what: "image config",
                 digest: config_digest.clone(),
                 reason: format!("diff_id {diff_id:?}: {e}"),
@@ -360,18 +371,35 @@ impl ImageStore {
                         source,
                     }
                 })?;
-            let actual = self
-                .apply_one(&blob, compression, dest)
-                .map_err(|e| self.blame_corruption(&blob, e))?;
-            if actual != expected {
-                return Err(ImageError::DiffIdMismatch {
-                    layer: blob,
-                    expected,
-                    actual,
-                });
-            }
+            layers.push(ImageLayer {
+                blob,
+                compression,
+                diff_id,
+            });
         }
-        Ok(())
+        Ok(layers)
+    }
+
+    /// Applies `layer` to `dest`, failing unless its uncompressed digest is
+    /// its diff_id. On failure `dest` holds part of the layer: the caller
+    /// discards it.
+    pub(crate) fn apply_verified(
+        &self,
+        layer: &ImageLayer,
+        dest: &Path,
+        whiteouts: Whiteouts,
+    ) -> Result<ApplyStats, ImageError> {
+        let (stats, actual) = self
+            .apply_one(&layer.blob, layer.compression, dest, whiteouts)
+            .map_err(|e| self.blame_corruption(&layer.blob, e))?;
+        if actual != layer.diff_id {
+            return Err(ImageError::DiffIdMismatch {
+                layer: layer.blob.clone(),
+                expected: layer.diff_id.clone(),
+                actual,
+            });
+        }
+        Ok(stats)
     }
 
     /// Applies one layer blob and returns the digest of its uncompressed tar.
@@ -380,7 +408,8 @@ impl ImageStore {
         blob: &Digest,
         compression: Compression,
         dest: &Path,
-    ) -> Result<Digest, ImageError> {
+        whiteouts: Whiteouts,
+    ) -> Result<(ApplyStats, Digest), ImageError> {
         let mut raw = self.content.open(blob)?;
         let layer_err = |source| ImageError::Layer {
             layer: blob.clone(),
@@ -390,21 +419,22 @@ impl ImageStore {
             layer: blob.clone(),
             source: crate::LayerError::Read(e),
         };
-        let digest = {
+        let (stats, digest) = {
             let plain = compression.decoder(&mut raw).map_err(read_err)?;
             let mut hashing = Hashing {
                 inner: plain,
                 hasher: Hasher::default(),
             };
-            apply_layer(dest, &mut hashing, Compression::None).map_err(layer_err)?;
+            let stats = apply_layer_with(dest, &mut hashing, Compression::None, whiteouts)
+                .map_err(layer_err)?;
             // The tar's end marker may come before the end of the stream; the
             // diff_id covers all of it.
             io::copy(&mut hashing, &mut io::sink()).map_err(read_err)?;
-            hashing.hasher.finish()
+            (stats, hashing.hasher.finish())
         };
         // The blob is trusted only once its digest is checked at its end.
         io::copy(&mut raw, &mut io::sink()).map_err(read_err)?;
-        Ok(digest)
+        Ok((stats, digest))
     }
 
     /// A damaged blob usually shows up first as a bad gzip stream or tar
@@ -502,6 +532,15 @@ impl ImageStore {
             ImageError::io("write", &path, e)
         })
     }
+}
+
+/// One layer of an image, as unpack and the snapshotter apply it.
+#[derive(Debug, Clone)]
+pub(crate) struct ImageLayer {
+    pub(crate) blob: Digest,
+    pub(crate) compression: Compression,
+    /// The digest of the uncompressed tar, from the image config.
+    pub(crate) diff_id: Digest,
 }
 
 /// Held while blobs are put in the store ahead of their tag; see
