@@ -5,6 +5,7 @@
 //! safe application of OCI layers to a directory ([`apply_layer`]), and on them
 //! an [`ImageStore`]: tags, import of rootfs tarballs, unpack.
 
+pub mod build;
 mod hash;
 mod images;
 mod layer;
