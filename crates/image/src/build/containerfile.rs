@@ -435,7 +435,7 @@ impl Containerfile {
     /// The stage to build: `target` (`--target`) or, by default, the last.
     pub fn target(&self, target: Option<&str>) -> Result<usize, ParseError> {
         match target {
-            None => Ok(self.stages.len() - 1),
+            None => self.stages.len().checked_sub(1).ok_or(ParseError::Empty),
             Some(t) => self
                 .stage_index(t)
                 .ok_or_else(|| ParseError::TargetNotFound {
@@ -468,6 +468,11 @@ impl Containerfile {
     /// Expands stage `stage`'s FROM with `globals` (the global ARG values)
     /// and says what it names: a stage named before it (an image of the same
     /// name is shadowed, as in Docker), `scratch`, or an image.
+    ///
+    /// # Panics
+    ///
+    /// If `stage` is not an index of [`Containerfile::stages`] (likewise for
+    /// [`Containerfile::dependencies`] and [`Containerfile::dependencies_with`]).
     pub fn resolve_from(
         &self,
         stage: usize,

@@ -1359,3 +1359,27 @@ fn error_kinds_and_lines() {
     assert_eq!(e.kind(), ErrorKind::Invalid);
     assert_eq!(e.line(), Some(1));
 }
+
+#[test]
+fn json_escapes_are_json_not_dockerfile_escapes() {
+    assert_eq!(
+        one(r#"CMD ["echo", "a\"b", "\u00e9", "c:\\dir"]"#),
+        Command::Cmd(exec(&["echo", "a\"b", "é", "c:\\dir"]))
+    );
+    let f = ok("# escape=`\nFROM a\nRUN [\"cmd\", \"/S\", \"/C\", \"echo `x\"]\n");
+    assert_eq!(
+        f.stages[0].instructions[0].command,
+        run(exec(&["cmd", "/S", "/C", "echo `x"]))
+    );
+}
+
+#[test]
+fn target_of_a_stageless_value_is_an_error() {
+    let f = Containerfile {
+        stages: vec![],
+        global_args: vec![],
+        escape: '\\',
+        syntax: None,
+    };
+    assert_eq!(f.target(None), Err(ParseError::Empty));
+}
