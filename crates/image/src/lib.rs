@@ -10,6 +10,7 @@ mod hash;
 mod images;
 mod layer;
 pub mod manifest;
+pub mod snapshot;
 mod store;
 
 pub use hash::sha256_of;

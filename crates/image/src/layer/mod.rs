@@ -16,6 +16,7 @@ pub use compression::Compression;
 pub use error::LayerError;
 
 use extract::Applier;
+pub(crate) use whiteout::OVERLAY_OPAQUE;
 
 /// How the whiteouts of a layer are applied.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
