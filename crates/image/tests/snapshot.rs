@@ -554,7 +554,7 @@ fn concurrent_prepares_of_one_image_make_one_snapshot() {
         assert_eq!(store.chain_links(), 2);
         assert!(store.temp_dirs().is_empty(), "{:?}", store.temp_dirs());
         assert_eq!(
-            fs::read_dir(&results[0].lowers()[0].join("f"))
+            fs::read_dir(results[0].lowers()[0].join("f"))
                 .unwrap()
                 .count(),
             400
@@ -664,14 +664,14 @@ fn gc_keeps_live_chains_and_parents_of_actives() {
     // Only the base is live now.
     let live = BTreeSet::from([base_chain.clone()]);
     let stats = store.snapshots.gc(&live).unwrap();
-    assert_eq!(stats.removed, [app_chain.clone()]);
+    assert_eq!(stats.removed, std::slice::from_ref(app_chain));
     assert_eq!((stats.orphans, stats.temp_dirs), (1, 1));
     assert_eq!(store.snapshot_dirs(), ["1"]);
     assert_eq!(store.temp_dirs(), [tmp.join("4000000-1")]);
     assert_eq!(
         store
             .snapshots
-            .layers(&[base_chain.clone()])
+            .layers(std::slice::from_ref(base_chain))
             .unwrap()
             .lowers()
             .len(),
