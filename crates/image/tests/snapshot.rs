@@ -722,3 +722,109 @@ fn a_layer_with_an_opaque_root_hides_every_layer_below() {
     names.sort();
     assert_eq!(names, ["app", "only"]);
 }
+
+#[test]
+fn diff_refuses_what_a_layer_cannot_say_and_drops_overlay_bookkeeping() {
+    require_root();
+    let upper = tempfile::tempdir().unwrap();
+    let root = upper.path();
+    fs::write(root.join("file"), b"f").unwrap();
+    xattr::set(root.join("file"), "trusted.overlay.origin", b"\0fh").unwrap();
+    xattr::set(root.join("file"), "user.overlay.x", b"1").unwrap();
+    xattr::set(root.join("file"), "trusted.other", b"kept").unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(root.join("sock")).unwrap();
+    let mut tar = Vec::new();
+    let stats = diff(root, &mut tar).unwrap();
+    assert_eq!((stats.files, stats.skipped, stats.xattrs), (1, 1, 1));
+    let entries = entries(&tar);
+    assert_eq!(entries.keys().collect::<Vec<_>>(), ["file"]);
+    assert_eq!(entries["file"].2, ["SCHILY.xattr.trusted.other"]);
+
+    let refused = |setup: &dyn Fn(&Path), what: &str| {
+        let upper = tempfile::tempdir().unwrap();
+        setup(upper.path());
+        let err = diff(upper.path(), std::io::sink()).unwrap_err();
+        assert!(
+            matches!(&err, SnapshotError::Unsupported { path, .. } if path.starts_with(upper.path())),
+            "{what}: {err}"
+        );
+        assert!(err.to_string().contains(what), "{what}: {err}");
+    };
+    refused(
+        &|root| {
+            fs::create_dir(root.join("moved")).unwrap();
+            xattr::set(root.join("moved"), "trusted.overlay.redirect", b"/orig").unwrap();
+        },
+        "redirect_dir",
+    );
+    refused(
+        &|root| {
+            fs::write(root.join("meta"), b"").unwrap();
+            xattr::set(root.join("meta"), "trusted.overlay.metacopy", b"").unwrap();
+        },
+        "metacopy",
+    );
+    refused(
+        &|root| fs::write(root.join(".wh.sneaky"), b"").unwrap(),
+        "whiteout",
+    );
+}
+
+/// Set in the child process of the crash test: the data directory.
+const CRASH_CHILD: &str = "BOSUN_SNAPSHOT_CRASH_CHILD";
+
+#[test]
+fn a_prepare_killed_mid_extract_leaves_a_temp_dir_that_gc_removes() {
+    if let Ok(dir) = std::env::var(CRASH_CHILD) {
+        // The child: prepare until killed.
+        let images = ImageStore::open(Path::new(&dir)).unwrap();
+        let snapshots = Snapshotter::open(Path::new(&dir)).unwrap();
+        let image = images.resolve("big").unwrap();
+        snapshots.prepare(&images, &image).unwrap();
+        return;
+    }
+    let store = Store::new();
+    let mut big = Layer::owned_by(0, 0);
+    for i in 0..5_000 {
+        big = big.file(&format!("f/{i}"), b"x");
+    }
+    store.import(&big.finish(), "big");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_prepare_killed_mid_extract_leaves_a_temp_dir_that_gc_removes",
+        ])
+        .env(CRASH_CHILD, store.dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the child is writing files into its temp dir.
+    let started = std::time::Instant::now();
+    let extracting = loop {
+        let busy = store
+            .temp_dirs()
+            .into_iter()
+            .find(|t| fs::read_dir(t.join("fs/f")).is_ok_and(|mut files| files.nth(100).is_some()));
+        if let Some(temp) = busy {
+            break temp;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the child never started extracting"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    // SIGKILL: nothing of the child runs after this.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        store.snapshot_dirs().is_empty(),
+        "it was killed before publishing"
+    );
+    assert_eq!(store.chain_links(), 0);
+    assert_eq!(store.temp_dirs(), [extracting]);
+
+    let stats = store.snapshots.gc(&BTreeSet::new()).unwrap();
+    assert_eq!(stats.temp_dirs, 1);
+    assert!(store.temp_dirs().is_empty());
+}
