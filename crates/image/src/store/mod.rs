@@ -25,6 +25,8 @@ use crate::hash::Hasher;
 use temp::{TEMP_PREFIX, TempBlob};
 
 const COPY_BUFFER: usize = 64 * 1024;
+/// Adopted files are large uploads, read once from the page cache.
+const ADOPT_BUFFER: usize = 1024 * 1024;
 
 /// A directory of blobs, each stored under its sha256 digest.
 #[derive(Debug, Clone)]
@@ -71,6 +73,52 @@ impl ContentStore {
                 .map_err(|e| StoreError::io("write", writer.temp.path(), e))?;
         }
         writer.commit(expected)
+    }
+
+    /// Moves a complete file into the store under its digest without copying
+    /// it, for content assembled elsewhere over time (a registry upload that
+    /// survives restarts). The file is hashed, checked against `expected`,
+    /// fsync'd and renamed into place, so it must be on the store's file
+    /// system, and nothing may write to it meanwhile. On a mismatch (or any
+    /// error) nothing is stored and the file stays where it was.
+    pub fn adopt_file(
+        &self,
+        path: &Path,
+        expected: Option<&Digest>,
+    ) -> Result<(Digest, u64), StoreError> {
+        if let Some(expected) = expected {
+            check_algorithm(expected)?;
+        }
+        let mut file = File::open(path).map_err(|e| StoreError::io("open", path, e))?;
+        let mut hasher = Hasher::default();
+        let mut buf = vec![0u8; ADOPT_BUFFER];
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => hasher.update(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(StoreError::io("read", path, e)),
+            }
+        }
+        let size = hasher.len();
+        let digest = hasher.finish();
+        if let Some(expected) = expected
+            && *expected != digest
+        {
+            return Err(StoreError::DigestMismatch {
+                expected: expected.clone(),
+                actual: digest,
+            });
+        }
+        file.sync_all()
+            .map_err(|e| StoreError::io("sync", path, e))?;
+        let dest = self.blob_path(&digest);
+        // Replaces a blob of the same digest a concurrent writer stored: same bytes.
+        fs::rename(path, &dest).map_err(|e| StoreError::io("store", &dest, e))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| StoreError::io("sync", &self.dir, e))?;
+        Ok((digest, size))
     }
 
     /// A writer for one new blob, for producers that push bytes (a gzip
@@ -263,3 +311,34 @@ fn not_found_or(digest: &Digest, op: &'static str, path: &Path, e: io::Error) ->
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod adopt_tests {
+    use super::*;
+
+    #[test]
+    fn adopt_file_moves_verified_content_into_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::new(&dir.path().join("store")).unwrap();
+        let upload = dir.path().join("upload");
+        fs::write(&upload, b"layer bytes").unwrap();
+        let expected = crate::sha256_of(b"layer bytes");
+        let (digest, size) = store.adopt_file(&upload, Some(&expected)).unwrap();
+        assert_eq!((digest.clone(), size), (expected, 11));
+        assert!(!upload.exists(), "the file was moved, not copied");
+        assert_eq!(store.get(&digest).unwrap(), b"layer bytes");
+    }
+
+    #[test]
+    fn adopt_file_with_the_wrong_digest_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::new(&dir.path().join("store")).unwrap();
+        let upload = dir.path().join("upload");
+        fs::write(&upload, b"tampered").unwrap();
+        let claimed = crate::sha256_of(b"original");
+        let err = store.adopt_file(&upload, Some(&claimed)).unwrap_err();
+        assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
+        assert!(upload.exists(), "the caller keeps the file");
+        assert!(store.list().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,14 @@
+//! bosun's registry: an OCI distribution server ([`Server`]) over a
+//! directory ([`Storage`]), and the client that pulls images from any
+//! registry into the local image store and pushes them back.
+
+mod body;
+mod name;
+mod server;
+mod storage;
+
+pub use name::{NameError, Reference, RepoName, Tag, UploadId};
+pub use server::{Server, ServerConfig, ServerError, TlsFiles};
+pub use storage::{
+    GcReport, PutManifest, Referrer, ServerLock, Storage, StorageError, StoredManifest,
+};
