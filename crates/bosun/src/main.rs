@@ -4,6 +4,7 @@
 //! it forks and changes namespaces, which needs a single-threaded process.
 #![allow(clippy::print_stdout, reason = "a CLI prints its results")]
 
+mod build_cli;
 mod image_cli;
 mod runc_args;
 mod runtime_cli;
@@ -36,11 +37,13 @@ fn top_level(args: &[OsString]) -> i32 {
             0
         }
         Some("image") => image_cli::main(&args[2..]),
+        Some("build") => build_cli::main(&args[2..]),
         Some("help" | "--help" | "-h") | None => {
             println!(
                 "bosun {}: containers and clusters in one binary\n\n\
                  Usage:\n  bosun runtime <runc arguments>   the OCI runtime (also installed as bosun-runc)\n  \
-                 bosun image <command>            images: import, ls, inspect, tag, rm, unpack\n  \
+                 bosun image <command>            images: import, ls, inspect, tag, rm, save, load, prune, unpack\n  \
+                 bosun build [options] CONTEXT    build an image from a Containerfile\n  \
                  bosun version\n",
                 env!("CARGO_PKG_VERSION")
             );

@@ -67,6 +67,96 @@ pub fn busybox_rootfs(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A busybox rootfs at `dir` plus the host's C toolchain (gcc, as, ld and what
+/// they load, the static libc): enough to build a static C program inside a
+/// container with `gcc -static`, without any network. Needs `build-essential`.
+pub fn toolchain_rootfs(dir: &Path) -> std::io::Result<()> {
+    busybox_rootfs(dir)?;
+    let which = |prog: &str| -> std::io::Result<PathBuf> {
+        let out = std::process::Command::new("gcc")
+            .arg(format!("-print-prog-name={prog}"))
+            .output()
+            .map_err(|e| {
+                std::io::Error::new(e.kind(), format!("gcc (install build-essential): {e}"))
+            })?;
+        let name = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let path = if name.contains('/') {
+            PathBuf::from(name)
+        } else {
+            let out = std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {name}")])
+                .output()?;
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        };
+        std::fs::canonicalize(&path)
+    };
+    let gcc = std::fs::canonicalize("/usr/bin/gcc")?;
+    let mut programs = vec![gcc.clone()];
+    for prog in ["cc1", "collect2", "lto-wrapper", "as", "ld"] {
+        programs.push(which(prog)?);
+    }
+    let gcc_lib = which("cc1")?
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| std::io::Error::other("cc1 has no directory"))?;
+    let mut files: Vec<PathBuf> = programs.clone();
+    for entry in std::fs::read_dir(&gcc_lib)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if name.ends_with(".o") || name.ends_with(".a") || name == "liblto_plugin.so" {
+            files.push(path);
+        }
+    }
+    for f in ["crt1.o", "crti.o", "crtn.o", "libc.a"] {
+        files.push(PathBuf::from("/usr/lib/x86_64-linux-gnu").join(f));
+    }
+    // Every C compilation includes this one implicitly.
+    files.push(PathBuf::from("/usr/include/stdc-predef.h"));
+    // The shared libraries every program (and the LTO plugin) loads.
+    let mut libs = Vec::new();
+    for f in programs.iter().chain([&gcc_lib.join("liblto_plugin.so")]) {
+        let out = std::process::Command::new("ldd").arg(f).output()?;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let path = match line.split_once("=>") {
+                Some((_, rest)) => rest.split_whitespace().next(),
+                None => line.split_whitespace().next(),
+            };
+            if let Some(p) = path.filter(|p| p.starts_with('/')) {
+                libs.push(PathBuf::from(p));
+            }
+        }
+    }
+    for f in files.iter().chain(&libs) {
+        let dest = dir.join(f.strip_prefix("/").unwrap_or(f));
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        // Follows links: the image gets the real files under the names used.
+        std::fs::copy(f, &dest)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("copy {}: {e}", f.display())))?;
+    }
+    // `lib64` holds the dynamic loader's canonical path on amd64.
+    for (link, target) in [
+        ("usr/bin/gcc", gcc.as_path()),
+        ("usr/bin/cc", gcc.as_path()),
+    ] {
+        let _ = std::fs::remove_file(dir.join(link));
+        symlink(target, dir.join(link))?;
+    }
+    for prog in ["as", "ld"] {
+        let real = which(prog)?;
+        let link = dir.join("usr/bin").join(prog);
+        if !link.exists() {
+            symlink(&real, &link)?;
+        }
+    }
+    Ok(())
+}
+
 /// An OCI bundle in a temp directory: `config.json` and a busybox `rootfs`.
 #[derive(Debug)]
 pub struct Bundle {

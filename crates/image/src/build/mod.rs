@@ -1,7 +1,9 @@
-//! `bosun build`'s front end: the Containerfile (Dockerfile) parser, Docker's
-//! variable expansion, and the `.dockerignore` matcher. All pure: no IO.
+//! `bosun build`: the front end (the Containerfile parser, Docker's variable
+//! expansion, the `.dockerignore` matcher; all pure, no IO) and the executor
+//! that runs a parsed file against the image store and snapshotter.
 
 pub mod containerfile;
+mod exec;
 mod expand;
 pub mod ignore;
 
@@ -10,5 +12,6 @@ pub use containerfile::{
     Healthcheck, Heredoc, Instruction, KeyValue, Network, ParseError, PortSpec, Protocol,
     ResolvedFrom, Run, RunPlan, ScriptFile, Stage, StageDep, parse,
 };
+pub use exec::{BuildError, BuildOptions, Built, RunRequest, StepRunner, build};
 pub use expand::{ExpandError, Lookup, expand, expand_heredoc, expand_words};
 pub use ignore::{IgnoreError, IgnoreRules};

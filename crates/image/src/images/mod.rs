@@ -23,6 +23,7 @@ use bosun_oci::{Digest, ImageRef};
 use oci_spec::image::{ImageConfiguration, ImageManifest};
 
 pub use archive::{LoadSource, SaveDest};
+pub(crate) use time::now_rfc3339 as now;
 pub use error::ImageError;
 
 use crate::hash::Hasher;
@@ -81,6 +82,12 @@ impl ImageStore {
         let images = data_dir.join("images");
         fs::create_dir_all(&images).map_err(|e| ImageError::io("create", &images, e))?;
         Ok(Self { content, images })
+    }
+
+    /// The data directory this store lives in; the builder and snapshotter
+    /// keep their own state beside it.
+    pub fn data_dir(&self) -> &Path {
+        self.images.parent().unwrap_or(&self.images)
     }
 
     /// The blobs, for callers that move them around (pull, push, save).

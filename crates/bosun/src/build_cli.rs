@@ -1,0 +1,284 @@
+//! `bosun build`: the Containerfile builder on the store in `--data-dir`.
+//! RUN steps run as `bosun runtime run` child processes of this binary: the
+//! runtime forks into namespaces and wants a process of its own.
+
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result};
+use bosun_image::build::{BuildOptions, RunRequest, StepRunner};
+use bosun_image::snapshot::Snapshotter;
+use bosun_image::{DEFAULT_DATA_DIR, ImageStore};
+use serde_json::{Value, json};
+
+const USAGE: &str = "\
+Usage: bosun build [OPTIONS] CONTEXT
+
+Builds an image from a Containerfile (or Dockerfile) in CONTEXT.
+
+Options:
+  -t, --tag NAME[:TAG]     name the image (repeatable)
+  -f, --file PATH          the Containerfile (default: CONTEXT/Containerfile, then Dockerfile)
+  --build-arg KEY[=VALUE]  set a build argument (without a value: from the environment)
+  --target STAGE           build up to this stage
+  --no-cache               run every step, ignoring the layer cache
+  -q, --quiet              print only the image id
+  --data-dir DIR           the store (default /var/lib/bosun)
+";
+
+/// Docker's default capability set, which RUN steps get as containers do.
+const DEFAULT_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+pub(crate) fn main(raw: &[OsString]) -> i32 {
+    let opts = match parse(raw) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            print!("{USAGE}");
+            return 0;
+        }
+        Err(msg) => {
+            eprintln!("bosun build: {msg}\n\n{USAGE}");
+            return 2;
+        }
+    };
+    match run(opts) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("bosun build: {e:#}");
+            1
+        }
+    }
+}
+
+struct Parsed {
+    data_dir: PathBuf,
+    quiet: bool,
+    build: BuildOptions,
+}
+
+fn parse(raw: &[OsString]) -> Result<Option<Parsed>, String> {
+    let mut build = BuildOptions::default();
+    let mut data_dir = PathBuf::from(DEFAULT_DATA_DIR);
+    let mut quiet = false;
+    let mut context = None;
+    let mut it = raw.iter();
+    while let Some(arg) = it.next() {
+        let arg = arg
+            .to_str()
+            .ok_or_else(|| format!("argument {arg:?} is not UTF-8"))?;
+        if !arg.starts_with('-') || arg == "-" {
+            if context.replace(PathBuf::from(arg)).is_some() {
+                return Err("give exactly one CONTEXT".into());
+            }
+            continue;
+        }
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
+            _ => (arg, None),
+        };
+        let mut value = || -> Result<String, String> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => it
+                    .next()
+                    .and_then(|v| v.to_str())
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("{flag} needs a value")),
+            }
+        };
+        match flag {
+            "-t" | "--tag" => {
+                let v = value()?;
+                build
+                    .tags
+                    .push(v.parse().map_err(|e| format!("--tag {v:?}: {e}"))?);
+            }
+            "-f" | "--file" => build.containerfile = Some(PathBuf::from(value()?)),
+            "--build-arg" => {
+                let v = value()?;
+                let (k, val) = match v.split_once('=') {
+                    Some((k, val)) => (k.to_owned(), val.to_owned()),
+                    None => match std::env::var(&v) {
+                        Ok(val) => (v.clone(), val),
+                        // Docker ignores an unset one.
+                        Err(_) => continue,
+                    },
+                };
+                if k.is_empty() {
+                    return Err(format!("--build-arg {v:?}: the name is empty"));
+                }
+                build.build_args.insert(k, val);
+            }
+            "--target" => build.target = Some(value()?),
+            "--no-cache" => build.no_cache = true,
+            "-q" | "--quiet" => quiet = true,
+            "--data-dir" => data_dir = PathBuf::from(value()?),
+            "-h" | "--help" => return Ok(None),
+            other => return Err(format!("unknown flag {other:?}")),
+        }
+    }
+    build.context = context.ok_or("missing CONTEXT (e.g. `.`)")?;
+    Ok(Some(Parsed {
+        data_dir,
+        quiet,
+        build,
+    }))
+}
+
+fn run(opts: Parsed) -> Result<()> {
+    let store = ImageStore::open(&opts.data_dir)
+        .with_context(|| format!("data dir {}", opts.data_dir.display()))?;
+    let snapshots = Snapshotter::open(&opts.data_dir)?;
+    let runner = ChildRuntime {
+        exe: std::env::current_exe().context("find this binary")?,
+    };
+    let mut sink = io::sink();
+    let mut stderr = io::stderr();
+    let out: &mut dyn Write = if opts.quiet { &mut sink } else { &mut stderr };
+    let built = bosun_image::build::build(&store, &snapshots, &runner, &opts.build, out)?;
+    println!("{}", built.id);
+    Ok(())
+}
+
+/// Runs RUN steps with this binary's runtime in a child process.
+struct ChildRuntime {
+    exe: PathBuf,
+}
+
+impl StepRunner for ChildRuntime {
+    fn run(&self, req: &RunRequest, output: &mut dyn Write) -> io::Result<i32> {
+        let bundle = req.scratch.join("bundle");
+        std::fs::create_dir_all(&bundle)?;
+        std::fs::write(bundle.join("config.json"), spec_for(req)?.to_string())?;
+        let state = req.scratch.join("state");
+        let (mut reader, writer) = io::pipe()?;
+        let mut child = Command::new(&self.exe)
+            .arg("runtime")
+            .arg("--root")
+            .arg(&state)
+            .arg("run")
+            .arg("--bundle")
+            .arg(&bundle)
+            .arg(&req.id)
+            .stdin(Stdio::null())
+            .stdout(writer.try_clone()?)
+            .stderr(writer)
+            .spawn()?;
+        let mut buf = [0u8; 8192];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    // Progress output is best effort.
+                    let _ = output.write_all(&buf[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let status = child.wait()?;
+        Ok(status.code().unwrap_or_else(|| {
+            128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+        }))
+    }
+}
+
+/// The bundle config for one RUN step: the runtime's default spec with the
+/// step's process, Docker's capabilities and, normally, the host network.
+fn spec_for(req: &RunRequest) -> io::Result<Value> {
+    let mut spec =
+        serde_json::to_value(bosun_runtime::default_spec(None)).map_err(io::Error::other)?;
+    spec["root"] = json!({"path": req.rootfs, "readonly": false});
+    spec["hostname"] = json!("bosun-build");
+    let caps = json!(DEFAULT_CAPS);
+    let rlimits = spec["process"]["rlimits"].clone();
+    spec["process"] = json!({
+        "rlimits": rlimits,
+        "terminal": false,
+        "args": req.args,
+        "env": req.env,
+        "cwd": req.cwd,
+        "user": {"uid": req.uid, "gid": req.gid, "additionalGids": req.additional_gids},
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        "noNewPrivileges": false,
+    });
+    if req.host_network
+        && let Some(ns) = spec["linux"]["namespaces"].as_array_mut()
+    {
+        ns.retain(|n| n["type"] != "network");
+    }
+    // With the host's network, its name resolution too, where the image has
+    // the files to bind over (creating them would leak into the layer).
+    if req.host_network {
+        for file in ["/etc/resolv.conf", "/etc/hosts"] {
+            let inside = req.rootfs.join(file.trim_start_matches('/'));
+            let is_file = std::fs::symlink_metadata(&inside).is_ok_and(|m| m.is_file());
+            if is_file
+                && Path::new(file).exists()
+                && let Some(mounts) = spec["mounts"].as_array_mut()
+            {
+                mounts.push(json!({
+                    "destination": file,
+                    "type": "bind",
+                    "source": file,
+                    "options": ["rbind", "ro"],
+                }));
+            }
+        }
+    }
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &[&str]) -> Vec<OsString> {
+        s.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn flags_and_context() {
+        let p = parse(&args(&[
+            "-t",
+            "a:1",
+            "--tag=b",
+            "--build-arg",
+            "X=1",
+            "--target",
+            "s",
+            "--no-cache",
+            "-f",
+            "F",
+            "ctx",
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(p.build.tags.len(), 2);
+        assert_eq!(p.build.build_args["X"], "1");
+        assert_eq!(p.build.target.as_deref(), Some("s"));
+        assert!(p.build.no_cache);
+        assert_eq!(p.build.context, PathBuf::from("ctx"));
+        assert!(parse(&args(&["a", "b"])).is_err());
+        assert!(parse(&args(&[])).is_err());
+        assert!(parse(&args(&["--bogus", "."])).is_err());
+        assert!(parse(&args(&["-t", "UPPER", "."])).is_err());
+    }
+}

@@ -1,0 +1,333 @@
+//! `bosun build` end to end through the real binary: a multi-stage build that
+//! compiles a static program and ships it `FROM scratch`, the layer cache,
+//! `.dockerignore`, a failing RUN, and bad Containerfiles. Needs root (RUN
+//! steps are containers on overlay snapshots).
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::{Bundle, Rt, bosun, require_root, unique_id};
+
+/// A data dir with `bb` (busybox) and `cc` (busybox + the host's gcc) imported.
+struct Store {
+    data: tempfile::TempDir,
+}
+
+impl Store {
+    fn new() -> Self {
+        require_root();
+        let me = Self {
+            data: tempfile::Builder::new()
+                .prefix("bosun-build-")
+                .tempdir()
+                .unwrap(),
+        };
+        let work = tempfile::tempdir().unwrap();
+        for (name, toolchain) in [("bb", false), ("cc", true)] {
+            let rootfs = work.path().join(name);
+            if toolchain {
+                bosun_testkit::toolchain_rootfs(&rootfs).unwrap();
+            } else {
+                bosun_testkit::busybox_rootfs(&rootfs).unwrap();
+            }
+            let tarball = work.path().join(format!("{name}.tar"));
+            let ok = Command::new("tar")
+                .arg("-C")
+                .arg(&rootfs)
+                .arg("-cf")
+                .arg(&tarball)
+                .arg(".")
+                .status()
+                .unwrap();
+            assert!(ok.success());
+            me.image(&["import", tarball.to_str().unwrap(), name]);
+        }
+        me
+    }
+
+    fn dir(&self) -> &Path {
+        self.data.path()
+    }
+
+    fn image(&self, args: &[&str]) -> String {
+        let out = Command::new(bosun())
+            .arg("image")
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.dir())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "bosun image {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn build(&self, context: &Path, args: &[&str]) -> Output {
+        Command::new(bosun())
+            .arg("build")
+            .arg("--data-dir")
+            .arg(self.dir())
+            .args(args)
+            .arg(context)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn build_ok(&self, context: &Path, args: &[&str]) -> (String, String) {
+        let out = self.build(context, args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "bosun build failed:\n{stderr}");
+        (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+    }
+
+    /// Runs `args` in the image `name` with the runtime; returns its stdout.
+    fn run(&self, name: &str, args: &[&str]) -> String {
+        let mut bundle = Bundle::busybox();
+        let rootfs = bundle.rootfs();
+        fs::remove_dir_all(&rootfs).unwrap();
+        self.image(&["unpack", name, rootfs.to_str().unwrap()]);
+        bundle.args(args);
+        let rt = Rt::new();
+        let (code, out, err) = rt.run(&bundle, &unique_id("built"));
+        assert_eq!(code, 0, "{err}");
+        out
+    }
+
+    /// Nothing of a build may stay behind: no mount under the data dir, no
+    /// active snapshot, no work directory.
+    fn assert_clean(&self) {
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let dir = self.dir().to_string_lossy().into_owned();
+        assert!(
+            !mounts.contains(&dir),
+            "mounts left under {dir}:\n{}",
+            mounts
+                .lines()
+                .filter(|l| l.contains(&dir))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        for sub in ["build-work", "snapshots/active"] {
+            let path = self.dir().join(sub);
+            if let Ok(entries) = fs::read_dir(&path) {
+                let left: Vec<_> = entries.map(|e| e.unwrap().file_name()).collect();
+                assert!(left.is_empty(), "{} holds {left:?}", path.display());
+            }
+        }
+    }
+}
+
+fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body) in files {
+        let path = dir.path().join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, body).unwrap();
+    }
+    dir
+}
+
+const HELLO_C: &str = "int write(int, const void *, unsigned long);\n\
+int main(void) { write(1, \"built by bosun\\n\", 15); return 0; }\n";
+
+const MULTI_STAGE: &str = "\
+# syntax=docker/dockerfile:1
+ARG TOOLCHAIN=cc
+FROM ${TOOLCHAIN} AS compile
+WORKDIR /src
+COPY hello.c .
+RUN gcc -static -O2 -o /hello hello.c \\
+ && test -x /hello
+
+FROM scratch
+COPY --from=compile /hello /hello
+LABEL org.example.kind=static
+CMD [\"/hello\"]
+";
+
+#[test]
+fn multi_stage_static_program_from_scratch_and_the_cache() {
+    let store = Store::new();
+    let ctx = context(&[("Containerfile", MULTI_STAGE), ("hello.c", HELLO_C)]);
+    let (id, log) = store.build_ok(ctx.path(), &["-t", "hello:1"]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert!(log.contains("STEP 1/"), "{log}");
+    assert!(!log.contains("Using cache"), "{log}");
+
+    let inspect: serde_json::Value =
+        serde_json::from_str(&store.image(&["inspect", "hello:1"])).unwrap();
+    let image = &inspect[0];
+    assert_eq!(image["Id"], id.trim());
+    assert_eq!(image["Config"]["Cmd"][0], "/hello");
+    assert_eq!(image["Config"]["Labels"]["org.example.kind"], "static");
+    // FROM scratch + one COPY: exactly one layer, holding just the program.
+    assert_eq!(image["RootFS"]["diff_ids"].as_array().unwrap().len(), 1);
+    let out = store.run("hello:1", &["/hello"]);
+    assert_eq!(out, "built by bosun\n");
+
+    // Nothing changed: every step from the cache, same image.
+    let (again, log) = store.build_ok(ctx.path(), &["-t", "hello:1"]);
+    assert_eq!(again, id, "{log}");
+    assert_eq!(log.matches("Using cache").count(), 3, "{log}");
+
+    // One COPYed file changed: the compile stage re-runs from that COPY on.
+    fs::write(
+        ctx.path().join("hello.c"),
+        HELLO_C.replace("built by bosun", "built by BOSUN"),
+    )
+    .unwrap();
+    let (changed, log) = store.build_ok(ctx.path(), &["-t", "hello:2"]);
+    assert_ne!(changed, id);
+    assert_eq!(log.matches("Using cache").count(), 0, "{log}");
+    assert_eq!(store.run("hello:2", &["/hello"]), "built by BOSUN\n");
+
+    // --no-cache runs everything again; --target stops at a stage.
+    let (_, log) = store.build_ok(
+        ctx.path(),
+        &["--no-cache", "--target", "compile", "-t", "compile:1"],
+    );
+    assert!(!log.contains("Using cache"), "{log}");
+    assert!(!log.contains("FROM scratch"), "{log}");
+    store.assert_clean();
+}
+
+#[test]
+fn dockerignore_keeps_files_out_and_metadata_lands_in_the_config() {
+    let store = Store::new();
+    let containerfile = "\
+FROM bb
+ENV GREETING=hi PLACE=\"the world\"
+ARG WHO=nobody
+WORKDIR /app
+COPY . ./
+RUN echo \"$GREETING $PLACE from $WHO\" > /said && ls /app > /listing
+USER nobody
+EXPOSE 8080/tcp 53/udp
+ENTRYPOINT [\"/bin/cat\"]
+HEALTHCHECK --interval=5s CMD true
+STOPSIGNAL SIGTERM
+";
+    let ctx = context(&[
+        ("Containerfile", containerfile),
+        (".dockerignore", "secret*\n*.log\n!keep.log\n"),
+        ("app.txt", "app\n"),
+        ("secret.key", "nope\n"),
+        ("debug.log", "nope\n"),
+        ("keep.log", "kept\n"),
+    ]);
+    store.build_ok(ctx.path(), &["-t", "meta", "--build-arg", "WHO=bosun"]);
+    assert_eq!(
+        store.run("meta", &["cat", "/said"]),
+        "hi the world from bosun\n"
+    );
+    let listing = store.run("meta", &["cat", "/listing"]);
+    assert_eq!(listing, "Containerfile\napp.txt\nkeep.log\n");
+
+    let inspect: serde_json::Value =
+        serde_json::from_str(&store.image(&["inspect", "meta"])).unwrap();
+    let config = &inspect[0]["Config"];
+    assert_eq!(config["User"], "nobody");
+    assert_eq!(config["WorkingDir"], "/app");
+    assert_eq!(config["Entrypoint"][0], "/bin/cat");
+    assert!(config["ExposedPorts"]["8080/tcp"].is_object(), "{config}");
+    assert!(config["ExposedPorts"]["53/udp"].is_object(), "{config}");
+    assert_eq!(config["StopSignal"], "SIGTERM");
+    let env: Vec<&str> = config["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(env.contains(&"PLACE=the world"), "{env:?}");
+    // Build args are not kept in the image.
+    assert!(!env.iter().any(|e| e.starts_with("WHO=")), "{env:?}");
+    store.assert_clean();
+}
+
+#[test]
+fn a_failing_run_shows_its_output_and_exit_code_and_leaves_nothing() {
+    let store = Store::new();
+    let ctx = context(&[(
+        "Containerfile",
+        "FROM bb\nRUN echo before > /f\nRUN echo boom >&2; exit 3\n",
+    )]);
+    let out = store.build(ctx.path(), &["-t", "fails"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("boom"), "{stderr}");
+    assert!(
+        stderr.contains("line 3: RUN echo boom >&2; exit 3: the command exited with code 3"),
+        "{stderr}"
+    );
+    assert!(!store.image(&["ls", "-q"]).contains("fails"));
+    store.assert_clean();
+}
+
+#[test]
+fn bad_containerfiles_name_the_line() {
+    let store = Store::new();
+    for (text, want) in [
+        ("FROM bb\nRUNN echo\n", "line 2"),
+        ("FROM bb\nCOPY missing.txt /x\n", "missing.txt"),
+        ("FROM bb\nCOPY --from=nowhere /a /b\n", "nowhere"),
+        ("FROM nosuchimage\n", "nosuchimage"),
+        ("RUN echo no from\n", "line 1"),
+    ] {
+        let ctx = context(&[("Containerfile", text)]);
+        let out = store.build(ctx.path(), &["-t", "bad"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{text}: {stderr}");
+        assert!(stderr.contains(want), "{text}: {stderr}");
+    }
+    let empty = tempfile::tempdir().unwrap();
+    let out = store.build(empty.path(), &[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no Containerfile"));
+    store.assert_clean();
+}
+
+#[test]
+fn heredocs_and_add_of_a_local_tar() {
+    let store = Store::new();
+    let work = tempfile::tempdir().unwrap();
+    let payload = work.path().join("payload");
+    fs::create_dir_all(payload.join("d")).unwrap();
+    fs::write(payload.join("d/inner.txt"), "inside the tar\n").unwrap();
+    let ctx = context(&[(
+        "Containerfile",
+        "FROM bb\n\
+         ADD payload.tar.gz /opt/\n\
+         RUN <<EOF\n\
+         set -e\n\
+         echo from heredoc > /heredoc.txt\n\
+         EOF\n\
+         COPY <<-EOT /etc/motd\n\
+         \thello motd\n\
+         EOT\n",
+    )]);
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(&payload)
+        .arg("-czf")
+        .arg(ctx.path().join("payload.tar.gz"))
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    store.build_ok(ctx.path(), &["-t", "docs"]);
+    assert_eq!(
+        store.run(
+            "docs",
+            &["cat", "/opt/d/inner.txt", "/heredoc.txt", "/etc/motd"]
+        ),
+        "inside the tar\nfrom heredoc\nhello motd\n"
+    );
+    store.assert_clean();
+}
