@@ -31,7 +31,8 @@ Commands:
                               read images from an OCI layout (directory or tar, plain
                               or gzip) or a `docker save` archive (stdin without -i);
                               --name names images the archive tags only by a bare tag
-  prune                       delete blobs no image uses and leftovers of crashed writers
+  prune                       delete blobs and snapshots no image uses, and leftovers
+                              of crashed writers (waits for pulls and builds)
 
 Options:
   --data-dir DIR              the store (default /var/lib/bosun)
@@ -191,8 +192,13 @@ fn run(args: &Args) -> Result<Result<i32, Usage>> {
         "save" => save(&store, rest, args.output.as_deref(), format == "oci-dir")?,
         "load" => load(&store, args.input.as_deref(), args.name.as_deref())?,
         "prune" => {
-            for d in store.gc()? {
+            let snapshots = bosun_image::snapshot::Snapshotter::open(&dir)?;
+            let pruned = bosun_image::snapshot::prune(&store, &snapshots)?;
+            for d in &pruned.blobs {
                 println!("Deleted: {d}");
+            }
+            for chain in &pruned.snapshots.removed {
+                println!("Deleted snapshot: {chain}");
             }
             0
         }

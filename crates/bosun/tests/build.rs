@@ -173,7 +173,9 @@ fn multi_stage_static_program_from_scratch_and_the_cache() {
     let out = store.run("hello:1", &["/hello"]);
     assert_eq!(out, "built by bosun\n");
 
-    // Nothing changed: every step from the cache, same image.
+    // Nothing changed: every step from the cache, and the same image id even
+    // a second later (times come from the cached layers, not the clock).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let (again, log) = store.build_ok(ctx.path(), &["-t", "hello:1"]);
     assert_eq!(again, id, "{log}");
     assert_eq!(log.matches("Using cache").count(), 3, "{log}");
@@ -197,6 +199,20 @@ fn multi_stage_static_program_from_scratch_and_the_cache() {
     assert!(!log.contains("Using cache"), "{log}");
     assert!(!log.contains("FROM scratch"), "{log}");
     store.assert_clean();
+
+    // Without tags, prune leaves no blob and no snapshot behind.
+    for tag in ["hello:1", "hello:2", "compile:1", "bb", "cc"] {
+        store.image(&["rm", tag]);
+    }
+    let pruned = store.image(&["prune"]);
+    assert!(pruned.contains("Deleted snapshot"), "{pruned}");
+    for sub in ["content/blobs/sha256", "snapshots/chains"] {
+        let left: Vec<_> = fs::read_dir(store.dir().join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{sub} holds {left:?}");
+    }
 }
 
 #[test]

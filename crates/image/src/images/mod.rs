@@ -23,8 +23,8 @@ use bosun_oci::{Digest, ImageRef};
 use oci_spec::image::{ImageConfiguration, ImageManifest};
 
 pub use archive::{LoadSource, SaveDest};
-pub(crate) use time::now_rfc3339 as now;
 pub use error::ImageError;
+pub(crate) use time::now_rfc3339 as now;
 
 use crate::hash::Hasher;
 use crate::{ApplyStats, Compression, ContentStore, StoreError, Whiteouts, apply_layer_with};
@@ -236,10 +236,22 @@ impl ImageStore {
     /// pull, load or build is under way, in which case it waits for it.
     /// Returns the deleted digests.
     pub fn gc(&self) -> Result<Vec<Digest>, ImageError> {
+        let _exclusive = self.exclusive_ingest()?;
+        self.gc_locked()
+    }
+
+    /// Waits until no pull, load or build holds an [`IngestGuard`], then keeps
+    /// new ones out until dropped.
+    pub(crate) fn exclusive_ingest(&self) -> Result<File, ImageError> {
         let ingest = self.open_lock_file("ingest.lock")?;
         ingest
             .lock()
             .map_err(|e| ImageError::io("lock", self.images.join("ingest.lock"), e))?;
+        Ok(ingest)
+    }
+
+    /// [`Self::gc`] for a caller holding [`Self::exclusive_ingest`].
+    pub(crate) fn gc_locked(&self) -> Result<Vec<Digest>, ImageError> {
         let _lock = self.lock()?;
         let refs = self.read_refs()?;
         let mut live = BTreeSet::new();
@@ -258,8 +270,8 @@ impl ImageStore {
                 Err(e) => return Err(e.into()),
             }
         }
-        // No ingest is running (we hold its lock exclusively): any temp file
-        // left is from a writer that died.
+        // No ingest is running (the caller holds its lock exclusively): any
+        // temp file left is from a writer that died.
         self.content.remove_temp_files(std::time::Duration::ZERO)?;
         Ok(deleted)
     }

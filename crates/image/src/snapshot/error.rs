@@ -16,6 +16,8 @@ pub enum SnapshotError {
         // every result of the snapshotter.
         source: Box<ImageError>,
     },
+    #[error(transparent)]
+    Images(Box<ImageError>),
     #[error("layer {layer} (chain {chain}): {source}")]
     Layer {
         chain: Digest,
@@ -62,9 +64,9 @@ pub enum SnapshotError {
 impl SnapshotError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            SnapshotError::Image { source, .. } | SnapshotError::Layer { source, .. } => {
-                source.kind()
-            }
+            SnapshotError::Image { source, .. }
+            | SnapshotError::Layer { source, .. }
+            | SnapshotError::Images(source) => source.kind(),
             SnapshotError::ChainNotFound(_) | SnapshotError::ActiveNotFound(_) => {
                 ErrorKind::NotFound
             }

@@ -106,6 +106,39 @@ pub struct GcStats {
     pub temp_dirs: usize,
 }
 
+/// What [`prune`] removed.
+#[derive(Debug, Clone, Default)]
+pub struct Pruned {
+    /// Blobs no tag reaches.
+    pub blobs: Vec<Digest>,
+    pub snapshots: GcStats,
+}
+
+/// `image prune`: deletes the blobs no tag reaches, then the snapshots no
+/// tagged image (nor any active snapshot) uses, and what crashed writers left.
+/// Waits for pulls, loads and builds in progress, and keeps new ones out
+/// while it runs.
+pub fn prune(images: &ImageStore, snapshots: &Snapshotter) -> Result<Pruned, SnapshotError> {
+    let image_err = |manifest: &Digest| {
+        let manifest = manifest.clone();
+        move |source| SnapshotError::Image {
+            manifest,
+            source: Box::new(source),
+        }
+    };
+    let store_err = |e| SnapshotError::Images(Box::new(e));
+    let _exclusive = images.exclusive_ingest().map_err(store_err)?;
+    let blobs = images.gc_locked().map_err(store_err)?;
+    let mut live = BTreeSet::new();
+    for (_, manifest) in images.tags().map_err(store_err)? {
+        let layers = images.layers(&manifest).map_err(image_err(&manifest))?;
+        let diff_ids: Vec<Digest> = layers.into_iter().map(|l| l.diff_id).collect();
+        live.extend(chain_ids(&diff_ids));
+    }
+    let snapshots = snapshots.gc(&live)?;
+    Ok(Pruned { blobs, snapshots })
+}
+
 /// The OCI chain ids of a stack of layers given by their diff_ids, bottom
 /// first: the first is its diff_id, each next one is
 /// `sha256(<previous chain id> + " " + <diff_id>)`.

@@ -170,6 +170,10 @@ struct Layer {
     size: u64,
     media_type: String,
     diff_id: Digest,
+    /// When the step that made it ran (the cache keeps it, so a rebuild
+    /// from the cache gives the same config, hence the same image id).
+    #[serde(default)]
+    created: String,
 }
 
 /// A stage's state between steps.
@@ -182,6 +186,9 @@ struct State {
     args: BTreeMap<String, String>,
     /// Whether this stage set CMD (ENTRYPOINT resets an inherited one).
     cmd_set: bool,
+    /// The time of the newest layer so far: history entries and the image's
+    /// `created` use it instead of the clock, so builds are reproducible.
+    created: String,
 }
 
 /// Builds the image `opts` describe; progress goes to `out`.
@@ -256,6 +263,9 @@ struct Builder<'a> {
 
 static WORK_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// The time of an image made of nothing but metadata over `scratch`.
+const EPOCH: &str = "1970-01-01T00:00:00Z";
+
 impl Builder<'_> {
     fn run(&mut self, target: usize) -> Result<Built, BuildError> {
         std::fs::create_dir_all(&self.cache_dir).map_err(io_err("create", &self.cache_dir))?;
@@ -323,6 +333,7 @@ impl Builder<'_> {
                 key: hash_parts(&["scratch"]),
                 args: BTreeMap::new(),
                 cmd_set: false,
+                created: EPOCH.to_owned(),
             },
             Base::Stage(j) => {
                 let mut s = done
@@ -340,12 +351,14 @@ impl Builder<'_> {
                         instruction: stage.original.clone(),
                         source: Box::new(source),
                     })?;
+                let created = config.doc["created"].as_str().unwrap_or(EPOCH).to_owned();
                 State {
                     config,
                     layers,
                     key: hash_parts(&["image", manifest.as_str()]),
                     args: BTreeMap::new(),
                     cmd_set: false,
+                    created,
                 }
             }
         };
@@ -385,6 +398,7 @@ impl Builder<'_> {
                 size: d.size(),
                 media_type: d.media_type().to_string(),
                 diff_id: l.diff_id,
+                created: String::new(),
             })
             .collect();
         Ok((config, layers, digest))
@@ -505,8 +519,10 @@ impl Builder<'_> {
                 &state.config.run_view().to_string(),
             ]);
         }
-        let now = crate::images::now();
-        state.config.push_history(&now, &ins.original, empty_layer);
+        let created = state.created.clone();
+        state
+            .config
+            .push_history(&created, &ins.original, empty_layer);
         Ok(())
     }
 
@@ -824,6 +840,9 @@ impl Builder<'_> {
         {
             self.cached_steps += 1;
             self.say(format!("--> Using cache {}", &key[..12]));
+            if !layer.created.is_empty() {
+                state.created = layer.created.clone();
+            }
             state.layers.push(layer);
             state.key = key;
             return Ok(());
@@ -845,6 +864,7 @@ impl Builder<'_> {
         })?;
         self.remember(&key, &layer)?;
         self.say(format!("--> {}", &layer.diff_id.hex()[..12]));
+        state.created = layer.created.clone();
         state.layers.push(layer);
         state.key = key;
         Ok(())
@@ -904,6 +924,7 @@ impl Builder<'_> {
             size,
             media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
             diff_id,
+            created: crate::images::now(),
         })
     }
 
@@ -955,7 +976,7 @@ impl Builder<'_> {
                 .join(" ")
         ));
         let diff_ids: Vec<String> = state.layers.iter().map(|l| l.diff_id.to_string()).collect();
-        let config = state.config.finish(&diff_ids, &crate::images::now());
+        let config = state.config.finish(&diff_ids, &state.created);
         let config_bytes = serde_json::to_vec(&config).expect("JSON values serialise");
         // Check it is a valid OCI config before anyone can pull it.
         oci_spec::image::ImageConfiguration::from_reader(&config_bytes[..])
