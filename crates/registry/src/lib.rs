@@ -3,10 +3,14 @@
 //! registry into the local image store and pushes them back.
 
 mod body;
+mod client;
 mod name;
 mod server;
 mod storage;
 
+pub use client::{
+    Client, ClientError, ClientOptions, Credentials, Outcome, Platform, Progress, Silent,
+};
 pub use name::{NameError, Reference, RepoName, Tag, UploadId};
 pub use server::{Server, ServerConfig, ServerError, TlsFiles};
 pub use storage::{

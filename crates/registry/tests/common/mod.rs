@@ -2,6 +2,8 @@
 //! helpers for talking the distribution protocol to it.
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
+pub(crate) mod front;
+
 use std::path::PathBuf;
 
 use bosun_registry::{Server, ServerConfig, TlsFiles};
