@@ -675,3 +675,107 @@ async fn concurrent_pushes_of_the_same_blob() {
     assert_eq!(sha256(&got), digest);
     assert_eq!(r.blob_files(), [digest.trim_start_matches("sha256:")]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_from_a_bcrypt_htpasswd_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    std::fs::write(&htpasswd, format!("alice:{hash}\n")).unwrap();
+    let r = start_with(Options {
+        htpasswd: Some(htpasswd),
+        ..Options::default()
+    })
+    .await;
+    let c = client();
+    let resp = c.get(r.url("/v2/")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        header(&resp, "www-authenticate"),
+        "Basic realm=\"bosun-registry\""
+    );
+    assert_eq!(error_code(resp).await, "UNAUTHORIZED");
+    let resp = c
+        .get(r.url("/v2/_catalog"))
+        .basic_auth("alice", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    for _ in 0..2 {
+        // The second time comes from the verified-credentials cache.
+        let resp = c
+            .get(r.url("/v2/_catalog"))
+            .basic_auth("alice", Some("s3cret"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_certificate_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        // A server certificate, not a CA one (which rustls refuses to serve).
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (Debian package openssl) makes the test certificate");
+    assert!(status.success(), "openssl req failed");
+    let r = start_with(Options {
+        tls: Some(bosun_registry::TlsFiles {
+            cert: cert.clone(),
+            key,
+        }),
+        ..Options::default()
+    })
+    .await;
+    assert!(r.base.starts_with("https://"));
+    let trusted = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let resp = trusted.get(r.url("/v2/")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let data = noise(2 << 20, 9);
+    let resp = trusted
+        .post(r.url(&format!("/v2/app/blobs/uploads/?digest={}", sha256(&data))))
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let got = trusted
+        .get(r.url(&format!("/v2/app/blobs/{}", sha256(&data))))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got, data);
+
+    // Without the certificate the client refuses the server, and plain HTTP
+    // gets no API answer.
+    assert!(client().get(r.url("/v2/")).send().await.is_err());
+    let plain = r.url("/v2/").replace("https://", "http://");
+    let answered = client().get(plain).send().await.map(|r| r.status());
+    assert!(
+        !matches!(answered, Ok(StatusCode::OK)),
+        "plain HTTP must not be served: {answered:?}"
+    );
+}

@@ -70,13 +70,16 @@ pub(super) async fn delete(
         .expect("valid response"))
 }
 
-/// Reads a whole body of at most `limit` bytes; a larger one is refused with
-/// 413 as soon as that is known, without reading the rest.
+/// Reads a whole body of at most `limit` bytes. A larger one is refused with
+/// 413, after reading (and dropping) the rest of it when that is not much
+/// more: a client still sending when the answer comes would see a broken
+/// connection instead of the reason.
 async fn read_limited(
     mut body: Incoming,
     declared: Option<u64>,
     limit: usize,
 ) -> Result<Vec<u8>, ApiError> {
+    let drain_limit = 4 * limit as u64;
     let too_large = |size: String| {
         ApiError::new(
             Code::ManifestInvalid,
@@ -85,11 +88,12 @@ async fn read_limited(
         .status(StatusCode::PAYLOAD_TOO_LARGE)
     };
     if let Some(n) = declared
-        && n > limit as u64
+        && n > drain_limit
     {
         return Err(too_large(n.to_string()));
     }
-    let mut out = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let mut out = Vec::with_capacity(declared.unwrap_or(0).min(limit as u64) as usize);
+    let mut seen = 0u64;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             ApiError::new(
@@ -98,11 +102,20 @@ async fn read_limited(
             )
         })?;
         if let Ok(data) = frame.into_data() {
-            if out.len() + data.len() > limit {
-                return Err(too_large(format!("more than {limit}")));
+            seen += data.len() as u64;
+            if seen > drain_limit {
+                break;
             }
-            out.extend_from_slice(&data);
+            if seen <= limit as u64 {
+                out.extend_from_slice(&data);
+            }
         }
+    }
+    if seen > limit as u64 {
+        return Err(too_large(match declared {
+            Some(n) => n.to_string(),
+            None => format!("more than {limit}"),
+        }));
     }
     Ok(out)
 }
