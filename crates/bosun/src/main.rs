@@ -6,6 +6,7 @@
 
 mod build_cli;
 mod image_cli;
+mod registry_cli;
 mod runc_args;
 mod runtime_cli;
 
@@ -38,12 +39,17 @@ fn top_level(args: &[OsString]) -> i32 {
         }
         Some("image") => image_cli::main(&args[2..]),
         Some("build") => build_cli::main(&args[2..]),
+        Some("registry") => registry_cli::registry(&args[2..]),
+        Some("pull") => registry_cli::pull(&args[2..]),
+        Some("push") => registry_cli::push(&args[2..]),
         Some("help" | "--help" | "-h") | None => {
             println!(
                 "bosun {}: containers and clusters in one binary\n\n\
                  Usage:\n  bosun runtime <runc arguments>   the OCI runtime (also installed as bosun-runc)\n  \
                  bosun image <command>            images: import, ls, inspect, tag, rm, save, load, prune, unpack\n  \
                  bosun build [options] CONTEXT    build an image from a Containerfile\n  \
+                 bosun pull NAME / push NAME      move images to and from registries\n  \
+                 bosun registry [options]         serve images (OCI distribution API); `gc`\n  \
                  bosun version\n",
                 env!("CARGO_PKG_VERSION")
             );
