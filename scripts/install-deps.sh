@@ -7,6 +7,8 @@ packages=(
   build-essential pkg-config libseccomp-dev
   # test fixtures and peers driven by the end-to-end tests
   busybox-static runc crun podman skopeo umoci iproute2 nftables
+  # registry peers (distribution 2.8) and the TLS test's certificate
+  docker-registry openssl
   # benchmarks
   hyperfine time strace
 )
