@@ -296,6 +296,10 @@ fn bad_containerfiles_name_the_line() {
         ("FROM bb\nCOPY --from=nowhere /a /b\n", "nowhere"),
         ("FROM nosuchimage\n", "nosuchimage"),
         ("RUN echo no from\n", "line 1"),
+        (
+            "FROM --platform=linux/arm64 bb\n",
+            "only linux/amd64 images are built here",
+        ),
     ] {
         let ctx = context(&[("Containerfile", text)]);
         let out = store.build(ctx.path(), &["-t", "bad"]);
@@ -318,11 +322,12 @@ fn heredocs_and_add_of_a_local_tar() {
     fs::write(payload.join("d/inner.txt"), "inside the tar\n").unwrap();
     let ctx = context(&[(
         "Containerfile",
-        "FROM bb\n\
+        "FROM --platform=$BUILDPLATFORM bb\n\
+         ARG TARGETARCH\n\
          ADD payload.tar.gz /opt/\n\
          RUN <<EOF\n\
          set -e\n\
-         echo from heredoc > /heredoc.txt\n\
+         echo from heredoc on $TARGETARCH > /heredoc.txt\n\
          EOF\n\
          COPY <<-EOT /etc/motd\n\
          \thello motd\n\
@@ -343,7 +348,7 @@ fn heredocs_and_add_of_a_local_tar() {
             "docs",
             &["cat", "/opt/d/inner.txt", "/heredoc.txt", "/etc/motd"]
         ),
-        "inside the tar\nfrom heredoc\nhello motd\n"
+        "inside the tar\nfrom heredoc on amd64\nhello motd\n"
     );
     store.assert_clean();
 }

@@ -263,6 +263,18 @@ struct Builder<'a> {
 
 static WORK_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// The only platform built here, as BuildKit names it in its automatic ARGs.
+const PLATFORM_ARGS: [(&str, &str); 8] = [
+    ("BUILDPLATFORM", "linux/amd64"),
+    ("BUILDOS", "linux"),
+    ("BUILDARCH", "amd64"),
+    ("BUILDVARIANT", ""),
+    ("TARGETPLATFORM", "linux/amd64"),
+    ("TARGETOS", "linux"),
+    ("TARGETARCH", "amd64"),
+    ("TARGETVARIANT", ""),
+];
+
 /// The time of an image made of nothing but metadata over `scratch`.
 const EPOCH: &str = "1970-01-01T00:00:00Z";
 
@@ -302,9 +314,15 @@ impl Builder<'_> {
     }
 
     /// Values of the ARGs declared before the first FROM.
+    /// BuildKit's automatic platform ARGs are global without a declaration.
     fn global_args(&self) -> Result<BTreeMap<String, String>, BuildError> {
+        let mut globals: BTreeMap<String, String> = PLATFORM_ARGS
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let build_args = |k: &str| self.opts.build_args.get(k).cloned();
-        Ok(self.file.resolve_global_args(&build_args)?)
+        globals.extend(self.file.resolve_global_args(&build_args)?);
+        Ok(globals)
     }
 
     fn say(&mut self, line: impl AsRef<str>) {
@@ -326,6 +344,15 @@ impl Builder<'_> {
         ));
         let lookup = |k: &str| globals.get(k).cloned();
         let from = self.file.resolve_from(index, &lookup)?;
+        if let Some(platform) = &from.platform
+            && platform != "linux/amd64"
+        {
+            return Err(BuildError::Step {
+                line: stage.line,
+                instruction: stage.original.clone(),
+                reason: format!("--platform={platform}: only linux/amd64 images are built here"),
+            });
+        }
         let mut state = match &from.base {
             Base::Scratch => State {
                 config: ImageConfig::scratch(),
