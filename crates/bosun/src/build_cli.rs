@@ -3,7 +3,7 @@
 //! runtime forks into namespaces and wants a process of its own.
 
 use std::ffi::OsString;
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -151,10 +151,88 @@ fn run(opts: Parsed) -> Result<()> {
     };
     let mut sink = io::sink();
     let mut stderr = io::stderr();
-    let out: &mut dyn Write = if opts.quiet { &mut sink } else { &mut stderr };
-    let built = bosun_image::build::build(&store, &snapshots, &runner, &opts.build, out)?;
-    println!("{}", built.id);
+    let mut bar = StepBar::new();
+    let out: &mut dyn Write = if opts.quiet {
+        &mut sink
+    } else if io::stderr().is_terminal() {
+        &mut bar
+    } else {
+        &mut stderr
+    };
+    let built = bosun_image::build::build(&store, &snapshots, &runner, &opts.build, out);
+    bar.finish();
+    println!("{}", built?.id);
     Ok(())
+}
+
+/// Progress on a terminal: the builder's `STEP n/N: …` lines drive a bar
+/// that stays at the bottom; everything else (RUN output, cache notes) is
+/// printed above it. Off a terminal the plain lines go to stderr as they are.
+struct StepBar {
+    bar: indicatif::ProgressBar,
+    line: Vec<u8>,
+}
+
+impl StepBar {
+    fn new() -> Self {
+        let bar = indicatif::ProgressBar::new(0);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {pos}/{len} {wide_msg}")
+        {
+            bar.set_style(style);
+        }
+        Self {
+            bar,
+            line: Vec::new(),
+        }
+    }
+
+    fn line(&self, text: &str) {
+        let step = text
+            .strip_prefix("STEP ")
+            .and_then(|rest| rest.split_once(": "))
+            .and_then(|(count, what)| {
+                let (n, total) = count.split_once('/')?;
+                Some((n.parse::<u64>().ok()?, total.parse::<u64>().ok()?, what))
+            });
+        match step {
+            Some((n, total, what)) => {
+                if self.bar.length() == Some(0) {
+                    self.bar
+                        .enable_steady_tick(std::time::Duration::from_millis(100));
+                }
+                self.bar.set_length(total);
+                self.bar.set_position(n.saturating_sub(1));
+                self.bar.set_message(what.to_owned());
+                self.bar.println(text);
+            }
+            None => self.bar.println(text),
+        }
+    }
+
+    fn finish(&mut self) {
+        if !self.line.is_empty() {
+            let rest = String::from_utf8_lossy(&std::mem::take(&mut self.line)).into_owned();
+            self.line(&rest);
+        }
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Write for StepBar {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.line.extend_from_slice(buf);
+        while let Some(end) = self.line.iter().position(|&b| b == b'\n') {
+            let text = String::from_utf8_lossy(&self.line[..end]).into_owned();
+            self.line.drain(..=end);
+            self.line(&text);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Runs RUN steps with this binary's runtime in a child process.
