@@ -20,7 +20,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("bosun-runtime", &["bosun-oci"]),
     ("bosun-net", &["bosun-oci"]),
     ("bosun-image", &["bosun-oci", "bosun-runtime"]),
-    ("bosun-store", &["bosun-api"]),
+    ("bosun-store", &["bosun-oci", "bosun-api"]),
     ("bosun-registry", &["bosun-oci", "bosun-image"]),
     (
         "bosun-engine",
