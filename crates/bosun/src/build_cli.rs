@@ -276,6 +276,37 @@ impl StepRunner for ChildRuntime {
             128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
         }))
     }
+
+    fn fetch(&self, url: &str, out: &mut dyn Write) -> Result<(), String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start an HTTP client: {e}"))?;
+        runtime.block_on(async {
+            let client = reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .build()
+                .map_err(|e| format!("cannot start an HTTP client: {e}"))?;
+            let mut response = client.get(url).send().await.map_err(|e| {
+                let reason = std::error::Error::source(&e)
+                    .map(|s| format!("{e}: {s}"))
+                    .unwrap_or_else(|| e.to_string());
+                format!("unreachable: {reason}")
+            })?;
+            if !response.status().is_success() {
+                return Err(format!("the server answered {}", response.status()));
+            }
+            while let Some(chunk) = response
+                .chunk()
+                .await
+                .map_err(|e| format!("download cut short: {e}"))?
+            {
+                out.write_all(&chunk)
+                    .map_err(|e| format!("cannot store the download: {e}"))?;
+            }
+            Ok(())
+        })
+    }
 }
 
 /// The bundle config for one RUN step: the runtime's default spec with the

@@ -352,3 +352,62 @@ fn heredocs_and_add_of_a_local_tar() {
     );
     store.assert_clean();
 }
+
+/// `ADD URL` downloads (here from a server the test starts on loopback), keeps
+/// the file packed with mode 0600, and an unreachable URL is a clear error.
+#[test]
+fn add_of_a_url_downloads_and_an_unreachable_one_is_a_clear_error() {
+    let store = Store::new();
+    let served = tempfile::tempdir().unwrap();
+    fs::write(served.path().join("remote.txt"), "over http\n").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let mut server = Command::new("python3")
+        .args(["-m", "http.server", "--bind", "127.0.0.1"])
+        .arg(port.to_string())
+        .current_dir(served.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 must be installed");
+    // Wait until it accepts connections.
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let ctx = context(&[(
+        "Containerfile",
+        &format!(
+            "FROM bb\nADD http://127.0.0.1:{port}/remote.txt /opt/\nRUN stat -c %a /opt/remote.txt > /mode\n"
+        ),
+    )]);
+    let result = store.build(ctx.path(), &["-t", "fetched"]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert_eq!(
+        store.run("fetched", &["cat", "/opt/remote.txt", "/mode"]),
+        "over http\n600\n"
+    );
+
+    // The server is gone now: the same URL is unreachable.
+    let ctx = context(&[(
+        "Containerfile",
+        &format!("FROM bb\nADD http://127.0.0.1:{port}/remote.txt /opt/\n"),
+    )]);
+    let out = store.build(ctx.path(), &["-t", "unfetched"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("line 2: ADD http://127.0.0.1:{port}/remote.txt /opt/: ADD http://127.0.0.1:{port}/remote.txt: unreachable")),
+        "{stderr}"
+    );
+    store.assert_clean();
+}

@@ -24,6 +24,8 @@ pub(crate) struct Context {
 pub(crate) struct Source {
     pub(crate) host: PathBuf,
     pub(crate) rel: PathBuf,
+    /// Downloaded by `ADD URL`: never unpacked, mode 0600 (as in Docker).
+    pub(crate) remote: bool,
 }
 
 impl Context {
@@ -119,6 +121,7 @@ pub(crate) fn match_sources(
         .map(|rel| Source {
             host: root.join(&rel),
             rel,
+            remote: false,
         })
         .collect();
     if sources.is_empty() {

@@ -61,11 +61,18 @@ pub struct RunRequest {
     pub host_network: bool,
 }
 
-/// Runs one RUN step to completion.
+/// What the builder needs from its host: running RUN steps, downloading
+/// `ADD` URLs.
 pub trait StepRunner: Sync {
     /// Runs the process, copying its stdout and stderr to `output`, and
     /// returns its exit code.
     fn run(&self, request: &RunRequest, output: &mut dyn Write) -> io::Result<i32>;
+
+    /// Downloads `url` into `out`; the error says why it could not.
+    fn fetch(&self, url: &str, out: &mut dyn Write) -> Result<(), String> {
+        let _ = (url, out);
+        Err("this builder cannot download".into())
+    }
 }
 
 /// Everything `bosun build` was asked.
@@ -710,17 +717,17 @@ impl Builder<'_> {
             }
         };
         let mut patterns = Vec::new();
+        let mut urls = Vec::new();
         let mut inline = Vec::new();
         for source in &spec.sources {
             match source {
                 CopySource::Path(p) => {
                     let p = x(p)?;
                     if add && (p.starts_with("http://") || p.starts_with("https://")) {
-                        return Err(step_err(format!(
-                            "{p}: remote sources are not fetched by bosun build (this machine builds offline); download the file into the context and ADD it from there"
-                        )));
+                        urls.push(p);
+                    } else {
+                        patterns.push(p);
                     }
-                    patterns.push(p);
                 }
                 CopySource::Heredoc(h) => {
                     let content = if h.expand {
@@ -735,6 +742,7 @@ impl Builder<'_> {
                 }
             }
         }
+        let mut downloads: Option<TempDir> = None;
         let context_sources: Vec<Source> = match &from_layers {
             Some((_, key)) => {
                 hasher.update(key.as_bytes());
@@ -744,6 +752,18 @@ impl Builder<'_> {
                 let mut all = Vec::new();
                 for p in &patterns {
                     all.extend(self.context.matches(p).map_err(step_err)?);
+                }
+                // Downloaded on every build, as Docker does: the content, not
+                // the URL, decides whether the cached layer still holds.
+                for url in &urls {
+                    let dir = downloads.get_or_insert_with(|| {
+                        let n = WORK_COUNTER.fetch_add(1, Ordering::Relaxed);
+                        TempDir(self.work_dir.join(format!("d{}-{n}", std::process::id())))
+                    });
+                    all.push(
+                        self.download(url, &dir.0)
+                            .map_err(|reason| step_err(format!("ADD {url}: {reason}")))?,
+                    );
                 }
                 let keep = |rel: &Path| self.context.keeps(rel);
                 hash_sources(&all, &keep, &mut hasher)
@@ -805,7 +825,7 @@ impl Builder<'_> {
                         let base = s.rel.clone();
                         copy_tree(&s.host, &dst, attrs, &|rel: &Path| keep(&base.join(rel)))
                             .map_err(|e| step_err(format!("copy {}: {e}", s.rel.display())))?;
-                    } else if add && meta.is_file() && is_archive(&s.host) {
+                    } else if add && !s.remote && meta.is_file() && is_archive(&s.host) {
                         let dst = target_dir(rootfs)?;
                         let f = std::fs::File::open(&s.host).map_err(io_err("open", &s.host))?;
                         let mut reader = io::BufReader::new(f);
@@ -823,6 +843,13 @@ impl Builder<'_> {
                             let name = s.host.file_name().unwrap_or_default().to_string_lossy();
                             place_file(rootfs, &dest_abs, &name)
                                 .map_err(|e| step_err(e.to_string()))?
+                        };
+                        let attrs = match s.remote {
+                            true => CopyAttrs {
+                                mode: attrs.mode.or(Some(0o600)),
+                                ..attrs
+                            },
+                            false => attrs,
                         };
                         copy_tree(&s.host, &dst, attrs, &|_| true)
                             .map_err(|e| step_err(format!("copy {}: {e}", s.rel.display())))?;
@@ -843,7 +870,11 @@ impl Builder<'_> {
                             // symlinks must not reach the host.
                             let host = resolve_in_root(mount.root(), &s.rel)
                                 .map_err(io_err("read", &s.host))?;
-                            all.push(Source { host, rel: s.rel });
+                            all.push(Source {
+                                host,
+                                rel: s.rel,
+                                remote: false,
+                            });
                         }
                     }
                     copy_from(mount.root(), &all, &|_| true)
@@ -851,6 +882,27 @@ impl Builder<'_> {
             }
         };
         self.layer_step(state, ins, key, &mut apply)
+    }
+
+    /// Downloads `url` into `dir` under the last segment of its path.
+    fn download(&self, url: &str, dir: &Path) -> Result<Source, String> {
+        let name = url
+            .split(['?', '#'])
+            .next()
+            .and_then(|u| u.rsplit('/').next())
+            .filter(|n| !n.is_empty() && *n != "." && *n != "..")
+            .unwrap_or("download")
+            .to_owned();
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let host = dir.join(&name);
+        let mut file = std::fs::File::create(&host).map_err(|e| e.to_string())?;
+        self.runner.fetch(url, &mut file)?;
+        file.sync_all().map_err(|e| e.to_string())?;
+        Ok(Source {
+            host,
+            rel: PathBuf::from(name),
+            remote: true,
+        })
     }
 
     /// Runs one file-changing step, or takes its layer from the cache.
@@ -1043,6 +1095,15 @@ impl Builder<'_> {
             layer_steps: self.layer_steps,
             cached_steps: self.cached_steps,
         })
+    }
+}
+
+/// A directory removed, with what is in it, when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
