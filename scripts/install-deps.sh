@@ -9,6 +9,8 @@ packages=(
   busybox-static runc crun podman skopeo umoci iproute2 nftables
   # registry peers (distribution 2.8) and the TLS test's certificate
   docker-registry openssl
+  # the store's etcd v3 backend: its conformance, HA and benchmark runs start etcd
+  etcd-server
   # benchmarks
   hyperfine time strace
 )

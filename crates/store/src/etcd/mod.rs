@@ -357,7 +357,7 @@ impl Etcd {
             return e;
         }
         if message.contains(MSG_COMPACTED) {
-            let compacted = watch::compact_revision(self, requested).await;
+            let compacted = self.compact_revision(requested).await;
             return Error::Compacted {
                 requested,
                 compacted,
@@ -370,6 +370,52 @@ impl Etcd {
             };
         }
         e
+    }
+
+    /// The compact revision, which etcd's "compacted" errors leave out: the
+    /// oldest revision still readable, found by bisection between `requested`
+    /// and the current revision (always readable). Only on the error path.
+    /// Falls back to `requested + 1`, the least it can be, if etcd stops answering.
+    async fn compact_revision(&self, requested: Revision) -> Revision {
+        let fallback = requested.next();
+        let Ok(current) = self.current_revision().await else {
+            return fallback;
+        };
+        let (mut lo, mut hi) = (requested.get(), current.get());
+        match self.readable(lo).await {
+            Some(true) => return requested,
+            Some(false) => {}
+            None => return fallback,
+        }
+        // Invariant: `lo` is compacted, `hi` is readable.
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            match self.readable(mid).await {
+                Some(true) => hi = mid,
+                Some(false) => lo = mid,
+                None => return fallback,
+            }
+        }
+        Revision::from_backend(hi)
+    }
+
+    /// Whether a read at `revision` is served (`None`: etcd did not say).
+    async fn readable(&self, revision: i64) -> Option<bool> {
+        let req = RangeRequest {
+            key: b64(b"\0"),
+            range_end: None,
+            limit: 1,
+            revision,
+            count_only: true,
+        };
+        match self
+            .call::<RangeResponse>("/v3/kv/range", &req, Retry::Idempotent)
+            .await
+        {
+            Ok(_) => Some(true),
+            Err(Error::Etcd { message, .. }) if message.contains(MSG_COMPACTED) => Some(false),
+            Err(_) => None,
+        }
     }
 
     fn protocol(&self, reason: &str) -> Error {

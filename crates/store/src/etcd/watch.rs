@@ -37,7 +37,7 @@ pub(crate) struct EtcdWatch {
     /// Every event up to this revision has been queued.
     delivered: i64,
     queue: VecDeque<WatchEvent>,
-    progress_requested: bool,
+    progress: Progress,
     /// Streams that ended in a row without carrying anything.
     flaps: u32,
     failed: bool,
@@ -68,7 +68,7 @@ impl EtcdWatch {
             conn: None,
             delivered: after.get(),
             queue: VecDeque::new(),
-            progress_requested: false,
+            progress: Progress::None,
             flaps: 0,
             failed: false,
         };
@@ -77,7 +77,9 @@ impl EtcdWatch {
     }
 
     pub(crate) fn request_progress(&mut self) {
-        self.progress_requested = true;
+        if self.progress == Progress::None {
+            self.progress = Progress::Requested;
+        }
     }
 
     pub(crate) async fn recv(&mut self) -> Result<WatchEvent, Error> {
@@ -93,6 +95,17 @@ impl EtcdWatch {
         loop {
             if let Some(ev) = self.queue.pop_front() {
                 return Ok(ev);
+            }
+            if self.progress == Progress::Requested {
+                // A notification already on its way may predate the request:
+                // only one at or past the store's revision now answers it. (If
+                // etcd cannot say, what this watch has seen is the floor.)
+                let floor = match self.etcd.current_revision().await {
+                    Ok(r) => r.get(),
+                    Err(_) => self.delivered,
+                };
+                self.progress = Progress::AtLeast(floor);
+                continue;
             }
             let Some(conn) = self.conn.as_mut() else {
                 if self.flaps > 0 {
@@ -147,8 +160,10 @@ impl EtcdWatch {
             // A progress notification: everything up to its revision was sent.
             let revision = r.header.revision;
             self.delivered = self.delivered.max(revision);
-            if self.progress_requested {
-                self.progress_requested = false;
+            if let Progress::AtLeast(floor) = self.progress
+                && revision >= floor
+            {
+                self.progress = Progress::None;
                 self.queue.push_back(WatchEvent::Progress {
                     revision: Revision::from_backend(revision),
                 });
@@ -211,6 +226,16 @@ impl EtcdWatch {
             backoff = (backoff * 2).min(Duration::from_secs(1));
         }
     }
+}
+
+/// Where a requested progress notification stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    None,
+    /// Asked for; the floor is not known yet.
+    Requested,
+    /// Answered by the first notification at or past this revision.
+    AtLeast(i64),
 }
 
 fn event(ev: wire::Event) -> WatchEvent {
@@ -337,37 +362,4 @@ async fn open(
             reason: "the stream ended before the watch was created".into(),
         }),
     }
-}
-
-/// The compact revision, which etcd's "compacted" read errors leave out: a watch
-/// from `requested`, known to be compacted, is cancelled with it. Falls back to
-/// `requested + 1`, the least it can be, if etcd does not say in time.
-pub(super) async fn compact_revision(etcd: &Etcd, requested: Revision) -> Revision {
-    let probe = async {
-        let key = Key::new(&b"\0"[..]).ok()?;
-        let range = KeyRange::single(&key);
-        for i in etcd.order() {
-            let Ok((mut conn, mut r)) = open(etcd, i, &range, requested.get().max(1)).await else {
-                continue;
-            };
-            loop {
-                if r.canceled {
-                    return (r.compact_revision > 0)
-                        .then(|| Revision::from_backend(r.compact_revision));
-                }
-                match conn.next_line().await.ok()?? {
-                    WatchLine {
-                        result: Some(next), ..
-                    } => r = next,
-                    _ => return None,
-                }
-            }
-        }
-        None
-    };
-    tokio::time::timeout(REQUEST_TIMEOUT, probe)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(requested.next())
 }
