@@ -7,6 +7,8 @@ packages=(
   build-essential pkg-config libseccomp-dev
   # test fixtures and peers driven by the end-to-end tests
   busybox-static runc crun podman skopeo umoci iproute2 nftables
+  # the builder's tests serve an ADD URL with python3's http.server
+  python3
   # registry peers (distribution 2.8) and the TLS test's certificate
   docker-registry openssl
   # the store's etcd v3 backend: its conformance, HA and benchmark runs start etcd
