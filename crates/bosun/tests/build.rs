@@ -141,6 +141,7 @@ int main(void) { write(1, \"built by bosun\\n\", 15); return 0; }\n";
 const MULTI_STAGE: &str = "\
 # syntax=docker/dockerfile:1
 ARG TOOLCHAIN=cc
+ARG PROGRAM_FROM=compile
 FROM ${TOOLCHAIN} AS compile
 WORKDIR /src
 COPY hello.c .
@@ -148,7 +149,8 @@ RUN gcc -static -O2 -o /hello hello.c \\
  && test -x /hello
 
 FROM scratch
-COPY --from=compile /hello /hello
+ARG PROGRAM_FROM
+COPY --from=${PROGRAM_FROM} /hello /hello
 LABEL org.example.kind=static
 CMD [\"/hello\"]
 ";

@@ -289,12 +289,12 @@ impl Builder<'_> {
     fn run(&mut self, target: usize) -> Result<Built, BuildError> {
         std::fs::create_dir_all(&self.cache_dir).map_err(io_err("create", &self.cache_dir))?;
         std::fs::create_dir_all(&self.work_dir).map_err(io_err("create", &self.work_dir))?;
-        let needed = self.needed_stages(target);
+        let globals = self.global_args()?;
+        let needed = self.needed_stages(target, &globals)?;
         self.total = needed
             .iter()
             .map(|&i| self.file.stages[i].instructions.len() + 1)
             .sum();
-        let globals = self.global_args()?;
         let mut done: BTreeMap<usize, State> = BTreeMap::new();
         for &i in &needed {
             let state = self.build_stage(i, &globals, &done)?;
@@ -305,22 +305,38 @@ impl Builder<'_> {
     }
 
     /// The target and, transitively, the stages it needs, in file order.
-    fn needed_stages(&self, target: usize) -> Vec<usize> {
+    /// A `--from=$VAR` is expanded with the build args and global ARGs: a
+    /// stage's own ARG values are only known while it builds.
+    fn needed_stages(
+        &self,
+        target: usize,
+        globals: &BTreeMap<String, String>,
+    ) -> Result<Vec<usize>, BuildError> {
+        let globals_lookup = |k: &str| globals.get(k).cloned();
+        let from_lookup = |k: &str| {
+            self.opts
+                .build_args
+                .get(k)
+                .or_else(|| globals.get(k))
+                .cloned()
+        };
         let mut needed = BTreeSet::new();
         let mut pending = vec![target];
         while let Some(i) = pending.pop() {
             if needed.insert(i) {
-                for dep in self.file.dependencies(i) {
+                for dep in self
+                    .file
+                    .dependencies_with(i, &globals_lookup, &from_lookup)?
+                {
                     if let containerfile::StageDep::Stage(j) = dep {
                         pending.push(j);
                     }
                 }
             }
         }
-        needed.into_iter().collect()
+        Ok(needed.into_iter().collect())
     }
 
-    /// Values of the ARGs declared before the first FROM.
     /// BuildKit's automatic platform ARGs are global without a declaration.
     fn global_args(&self) -> Result<BTreeMap<String, String>, BuildError> {
         let mut globals: BTreeMap<String, String> = PLATFORM_ARGS
