@@ -2,7 +2,11 @@
 //! the bridge and veth plumbing into a container's network namespace (`link`).
 
 mod ipam;
+mod link;
 mod subnet;
 
 pub use ipam::{Ipam, IpamError, Leases};
+pub use link::{
+    Attachment, CONTAINER_IFNAME, IfName, LinkError, attach, delete_bridge, detach, ensure_bridge,
+};
 pub use subnet::{DEFAULT_SUBNET, ParseSubnetError, Subnet};
