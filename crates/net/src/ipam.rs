@@ -108,16 +108,16 @@ impl Leases {
 
     /// Give the next free address to `owner`.
     pub fn allocate(&mut self, owner: &str) -> Result<Ipv4Addr, IpamError> {
-        let start = self.last.map_or(0, |l| {
-            self.subnet
-                .assignable()
-                .position(|ip| ip == l)
-                .map_or(0, |i| i + 1)
-        });
-        let all: Vec<Ipv4Addr> = self.subnet.assignable().collect();
-        let n = all.len();
-        let ip = (0..n)
-            .map(|k| all[(start + k) % n])
+        // Walk the assignable range once, starting after `last` and wrapping,
+        // by arithmetic: a /16 has 65534 candidates and this runs per container.
+        let first = u32::from(self.subnet.network()) + 2;
+        let count = u32::from(self.subnet.broadcast()) - first;
+        let start = match self.last {
+            Some(l) if self.subnet.is_assignable(l) => u32::from(l) - first + 1,
+            _ => 0,
+        };
+        let ip = (0..count)
+            .map(|k| Ipv4Addr::from(first + (start + k) % count))
             .find(|ip| !self.leases.contains_key(ip))
             .ok_or(IpamError::Exhausted {
                 subnet: self.subnet,

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use futures_util::TryStreamExt;
 use nix::sched::{CloneFlags, setns};
+use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::subnet::Subnet;
@@ -86,6 +87,12 @@ pub enum LinkError {
         /// Its name.
         name: IfName,
     },
+    /// The bridge name is taken by an interface of another kind.
+    #[error("interface {name} exists and is not a bridge")]
+    NotABridge {
+        /// Its name.
+        name: IfName,
+    },
     /// An interface we need is missing.
     #[error("interface {name} does not exist")]
     Missing {
@@ -123,7 +130,7 @@ impl LinkError {
         use bosun_oci::ErrorKind;
         match self {
             Self::InvalidName { .. } => ErrorKind::Invalid,
-            Self::Exists { .. } => ErrorKind::Conflict,
+            Self::Exists { .. } | Self::NotABridge { .. } => ErrorKind::Conflict,
             Self::Missing { .. } => ErrorKind::NotFound,
             Self::Netns { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ErrorKind::NotFound
@@ -193,13 +200,26 @@ fn enter_netns(path: &Path) -> Result<(), LinkError> {
 }
 
 async fn index_of(h: &Handle, name: &str) -> Result<Option<u32>, LinkError> {
+    Ok(get_link(h, name).await?.map(|m| m.header.index))
+}
+
+async fn get_link(h: &Handle, name: &str) -> Result<Option<LinkMessage>, LinkError> {
     let mut links = h.link().get().match_name(name.to_owned()).execute();
     match links.try_next().await {
-        Ok(Some(msg)) => Ok(Some(msg.header.index)),
+        Ok(Some(msg)) => Ok(Some(msg)),
         Ok(None) => Ok(None),
         Err(e) if errno(&e) == Some(libc_enodev()) => Ok(None),
         Err(e) => Err(nl(format!("look up interface {name}"))(e)),
     }
+}
+
+fn is_bridge(msg: &LinkMessage) -> bool {
+    msg.attributes.iter().any(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos
+            .iter()
+            .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Bridge))),
+        _ => false,
+    })
 }
 
 const fn libc_enodev() -> i32 {
@@ -223,8 +243,12 @@ async fn set_up(h: &Handle, index: u32, what: &str) -> Result<(), LinkError> {
 /// again if a later step fails.
 pub fn ensure_bridge(name: &IfName, subnet: Subnet) -> Result<(), LinkError> {
     on_worker(None, |h| async move {
-        let (index, created) = match index_of(&h, name.as_str()).await? {
-            Some(i) => (i, false),
+        let (index, created) = match get_link(&h, name.as_str()).await? {
+            // Never put our address on an interface that is not a bridge.
+            Some(m) if !is_bridge(&m) => {
+                return Err(LinkError::NotABridge { name: name.clone() });
+            }
+            Some(m) => (m.header.index, false),
             None => {
                 h.link()
                     .add(LinkBridge::new(name.as_str()).build())

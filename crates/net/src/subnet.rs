@@ -102,6 +102,7 @@ impl Subnet {
     }
 
     /// Addresses a container may get, in order.
+    #[cfg(test)]
     pub(crate) fn assignable(&self) -> impl Iterator<Item = Ipv4Addr> + use<> {
         let first = self.network + 2;
         let last = u32::from(self.broadcast()) - 1;

@@ -208,7 +208,19 @@ fn bad_inputs_create_nothing() {
 
     // A host name that is taken: refused, and the existing interface survives.
     a.netns = ns.path();
-    let out = run(&["ip", "link", "add", n.veth.as_str(), "type", "bridge"]);
+    // (A veth pair the test makes; deleting one end removes both.)
+    let peer = format!("{}p", n.veth);
+    let out = run(&[
+        "ip",
+        "link",
+        "add",
+        n.veth.as_str(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &peer,
+    ]);
     assert!(out.status.success(), "{out:?}");
     let e = attach(&a).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
@@ -216,6 +228,12 @@ fn bad_inputs_create_nothing() {
         link_exists(n.veth.as_str()),
         "someone else's interface was removed"
     );
+
+    // A bridge name taken by an interface of another kind: refused, untouched.
+    let e = ensure_bridge(&n.veth, n.subnet).unwrap_err();
+    assert!(matches!(e, LinkError::NotABridge { .. }), "{e}");
+    let addrs = run(&["ip", "-4", "addr", "show", "dev", n.veth.as_str()]);
+    assert!(String::from_utf8(addrs.stdout).unwrap().trim().is_empty());
 
     assert!(delete_bridge(&n.bridge).unwrap());
 }
