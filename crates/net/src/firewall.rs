@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 
 use nftables::batch::Batch;
 use nftables::expr::{
-    Expression, Fib, FibFlag, FibResult, NamedExpression, Payload, PayloadField, Prefix,
+    CT, Expression, Fib, FibFlag, FibResult, NamedExpression, Payload, PayloadField, Prefix,
 };
 use nftables::helper::{self, NftablesError};
 use nftables::schema::{Chain, NfCmd, NfListObject, NfObject, Nftables, Rule, Table};
@@ -162,17 +162,35 @@ impl Firewall {
         })
     }
 
-    /// Masquerade what leaves `subnet` for anywhere outside it (outbound NAT).
-    pub fn masquerade(&self, subnet: Subnet) -> Result<RuleHandle, FirewallError> {
-        let net = prefix(subnet);
-        let expr = vec![
-            matches(payload("ip", "saddr"), net.clone(), Operator::EQ),
-            matches(payload("ip", "daddr"), net, Operator::NEQ),
+    /// Outbound NAT for `subnet`: masquerade what leaves it for anywhere outside
+    /// it, and hairpin traffic (a container reaching a published port that maps
+    /// to a container on the same bridge: without masquerading, the reply would
+    /// go straight back over the bridge from an address the client never
+    /// called). Returns the handles of both rules.
+    pub fn masquerade(&self, subnet: Subnet) -> Result<Vec<RuleHandle>, FirewallError> {
+        let outbound = vec![
+            matches(payload("ip", "saddr"), prefix(subnet), Operator::EQ),
+            matches(payload("ip", "daddr"), prefix(subnet), Operator::NEQ),
             Statement::Masquerade(None),
         ];
-        let mut handles =
-            self.add_rules(&[(POSTROUTING, expr)], &format!("masquerade {subnet}"))?;
-        Ok(handles.remove(0))
+        let hairpin = vec![
+            matches(payload("ip", "saddr"), prefix(subnet), Operator::EQ),
+            matches(payload("ip", "daddr"), prefix(subnet), Operator::EQ),
+            matches(
+                Expression::Named(NamedExpression::CT(CT {
+                    key: "status".into(),
+                    family: None,
+                    dir: None,
+                })),
+                Expression::String("dnat".into()),
+                Operator::IN,
+            ),
+            Statement::Masquerade(None),
+        ];
+        self.add_rules(
+            &[(POSTROUTING, outbound), (POSTROUTING, hairpin)],
+            &format!("masquerade {subnet}"),
+        )
     }
 
     /// DNAT `host_port` on the host's own addresses to the container, both for

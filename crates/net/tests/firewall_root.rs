@@ -68,19 +68,25 @@ fn rules_are_added_and_removed_by_handle_in_our_table_only() {
         "{listed}"
     );
     assert!(
-        listed.contains(&format!("# handle {}", masq.handle)),
+        listed.contains("ip saddr 10.198.0.0/24 ip daddr 10.198.0.0/24 ct status dnat masquerade"),
         "{listed}"
     );
+    assert_eq!(masq.len(), 2);
+    for m in &masq {
+        assert!(
+            listed.contains(&format!("# handle {}", m.handle)),
+            "{listed}"
+        );
+    }
 
-    fw.remove(&masq).unwrap();
-    for p in &ports {
+    for p in ports.iter().chain(&masq) {
         fw.remove(p).unwrap();
     }
     let (_, listed) = nft(&["list", "table", "ip", &name]);
     assert!(!listed.contains("masquerade"), "{listed}");
     assert!(!listed.contains("dnat"), "{listed}");
     // Removing a rule that is gone is an error naming it.
-    let e = fw.remove(&masq).unwrap_err();
+    let e = fw.remove(&masq[0]).unwrap_err();
     assert!(e.to_string().contains(&name), "{e}");
 
     fw.delete_table().unwrap();

@@ -32,13 +32,13 @@ impl Drop for Netns {
 
 struct Cleanup {
     bridge: String,
-    veth: String,
+    veths: [String; 2],
     table: String,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        for l in [&self.veth, &self.bridge] {
+        for l in self.veths.iter().chain([&self.bridge]) {
             if run(&["ip", "link", "show", "dev", l]).status.success() {
                 run(&["ip", "link", "del", "dev", l]);
             }
@@ -74,10 +74,12 @@ fn published_port_reaches_the_container_from_the_host() {
     let ns = format!("bosun-pub-{tag}");
     let bridge = IfName::new(&format!("bpb{tag}")).unwrap();
     let veth = IfName::new(&format!("bpv{tag}")).unwrap();
+    let client_ns = format!("bosun-cli-{tag}");
+    let client_veth = IfName::new(&format!("bpc{tag}")).unwrap();
     let table = format!("bosun_p{tag}");
     let _cleanup = Cleanup {
         bridge: bridge.to_string(),
-        veth: veth.to_string(),
+        veths: [veth.to_string(), client_veth.to_string()],
         table: table.clone(),
     };
     let subnet = Subnet::new(Ipv4Addr::new(10, 199, 10, 0), 24).unwrap();
@@ -138,7 +140,47 @@ fn published_port_reaches_the_container_from_the_host() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.ends_with("hello from the netns\n"), "{response}");
 
-    for r in rules.iter().chain([&masq]) {
+    // Hairpin: another container on the same bridge reaches the published port
+    // through the gateway address (prerouting DNAT, then masquerade). Where
+    // br_netfilter is loaded (bridge-nf-call-iptables=1) conntrack un-NATs the
+    // bridged reply even without our hairpin rule; firewall_root checks the
+    // rule itself.
+    assert!(run(&["ip", "netns", "add", &client_ns]).status.success());
+    let client = Netns(client_ns.clone());
+    let client_ip = ipam.allocate("client").unwrap();
+    attach(&Attachment {
+        bridge: bridge.clone(),
+        host_veth: client_veth.clone(),
+        netns: PathBuf::from("/run/netns").join(&client_ns),
+        address: client_ip,
+        subnet,
+    })
+    .unwrap();
+    let gw = subnet.gateway().to_string();
+    let mut nc = Command::new("ip")
+        .args([
+            "netns", "exec", &client_ns, BUSYBOX, "nc", "-w", "5", &gw, "18081",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    nc.stdin
+        .take()
+        .unwrap()
+        .write_all(b"GET /index.html HTTP/1.0\r\n\r\n")
+        .unwrap();
+    let out = nc.wait_with_output().unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        body.ends_with("hello from the netns\n"),
+        "hairpin GET from {client_ip}: {out:?}"
+    );
+    assert!(detach(&client_veth).unwrap());
+    drop(client);
+
+    for r in rules.iter().chain(&masq) {
         fw.remove(r).unwrap();
     }
     // With the rule gone, the same GET no longer reaches the container.
