@@ -413,3 +413,35 @@ fn add_of_a_url_downloads_and_an_unreachable_one_is_a_clear_error() {
     );
     store.assert_clean();
 }
+
+/// Stages that do not depend on each other build at the same time: here one
+/// stage's RUN waits for a connection that only the other stage's RUN makes
+/// (both on the host network), so built one after the other the first would
+/// time out. (`nc` runs in a subshell: as the container's PID 1 it would
+/// ignore the timeout's SIGTERM.)
+#[test]
+fn independent_stages_build_at_the_same_time() {
+    let store = Store::new();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let containerfile = format!(
+        "FROM bb AS listener\n\
+         RUN (timeout 30 nc -l -p {port} > /got) && test -s /got\n\
+         FROM bb AS talker\n\
+         RUN for i in $(seq 150); do echo hello | nc 127.0.0.1 {port} && exit 0; sleep 0.2; done; exit 1\n\
+         FROM bb\n\
+         COPY --from=listener /got /got\n\
+         COPY --from=talker /etc/passwd /talker-passwd\n"
+    );
+    let ctx = context(&[("Containerfile", &containerfile)]);
+    let (_, log) = store.build_ok(ctx.path(), &["-t", "both"]);
+    // Each stage's lines stay together, in file order.
+    let listener = log.find("STEP 2/7").unwrap();
+    let talker = log.find("STEP 3/7").unwrap();
+    let talker_run = log.find("STEP 4/7").unwrap();
+    assert!(listener < talker && talker < talker_run, "{log}");
+    assert_eq!(store.run("both", &["cat", "/got"]), "hello\n");
+    store.assert_clean();
+}

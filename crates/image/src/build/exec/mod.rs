@@ -290,28 +290,127 @@ impl Builder<'_> {
         std::fs::create_dir_all(&self.cache_dir).map_err(io_err("create", &self.cache_dir))?;
         std::fs::create_dir_all(&self.work_dir).map_err(io_err("create", &self.work_dir))?;
         let globals = self.global_args()?;
-        let needed = self.needed_stages(target, &globals)?;
-        self.total = needed
-            .iter()
-            .map(|&i| self.file.stages[i].instructions.len() + 1)
-            .sum();
+        let deps = self.needed_stages(target, &globals)?;
+        // Step numbers follow the file, whatever order stages finish in.
+        let mut offsets = BTreeMap::new();
+        for &i in deps.keys() {
+            offsets.insert(i, self.total);
+            self.total += self.file.stages[i].instructions.len() + 1;
+        }
         let mut done: BTreeMap<usize, State> = BTreeMap::new();
-        for &i in &needed {
-            let state = self.build_stage(i, &globals, &done)?;
-            done.insert(i, state);
+        while done.len() < deps.len() {
+            let wave: Vec<usize> = deps
+                .iter()
+                .filter(|(i, d)| !done.contains_key(i) && d.iter().all(|j| done.contains_key(j)))
+                .map(|(i, _)| *i)
+                .collect();
+            match wave.as_slice() {
+                [] => {
+                    return Err(BuildError::Input(
+                        "the stages depend on each other in a cycle".into(),
+                    ));
+                }
+                [i] => {
+                    self.step = offsets[i];
+                    let state = self.build_stage(*i, &globals, &done)?;
+                    done.insert(*i, state);
+                }
+                _ => {
+                    for (i, state) in self.build_wave(&wave, &offsets, &globals, &done)? {
+                        done.insert(i, state);
+                    }
+                }
+            }
         }
         let state = done.remove(&target).expect("the target stage was built");
         self.commit(&state)
     }
 
-    /// The target and, transitively, the stages it needs, in file order.
-    /// A `--from=$VAR` is expanded with the build args and global ARGs: a
-    /// stage's own ARG values are only known while it builds.
+    /// Builds stages that do not depend on each other at the same time, one
+    /// thread each; each stage's progress is printed whole when it ends, in
+    /// file order, so the lines of two stages never interleave.
+    fn build_wave(
+        &mut self,
+        wave: &[usize],
+        offsets: &BTreeMap<usize, usize>,
+        globals: &BTreeMap<String, String>,
+        done: &BTreeMap<usize, State>,
+    ) -> Result<Vec<(usize, State)>, BuildError> {
+        type Outcome = (usize, Vec<u8>, Result<(State, usize, usize), BuildError>);
+        let results: Vec<Outcome> = std::thread::scope(|scope| {
+            let handles: Vec<_> = wave
+                .iter()
+                .map(|&i| {
+                    let (store, snapshots, runner, opts, file) = (
+                        self.store,
+                        self.snapshots,
+                        self.runner,
+                        self.opts,
+                        self.file,
+                    );
+                    let context = self.context.clone();
+                    let (cache_dir, work_dir) = (self.cache_dir.clone(), self.work_dir.clone());
+                    let (step, total) = (offsets[&i], self.total);
+                    scope.spawn(move || {
+                        let mut buf = Vec::new();
+                        let mut sub = Builder {
+                            store,
+                            snapshots,
+                            runner,
+                            opts,
+                            file,
+                            context,
+                            out: &mut buf,
+                            step,
+                            total,
+                            layer_steps: 0,
+                            cached_steps: 0,
+                            cache_dir,
+                            work_dir,
+                        };
+                        let result = sub
+                            .build_stage(i, globals, done)
+                            .map(|state| (state, sub.layer_steps, sub.cached_steps));
+                        (i, buf, result)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a build thread panicked"))
+                .collect()
+        });
+        let mut built = Vec::new();
+        let mut first_error = None;
+        for (i, output, result) in results {
+            // Progress is best effort: a closed terminal must not fail the build.
+            let _ = self.out.write_all(&output);
+            match result {
+                Ok((state, layer_steps, cached_steps)) => {
+                    self.layer_steps += layer_steps;
+                    self.cached_steps += cached_steps;
+                    built.push((i, state));
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(built),
+        }
+    }
+
+    /// The target and, transitively, the stages it needs (in file order),
+    /// each with the stages it needs directly. A `--from=$VAR` is expanded
+    /// with the build args and global ARGs: a stage's own ARG values are only
+    /// known while it builds.
     fn needed_stages(
         &self,
         target: usize,
         globals: &BTreeMap<String, String>,
-    ) -> Result<Vec<usize>, BuildError> {
+    ) -> Result<BTreeMap<usize, BTreeSet<usize>>, BuildError> {
         let globals_lookup = |k: &str| globals.get(k).cloned();
         let from_lookup = |k: &str| {
             self.opts
@@ -320,21 +419,25 @@ impl Builder<'_> {
                 .or_else(|| globals.get(k))
                 .cloned()
         };
-        let mut needed = BTreeSet::new();
+        let mut needed = BTreeMap::new();
         let mut pending = vec![target];
         while let Some(i) = pending.pop() {
-            if needed.insert(i) {
-                for dep in self
-                    .file
-                    .dependencies_with(i, &globals_lookup, &from_lookup)?
-                {
-                    if let containerfile::StageDep::Stage(j) = dep {
-                        pending.push(j);
-                    }
+            if needed.contains_key(&i) {
+                continue;
+            }
+            let mut direct = BTreeSet::new();
+            for dep in self
+                .file
+                .dependencies_with(i, &globals_lookup, &from_lookup)?
+            {
+                if let containerfile::StageDep::Stage(j) = dep {
+                    direct.insert(j);
+                    pending.push(j);
                 }
             }
+            needed.insert(i, direct);
         }
-        Ok(needed.into_iter().collect())
+        Ok(needed)
     }
 
     /// BuildKit's automatic platform ARGs are global without a declaration.
