@@ -37,6 +37,15 @@ pub enum FirewallError {
         #[source]
         source: NftablesError,
     },
+    /// The host port of a mapping is already bound by some process; checked
+    /// before anything is created, so the container fails cleanly.
+    #[error("host port {port}/{protocol} is already in use")]
+    PortInUse {
+        /// The port.
+        port: u16,
+        /// "tcp" or "udp".
+        protocol: &'static str,
+    },
     /// `nft --echo` did not return the handle of a rule we added.
     #[error("nftables: no handle returned for {op}")]
     NoHandle {
@@ -50,6 +59,7 @@ impl FirewallError {
     pub fn kind(&self) -> bosun_oci::ErrorKind {
         match self {
             Self::InvalidTable { .. } => bosun_oci::ErrorKind::Invalid,
+            Self::PortInUse { .. } => bosun_oci::ErrorKind::Conflict,
             Self::Nft { .. } | Self::NoHandle { .. } => bosun_oci::ErrorKind::Internal,
         }
     }
@@ -84,6 +94,23 @@ pub struct PortMapping {
     pub container: Ipv4Addr,
     /// The port inside the container.
     pub container_port: u16,
+}
+
+impl PortMapping {
+    /// Fail with `PortInUse` if a process on the host already holds the host
+    /// port on any address: DNAT would silently steal its traffic otherwise.
+    /// (A bind on the wildcard address fails if any address has the port.)
+    pub fn check_host_port_free(&self) -> Result<(), FirewallError> {
+        let addr = std::net::SocketAddr::from((Ipv4Addr::UNSPECIFIED, self.host_port));
+        let bound = match self.protocol {
+            Protocol::Tcp => std::net::TcpListener::bind(addr).map(drop),
+            Protocol::Udp => std::net::UdpSocket::bind(addr).map(drop),
+        };
+        bound.map_err(|_| FirewallError::PortInUse {
+            port: self.host_port,
+            protocol: self.protocol.as_str(),
+        })
+    }
 }
 
 /// One rule of ours: its chain and the handle nft gave it.
@@ -345,6 +372,34 @@ fn matches(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bound_port_is_reported_in_use() {
+        let held = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let m = PortMapping {
+            protocol: Protocol::Tcp,
+            host_port: port,
+            container: Ipv4Addr::new(10, 88, 0, 2),
+            container_port: 80,
+        };
+        let e = m.check_host_port_free().unwrap_err();
+        assert_eq!(e.kind(), bosun_oci::ErrorKind::Conflict);
+        assert_eq!(
+            e.to_string(),
+            format!("host port {port}/tcp is already in use")
+        );
+        drop(held);
+        m.check_host_port_free().unwrap();
+
+        let held = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        let udp = PortMapping {
+            protocol: Protocol::Udp,
+            host_port: held.local_addr().unwrap().port(),
+            ..m
+        };
+        assert!(udp.check_host_port_free().is_err());
+    }
 
     #[test]
     fn table_names_are_checked() {

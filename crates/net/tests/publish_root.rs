@@ -115,14 +115,14 @@ fn published_port_reaches_the_container_from_the_host() {
     let fw = Firewall::new(&table).unwrap();
     fw.ensure().unwrap();
     let masq = fw.masquerade(subnet).unwrap();
-    let rules = fw
-        .publish(&PortMapping {
-            protocol: Protocol::Tcp,
-            host_port: 18081,
-            container: ip,
-            container_port: 80,
-        })
-        .unwrap();
+    let mapping = PortMapping {
+        protocol: Protocol::Tcp,
+        host_port: 18081,
+        container: ip,
+        container_port: 80,
+    };
+    mapping.check_host_port_free().unwrap();
+    let rules = fw.publish(&mapping).unwrap();
 
     // The host's own connection to a local address goes through our output
     // chain's DNAT. Retry while httpd starts listening (not a timing assertion:
