@@ -193,7 +193,8 @@ impl Firewall {
     /// it, and hairpin traffic (a container reaching a published port that maps
     /// to a container on the same bridge: without masquerading, the reply would
     /// go straight back over the bridge from an address the client never
-    /// called). Returns the handles of both rules.
+    /// called), and connections from the host's loopback to a published port.
+    /// Returns the handles of the three rules.
     pub fn masquerade(&self, subnet: Subnet) -> Result<Vec<RuleHandle>, FirewallError> {
         let outbound = vec![
             matches(payload("ip", "saddr"), prefix(subnet), Operator::EQ),
@@ -214,8 +215,28 @@ impl Firewall {
             ),
             Statement::Masquerade(None),
         ];
+        // The host's own loopback: `curl 127.0.0.1:PORT` is DNATed in the
+        // output chain, and a source of 127.0.0.1 must become the gateway's
+        // address for the container to answer (the bridge also needs
+        // route_localnet, which `ensure_bridge` sets).
+        let loopback = vec![
+            matches(
+                payload("ip", "saddr"),
+                Expression::Named(NamedExpression::Prefix(Prefix {
+                    addr: Box::new(Expression::String("127.0.0.0".into())),
+                    len: 8,
+                })),
+                Operator::EQ,
+            ),
+            matches(payload("ip", "daddr"), prefix(subnet), Operator::EQ),
+            Statement::Masquerade(None),
+        ];
         self.add_rules(
-            &[(POSTROUTING, outbound), (POSTROUTING, hairpin)],
+            &[
+                (POSTROUTING, outbound),
+                (POSTROUTING, hairpin),
+                (POSTROUTING, loopback),
+            ],
             &format!("masquerade {subnet}"),
         )
     }

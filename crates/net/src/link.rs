@@ -110,6 +110,15 @@ pub enum LinkError {
         #[source]
         source: std::io::Error,
     },
+    /// A kernel setting of our interface could not be written.
+    #[error("cannot write {path}: {source}")]
+    Sysctl {
+        /// The /proc/sys file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A netlink request failed.
     #[error("cannot {op}: {source}")]
     Netlink {
@@ -135,7 +144,9 @@ impl LinkError {
             Self::Netns { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ErrorKind::NotFound
             }
-            Self::Netns { .. } | Self::Netlink { .. } | Self::Worker(_) => ErrorKind::Internal,
+            Self::Netns { .. } | Self::Netlink { .. } | Self::Sysctl { .. } | Self::Worker(_) => {
+                ErrorKind::Internal
+            }
         }
     }
 }
@@ -275,6 +286,14 @@ pub fn ensure_bridge(name: &IfName, subnet: Subnet) -> Result<(), LinkError> {
                     subnet.prefix()
                 )))?,
             }
+            // Lets the host's own 127.0.0.1 reach published ports: DNAT from
+            // loopback to a container is dropped as martian without it. Only
+            // our bridge's setting changes.
+            let sysctl = PathBuf::from(format!("/proc/sys/net/ipv4/conf/{name}/route_localnet"));
+            std::fs::write(&sysctl, "1").map_err(|source| LinkError::Sysctl {
+                path: sysctl.clone(),
+                source,
+            })?;
             set_up(&h, index, &format!("bridge {name}")).await
         };
         let result = rest.await;

@@ -71,7 +71,11 @@ fn rules_are_added_and_removed_by_handle_in_our_table_only() {
         listed.contains("ip saddr 10.198.0.0/24 ip daddr 10.198.0.0/24 ct status dnat masquerade"),
         "{listed}"
     );
-    assert_eq!(masq.len(), 2);
+    assert!(
+        listed.contains("ip saddr 127.0.0.0/8 ip daddr 10.198.0.0/24 masquerade"),
+        "{listed}"
+    );
+    assert_eq!(masq.len(), 3);
     for m in &masq {
         assert!(
             listed.contains(&format!("# handle {}", m.handle)),

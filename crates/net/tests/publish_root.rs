@@ -140,6 +140,11 @@ fn published_port_reaches_the_container_from_the_host() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.ends_with("hello from the netns\n"), "{response}");
 
+    // The host's own loopback (output DNAT, route_localnet, masquerade).
+    let lo = SocketAddr::from((Ipv4Addr::LOCALHOST, 18081));
+    let response = http_get(lo).unwrap_or_else(|e| panic!("GET {lo}: {e}"));
+    assert!(response.ends_with("hello from the netns\n"), "{response}");
+
     // Hairpin: another container on the same bridge reaches the published port
     // through the gateway address (prerouting DNAT, then masquerade). Where
     // br_netfilter is loaded (bridge-nf-call-iptables=1) conntrack un-NATs the
