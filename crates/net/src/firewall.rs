@@ -237,6 +237,7 @@ impl Firewall {
                 (POSTROUTING, hairpin),
                 (POSTROUTING, loopback),
             ],
+            None,
             &format!("masquerade {subnet}"),
         )
     }
@@ -244,7 +245,9 @@ impl Firewall {
     /// DNAT `host_port` on the host's own addresses to the container, both for
     /// traffic arriving from outside (prerouting) and from the host itself
     /// (output). Returns the handles of both rules.
-    pub fn publish(&self, m: &PortMapping) -> Result<Vec<RuleHandle>, FirewallError> {
+    /// Both rules carry `owner` (e.g. the container id) as their comment, so
+    /// `remove_owner` can find them again after a daemon crash.
+    pub fn publish(&self, m: &PortMapping, owner: &str) -> Result<Vec<RuleHandle>, FirewallError> {
         let rule = || {
             vec![
                 // Only traffic to this host: without it, a container's own
@@ -277,7 +280,7 @@ impl Firewall {
             m.container,
             m.container_port
         );
-        self.add_rules(&[(PREROUTING, rule()), (OUTPUT, rule())], &op)
+        self.add_rules(&[(PREROUTING, rule()), (OUTPUT, rule())], Some(owner), &op)
     }
 
     /// Delete one of our rules.
@@ -297,6 +300,50 @@ impl Firewall {
             ),
             source,
         })
+    }
+
+    /// Every rule in our table with its owner (the comment `publish` set).
+    /// Only our table is listed: the crate cannot parse every rule others write.
+    pub fn rules(&self) -> Result<Vec<(RuleHandle, Option<String>)>, FirewallError> {
+        let listed = helper::get_current_ruleset_with_args(
+            helper::DEFAULT_NFT,
+            ["list", "table", "ip", self.table.as_str()],
+        )
+        .map_err(|source| FirewallError::Nft {
+            op: format!("list table ip {}", self.table),
+            source,
+        })?;
+        Ok(listed
+            .objects
+            .iter()
+            .filter_map(|o| match o {
+                NfObject::ListObject(NfListObject::Rule(r)) => {
+                    let chain = [PREROUTING, OUTPUT, POSTROUTING]
+                        .into_iter()
+                        .find(|c| *c == r.chain)?;
+                    let handle = r.handle?;
+                    Some((
+                        RuleHandle { chain, handle },
+                        r.comment.as_ref().map(|c| c.to_string()),
+                    ))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Delete every rule `owner` was given (container removal, and
+    /// reconciliation after a crash); returns how many there were.
+    pub fn remove_owner(&self, owner: &str) -> Result<usize, FirewallError> {
+        let mine: Vec<_> = self
+            .rules()?
+            .into_iter()
+            .filter(|(_, o)| o.as_deref() == Some(owner))
+            .collect();
+        for (rule, _) in &mine {
+            self.remove(rule)?;
+        }
+        Ok(mine.len())
     }
 
     /// Delete the whole table with its rules (`nft destroy` semantics: a
@@ -324,6 +371,7 @@ impl Firewall {
     fn add_rules(
         &self,
         rules: &[(&'static str, Vec<Statement<'static>>)],
+        owner: Option<&str>,
         op: &str,
     ) -> Result<Vec<RuleHandle>, FirewallError> {
         let mut batch = Batch::new();
@@ -333,6 +381,7 @@ impl Firewall {
                 table: self.table.clone().into(),
                 chain: (*chain).into(),
                 expr: Cow::Owned(expr.clone()),
+                comment: owner.map(|o| Cow::Owned(o.to_owned())),
                 ..Rule::default()
             }));
         }

@@ -48,14 +48,45 @@ fn rules_are_added_and_removed_by_handle_in_our_table_only() {
     fw.ensure().unwrap();
     let masq = fw.masquerade("10.198.0.0/24".parse().unwrap()).unwrap();
     let ports = fw
-        .publish(&PortMapping {
-            protocol: Protocol::Tcp,
-            host_port: 18080,
-            container: Ipv4Addr::new(10, 198, 0, 2),
-            container_port: 80,
-        })
+        .publish(
+            &PortMapping {
+                protocol: Protocol::Tcp,
+                host_port: 18080,
+                container: Ipv4Addr::new(10, 198, 0, 2),
+                container_port: 80,
+            },
+            "c1",
+        )
         .unwrap();
     assert_eq!(ports.len(), 2);
+    let other = fw
+        .publish(
+            &PortMapping {
+                protocol: Protocol::Udp,
+                host_port: 18053,
+                container: Ipv4Addr::new(10, 198, 0, 3),
+                container_port: 53,
+            },
+            "c2",
+        )
+        .unwrap();
+
+    // Found again by owner, as after a daemon crash.
+    let listed = fw.rules().unwrap();
+    assert_eq!(listed.len(), 3 + 2 + 2, "{listed:?}");
+    for p in &ports {
+        assert!(
+            listed.contains(&(p.clone(), Some("c1".to_owned()))),
+            "{listed:?}"
+        );
+    }
+    assert_eq!(fw.remove_owner("c2").unwrap(), 2);
+    assert_eq!(fw.remove_owner("c2").unwrap(), 0);
+    let after = fw.rules().unwrap();
+    assert!(
+        other.iter().all(|o| after.iter().all(|(r, _)| r != o)),
+        "{after:?}"
+    );
 
     let (ok, listed) = nft(&["-a", "list", "table", "ip", &name]);
     assert!(ok, "{listed}");

@@ -122,7 +122,7 @@ fn published_port_reaches_the_container_from_the_host() {
         container_port: 80,
     };
     mapping.check_host_port_free().unwrap();
-    let rules = fw.publish(&mapping).unwrap();
+    let rules = fw.publish(&mapping, "web").unwrap();
 
     // The host's own connection to a local address goes through our output
     // chain's DNAT. Retry while httpd starts listening (not a timing assertion:
