@@ -146,9 +146,7 @@ fn run(opts: Parsed) -> Result<()> {
     let store = ImageStore::open(&opts.data_dir)
         .with_context(|| format!("data dir {}", opts.data_dir.display()))?;
     let snapshots = Snapshotter::open(&opts.data_dir)?;
-    let runner = ChildRuntime {
-        exe: std::env::current_exe().context("find this binary")?,
-    };
+    let runner = ChildRuntime::current()?;
     let mut sink = io::sink();
     let mut stderr = io::stderr();
     let mut bar = StepBar::new();
@@ -236,8 +234,16 @@ impl Write for StepBar {
 }
 
 /// Runs RUN steps with this binary's runtime in a child process.
-struct ChildRuntime {
+pub(crate) struct ChildRuntime {
     exe: PathBuf,
+}
+
+impl ChildRuntime {
+    pub(crate) fn current() -> Result<Self> {
+        Ok(Self {
+            exe: std::env::current_exe().context("find this binary")?,
+        })
+    }
 }
 
 impl StepRunner for ChildRuntime {
@@ -275,6 +281,19 @@ impl StepRunner for ChildRuntime {
         Ok(status.code().unwrap_or_else(|| {
             128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
         }))
+    }
+
+    fn cleanup(&self, scratch: &Path, id: &str) {
+        // Kills the step's container and removes its runtime state.
+        let _ = Command::new(&self.exe)
+            .arg("runtime")
+            .arg("--root")
+            .arg(scratch.join("state"))
+            .args(["delete", "--force", id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 
     fn fetch(&self, url: &str, out: &mut dyn Write) -> Result<(), String> {

@@ -193,6 +193,10 @@ fn run(args: &Args) -> Result<Result<i32, Usage>> {
         "load" => load(&store, args.input.as_deref(), args.name.as_deref())?,
         "prune" => {
             let snapshots = bosun_image::snapshot::Snapshotter::open(&dir)?;
+            // Builders that died leave RUN containers, mounts and active
+            // snapshots behind; the snapshots they hold would survive the prune.
+            let runner = crate::build_cli::ChildRuntime::current()?;
+            bosun_image::build::sweep_stale_work(&store, &snapshots, &runner);
             let pruned = bosun_image::snapshot::prune(&store, &snapshots)?;
             for d in &pruned.blobs {
                 println!("Deleted: {d}");

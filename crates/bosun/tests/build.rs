@@ -445,3 +445,66 @@ fn independent_stages_build_at_the_same_time() {
     assert_eq!(store.run("both", &["cat", "/got"]), "hello\n");
     store.assert_clean();
 }
+
+/// A builder killed with SIGKILL in the middle of a RUN leaves a running
+/// container, a mount and an active snapshot; the next `image prune` (or
+/// build) undoes all of it.
+#[test]
+fn a_killed_build_is_swept_by_the_next_prune() {
+    let store = Store::new();
+    let ctx = context(&[("Containerfile", "FROM bb\nRUN sleep 300\n")]);
+    let mut child = Command::new(bosun())
+        .arg("build")
+        .arg("--data-dir")
+        .arg(store.dir())
+        .args(["-t", "killed"])
+        .arg(ctx.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let work = store.dir().join("build-work");
+    let running = || {
+        fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(&work.to_string_lossy().into_owned())
+            && runtime_processes(&work) > 0
+    };
+    let mut waited = 0;
+    while !running() {
+        assert!(waited < 600, "the RUN step never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        waited += 1;
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    assert!(
+        runtime_processes(&work) > 0,
+        "the step outlives its builder"
+    );
+
+    store.image(&["prune"]);
+    assert_eq!(
+        runtime_processes(&work),
+        0,
+        "the step's container is stopped"
+    );
+    store.assert_clean();
+}
+
+/// Processes whose command line names `dir` (the RUN step's runtime).
+fn runtime_processes(dir: &Path) -> usize {
+    let needle = dir.to_string_lossy().into_owned();
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter_map(|e| fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| String::from_utf8_lossy(c).contains(&needle))
+        .count()
+}

@@ -68,6 +68,12 @@ pub trait StepRunner: Sync {
     /// returns its exit code.
     fn run(&self, request: &RunRequest, output: &mut dyn Write) -> io::Result<i32>;
 
+    /// Stops whatever a RUN step of a builder that died left running:
+    /// `scratch` and `id` are what that step's [`RunRequest`] had.
+    fn cleanup(&self, scratch: &Path, id: &str) {
+        let _ = (scratch, id);
+    }
+
     /// Downloads `url` into `out`; the error says why it could not.
     fn fetch(&self, url: &str, out: &mut dyn Write) -> Result<(), String> {
         let _ = (url, out);
@@ -234,6 +240,7 @@ pub fn build(
     let context = Context::open(&opts.context, &file_path).map_err(BuildError::Input)?;
     let target = file.target(opts.target.as_deref())?;
     let _guard = store.ingest_guard()?;
+    sweep_stale_work(store, snapshots, runner);
     let mut builder = Builder {
         store,
         snapshots,
@@ -1214,6 +1221,40 @@ impl Builder<'_> {
             layer_steps: self.layer_steps,
             cached_steps: self.cached_steps,
         })
+    }
+}
+
+/// Undoes what builders that died (SIGKILL, a crash) left in `build-work/`:
+/// the RUN container, the mount, the active snapshot, the directory. Work
+/// names carry the pid of their builder (`b<pid>-<n>`, `s<pid>-<n>`,
+/// `d<pid>-<n>`); entries of live processes are left alone. Best effort:
+/// what cannot be undone now is tried again by the next build.
+pub fn sweep_stale_work(store: &ImageStore, snapshots: &Snapshotter, runner: &dyn StepRunner) {
+    let work_dir = store.data_dir().join("build-work");
+    let Ok(entries) = std::fs::read_dir(&work_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .get(1..)
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let dir = entry.path();
+        if name.starts_with('b') {
+            runner.cleanup(&dir, &name);
+        }
+        if let Ok(active) = snapshots.active(&name) {
+            let _ = active.unmount(&dir.join("rootfs"));
+        }
+        let _ = snapshots.remove_active(&name);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
