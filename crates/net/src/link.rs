@@ -93,6 +93,15 @@ pub enum LinkError {
         /// Its name.
         name: IfName,
     },
+    /// The interface to delete is not of the kind we create under that name
+    /// (a bridge, a veth), so it is not ours.
+    #[error("interface {name} is not a {expected}; not deleting it")]
+    WrongKind {
+        /// Its name.
+        name: IfName,
+        /// The kind we expected.
+        expected: String,
+    },
     /// An interface we need is missing.
     #[error("interface {name} does not exist")]
     Missing {
@@ -139,7 +148,9 @@ impl LinkError {
         use bosun_oci::ErrorKind;
         match self {
             Self::InvalidName { .. } => ErrorKind::Invalid,
-            Self::Exists { .. } | Self::NotABridge { .. } => ErrorKind::Conflict,
+            Self::Exists { .. } | Self::NotABridge { .. } | Self::WrongKind { .. } => {
+                ErrorKind::Conflict
+            }
             Self::Missing { .. } => ErrorKind::NotFound,
             Self::Netns { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ErrorKind::NotFound
@@ -225,10 +236,14 @@ async fn get_link(h: &Handle, name: &str) -> Result<Option<LinkMessage>, LinkErr
 }
 
 fn is_bridge(msg: &LinkMessage) -> bool {
+    has_kind(msg, &InfoKind::Bridge)
+}
+
+fn has_kind(msg: &LinkMessage, kind: &InfoKind) -> bool {
     msg.attributes.iter().any(|a| match a {
         LinkAttribute::LinkInfo(infos) => infos
             .iter()
-            .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Bridge))),
+            .any(|i| matches!(i, LinkInfo::Kind(k) if k == kind)),
         _ => false,
     })
 }
@@ -307,13 +322,24 @@ pub fn ensure_bridge(name: &IfName, subnet: Subnet) -> Result<(), LinkError> {
 
 /// Delete bridge `name`; returns whether it existed.
 pub fn delete_bridge(name: &IfName) -> Result<bool, LinkError> {
-    on_worker(None, |h| async move { delete_link(&h, name).await })
+    on_worker(None, |h| async move {
+        delete_link(&h, name, &InfoKind::Bridge).await
+    })
 }
 
-async fn delete_link(h: &Handle, name: &IfName) -> Result<bool, LinkError> {
-    let Some(index) = index_of(h, name.as_str()).await? else {
+/// Delete interface `name` if it is of `kind`; one of another kind is not
+/// ours and is refused (`WrongKind`), never deleted.
+async fn delete_link(h: &Handle, name: &IfName, kind: &InfoKind) -> Result<bool, LinkError> {
+    let Some(msg) = get_link(h, name.as_str()).await? else {
         return Ok(false);
     };
+    if !has_kind(&msg, kind) {
+        return Err(LinkError::WrongKind {
+            name: name.clone(),
+            expected: kind.to_string(),
+        });
+    }
+    let index = msg.header.index;
     match h.link().del(index).execute().await {
         Ok(()) => Ok(true),
         // Gone in between (e.g. the container's netns died and took the pair).
@@ -392,7 +418,7 @@ pub fn attach(a: &Attachment) -> Result<(), LinkError> {
                 .map_err(nl(format!("move {peer} into netns {}", a.netns.display())))
         };
         if let Err(e) = host_side.await {
-            let _ = delete_link(&h, host).await;
+            let _ = delete_link(&h, host, &InfoKind::Veth).await;
             return Err(e);
         }
         Ok(())
@@ -401,7 +427,9 @@ pub fn attach(a: &Attachment) -> Result<(), LinkError> {
         configure_inside(&h, a, peer).await
     });
     if let Err(e) = inside {
-        let _ = on_worker(None, |h| async move { delete_link(&h, host).await });
+        let _ = on_worker(None, |h| async move {
+            delete_link(&h, host, &InfoKind::Veth).await
+        });
         return Err(e);
     }
     Ok(())
@@ -454,7 +482,9 @@ async fn configure_inside(h: &Handle, a: &Attachment, peer: &IfName) -> Result<(
 /// Disconnect a container: delete its host veth (the kernel removes the peer
 /// with it). Returns whether it existed, so teardown may be repeated.
 pub fn detach(host_veth: &IfName) -> Result<bool, LinkError> {
-    on_worker(None, |h| async move { delete_link(&h, host_veth).await })
+    on_worker(None, |h| async move {
+        delete_link(&h, host_veth, &InfoKind::Veth).await
+    })
 }
 
 /// A name for the container end while it is still in the host's namespace,

@@ -234,6 +234,13 @@ fn bad_inputs_create_nothing() {
     assert!(matches!(e, LinkError::NotABridge { .. }), "{e}");
     let addrs = run(&["ip", "-4", "addr", "show", "dev", n.veth.as_str()]);
     assert!(String::from_utf8(addrs.stdout).unwrap().trim().is_empty());
+    // Nor do teardown calls delete an interface of another kind.
+    let e = delete_bridge(&n.veth).unwrap_err();
+    assert!(matches!(e, LinkError::WrongKind { .. }), "{e}");
+    let other = IfName::new(&peer).unwrap();
+    let e = detach(&n.bridge).unwrap_err();
+    assert!(matches!(e, LinkError::WrongKind { .. }), "{e}");
+    assert!(link_exists(n.veth.as_str()) && link_exists(other.as_str()));
 
     assert!(delete_bridge(&n.bridge).unwrap());
 }
