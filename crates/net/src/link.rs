@@ -276,15 +276,24 @@ pub fn ensure_bridge(name: &IfName, subnet: Subnet) -> Result<(), LinkError> {
             }
             Some(m) => (m.header.index, false),
             None => {
-                h.link()
+                let created = match h
+                    .link()
                     .add(LinkBridge::new(name.as_str()).build())
                     .execute()
                     .await
-                    .map_err(nl(format!("create bridge {name}")))?;
-                let i = index_of(&h, name.as_str())
+                {
+                    Ok(()) => true,
+                    // Another process created it since we looked: use theirs.
+                    Err(e) if errno(&e) == Some(libc_eexist()) => false,
+                    Err(e) => return Err(nl(format!("create bridge {name}"))(e)),
+                };
+                let m = get_link(&h, name.as_str())
                     .await?
                     .ok_or_else(|| LinkError::Missing { name: name.clone() })?;
-                (i, true)
+                if !is_bridge(&m) {
+                    return Err(LinkError::NotABridge { name: name.clone() });
+                }
+                (m.header.index, created)
             }
         };
         let rest = async {

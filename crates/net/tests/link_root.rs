@@ -95,7 +95,17 @@ fn attach_works_from_inside_and_teardown_leaves_nothing() {
     let _veth_guard = LinkGuard(n.veth.to_string());
 
     ensure_bridge(&n.bridge, n.subnet).unwrap();
-    // Idempotent: a second call (daemon restart) changes nothing and fails not.
+    // Idempotent: a second call (daemon restart) changes nothing and fails not,
+    // also when several callers race to create it (best effort: the window in
+    // which two of them both see no bridge is small, so this rarely hits it).
+    std::thread::scope(|s| {
+        let racers: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| ensure_bridge(&n.bridge, n.subnet)))
+            .collect();
+        for r in racers {
+            r.join().unwrap().unwrap();
+        }
+    });
     ensure_bridge(&n.bridge, n.subnet).unwrap();
     let br = String::from_utf8(run(&["ip", "-4", "addr", "show", "dev", n.bridge.as_str()]).stdout)
         .unwrap();
