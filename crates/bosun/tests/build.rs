@@ -418,19 +418,25 @@ fn add_of_a_url_downloads_and_an_unreachable_one_is_a_clear_error() {
 /// stage's RUN waits for a connection that only the other stage's RUN makes
 /// (both on the host network), so built one after the other the first would
 /// time out. (`nc` runs in a subshell: as the container's PID 1 it would
-/// ignore the timeout's SIGTERM.)
+/// ignore the timeout's SIGTERM. The listening `nc` reads an empty stdin and
+/// half-closes at once; the talking one sends from a file, not a pipe, so its
+/// message is read before that FIN, not raced by `echo`. The listener takes
+/// up to three connections, in case something else connects first.)
 #[test]
 fn independent_stages_build_at_the_same_time() {
     let store = Store::new();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // Below the ephemeral range, so that tests binding port 0 at the same
+    // time cannot be handed it; free when the test starts.
+    let pid = std::process::id();
+    let port = (0..10_000u32)
+        .map(|i| 20_000 + ((pid + i) % 10_000) as u16)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port below the ephemeral range");
     let containerfile = format!(
         "FROM bb AS listener\n\
-         RUN (timeout 30 nc -l -p {port} > /got) && test -s /got\n\
+         RUN for i in 1 2 3; do (timeout 30 nc -l -p {port} > /got); test -s /got && exit 0; done; exit 1\n\
          FROM bb AS talker\n\
-         RUN for i in $(seq 150); do echo hello | nc 127.0.0.1 {port} && exit 0; sleep 0.2; done; exit 1\n\
+         RUN echo hello > /msg && for i in $(seq 150); do nc 127.0.0.1 {port} < /msg && exit 0; sleep 0.2; done; exit 1\n\
          FROM bb\n\
          COPY --from=listener /got /got\n\
          COPY --from=talker /etc/passwd /talker-passwd\n"
