@@ -37,6 +37,7 @@ use super::containerfile::{
     Network, ParseError, PortSpec,
 };
 use super::expand::{expand, expand_words};
+use crate::hash::Hasher;
 use crate::images::ImageLayer;
 use crate::manifest::descriptor_digest;
 use crate::snapshot::{self, Snapshotter};
@@ -655,9 +656,7 @@ impl Builder<'_> {
                 }
             }
             C::StopSignal(sig) => state.config.set("StopSignal", json!(x(sig)?)),
-            C::Healthcheck(h) => state
-                .config
-                .set("Healthcheck", healthcheck_json(h, &state.config.shell())),
+            C::Healthcheck(h) => state.config.set("Healthcheck", healthcheck_json(h)),
             C::Shell(shell) => state.config.set("Shell", json!(shell)),
             C::Onbuild(trigger) => state.config.push_onbuild(trigger),
             C::Maintainer(who) => state.config.doc["author"] = json!(who),
@@ -903,7 +902,6 @@ impl Builder<'_> {
         let dest_is_dir = dest.ends_with('/') || dest == "." || dest.ends_with("/.") || many;
         let workdir = state.config.workdir();
         let dest_abs = clean(&Path::new(&workdir).join(&dest));
-        let context_root = self.opts.context.clone();
         let ctx = self.context.clone();
         let keep_ctx = move |rel: &Path| ctx.keeps(rel);
         let snapshots = self.snapshots;
@@ -938,8 +936,7 @@ impl Builder<'_> {
                 };
                 write_file(&dst, content.as_bytes(), attrs).map_err(io_err("write", &dst))?;
             }
-            let copy_from = |src_root: &Path,
-                             sources: &[Source],
+            let copy_from = |sources: &[Source],
                              keep: &dyn Fn(&Path) -> bool|
              -> Result<(), BuildError> {
                 for s in sources {
@@ -981,11 +978,10 @@ impl Builder<'_> {
                             .map_err(|e| step_err(format!("copy {}: {e}", s.rel.display())))?;
                     }
                 }
-                let _ = src_root;
                 Ok(())
             };
             match &from_layers {
-                None => copy_from(&context_root, &context_sources, &keep_ctx),
+                None => copy_from(&context_sources, &keep_ctx),
                 Some((layers, _)) => {
                     let mount = SourceMount::new(store, snapshots, &work_dir, layers)?;
                     let mut all = Vec::new();
@@ -1003,7 +999,7 @@ impl Builder<'_> {
                             });
                         }
                     }
-                    copy_from(mount.root(), &all, &|_| true)
+                    copy_from(&all, &|_| true)
                 }
             }
         };
@@ -1118,10 +1114,10 @@ impl Builder<'_> {
         let gz = flate2::write::GzEncoder::new(blob, flate2::Compression::fast());
         let mut tee = HashingWriter {
             inner: gz,
-            hasher: Sha256::new(),
+            hasher: Hasher::default(),
         };
         snapshot::diff(upper, &mut tee)?;
-        let diff_id = Digest::from_sha256(tee.hasher.finalize().into());
+        let diff_id = tee.hasher.finish();
         let blob = tee.inner.finish().map_err(io_err("write", upper))?;
         let (digest, size) = blob.commit(None).map_err(ImageError::from)?;
         Ok(Layer {
@@ -1360,7 +1356,7 @@ fn is_archive(path: &Path) -> bool {
 }
 
 /// Docker's healthcheck JSON: durations in nanoseconds.
-fn healthcheck_json(h: &Healthcheck, shell: &[String]) -> Value {
+fn healthcheck_json(h: &Healthcheck) -> Value {
     match h {
         Healthcheck::None => json!({"Test": ["NONE"]}),
         Healthcheck::Check {
@@ -1377,7 +1373,6 @@ fn healthcheck_json(h: &Healthcheck, shell: &[String]) -> Value {
                     .collect(),
                 CommandLine::Shell(s) => vec!["CMD-SHELL".to_owned(), s.clone()],
             };
-            let _ = shell;
             let ns = |d: &Option<std::time::Duration>| d.map(|d| d.as_nanos() as u64);
             let mut v = json!({"Test": test});
             for (k, d) in [
@@ -1429,7 +1424,7 @@ fn hex(bytes: &[u8]) -> String {
 /// Hashes what passes through on its way to `inner`.
 struct HashingWriter<W> {
     inner: W,
-    hasher: Sha256,
+    hasher: Hasher,
 }
 
 impl<W: Write> Write for HashingWriter<W> {
