@@ -106,11 +106,17 @@ impl Cause {
     }
 }
 
-/// A failure Status, built by the constructors below.
+/// A failure Status, built by the constructors below. Small (the details are
+/// boxed): it is the error of every handler's `Result`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
     pub reason: Reason,
     pub message: String,
+    details: Option<Box<Details>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Details {
     name: Option<String>,
     group: Option<String>,
     kind: Option<String>,
@@ -123,17 +129,17 @@ impl Status {
         Status {
             reason,
             message: message.into(),
-            name: None,
-            group: None,
-            kind: None,
-            causes: Vec::new(),
+            details: None,
         }
     }
 
     fn about(mut self, r: &Resource, name: &str) -> Status {
-        self.name = Some(name.to_owned()).filter(|n| !n.is_empty());
-        self.group = Some(r.group.to_owned()).filter(|g| !g.is_empty());
-        self.kind = Some(r.plural.to_owned());
+        self.details = Some(Box::new(Details {
+            name: Some(name.to_owned()).filter(|n| !n.is_empty()),
+            group: Some(r.group.to_owned()).filter(|g| !g.is_empty()),
+            kind: Some(r.plural.to_owned()),
+            causes: Vec::new(),
+        }));
         self
     }
 
@@ -204,8 +210,9 @@ impl Status {
             format!("{} {name:?} is invalid: {summary}", r.kind),
         )
         .about(r, name);
-        s.kind = Some(r.kind.to_owned());
-        s.causes = causes;
+        let d = s.details.get_or_insert_default();
+        d.kind = Some(r.kind.to_owned());
+        d.causes = causes;
         s
     }
 
@@ -226,7 +233,7 @@ impl Status {
     }
 
     pub fn causes(&self) -> &[Cause] {
-        &self.causes
+        self.details.as_ref().map_or(&[], |d| &d.causes)
     }
 
     /// The `metav1.Status` JSON.
@@ -240,18 +247,21 @@ impl Status {
             "reason": self.reason.as_str(),
             "code": self.code(),
         });
+        let Some(d) = &self.details else {
+            return status;
+        };
         let mut details = serde_json::Map::new();
-        if let Some(n) = &self.name {
+        if let Some(n) = &d.name {
             details.insert("name".into(), n.clone().into());
         }
-        if let Some(g) = &self.group {
+        if let Some(g) = &d.group {
             details.insert("group".into(), g.clone().into());
         }
-        if let Some(k) = &self.kind {
+        if let Some(k) = &d.kind {
             details.insert("kind".into(), k.clone().into());
         }
-        if !self.causes.is_empty() {
-            let causes = self
+        if !d.causes.is_empty() {
+            let causes = d
                 .causes
                 .iter()
                 .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))

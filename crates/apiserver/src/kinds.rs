@@ -1,0 +1,194 @@
+//! Per-kind defaulting and validation: what the server fills in on a write
+//! (a pod starts `Pending`, a secret's `stringData` becomes `data`) and what
+//! it refuses with `422 Invalid` beyond the metadata rules.
+
+use base64::Engine;
+use bosun_api::Cause;
+use bosun_api::name::dns1123_label;
+use serde_json::{Map, Value, json};
+
+/// Fills in defaults of a new or updated object of `kind`.
+pub(crate) fn default(kind: &str, obj: &mut Value) -> Result<(), Cause> {
+    let Value::Object(o) = obj else {
+        return Ok(());
+    };
+    match kind {
+        "Secret" => {
+            o.entry("type").or_insert_with(|| json!("Opaque"));
+            if let Some(Value::Object(plain)) = o.remove("stringData") {
+                let data = o.entry("data").or_insert_with(|| json!({}));
+                if !data.is_object() {
+                    *data = json!({});
+                }
+                let data = data.as_object_mut().expect("made an object above");
+                for (k, v) in plain {
+                    let Value::String(s) = v else {
+                        return Err(Cause::invalid(
+                            format!("stringData[{k:?}]"),
+                            &v.to_string(),
+                            "must be a string",
+                        ));
+                    };
+                    let enc = base64::engine::general_purpose::STANDARD.encode(s);
+                    data.insert(k, Value::String(enc));
+                }
+            }
+        }
+        "Service" => {
+            let spec = object_at(o, "spec");
+            spec.entry("type").or_insert_with(|| json!("ClusterIP"));
+            spec.entry("sessionAffinity")
+                .or_insert_with(|| json!("None"));
+            if let Some(Value::Array(ports)) = spec.get_mut("ports") {
+                for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                    p.entry("protocol").or_insert_with(|| json!("TCP"));
+                    if let Some(port) = p.get("port").cloned() {
+                        p.entry("targetPort").or_insert(port);
+                    }
+                }
+            }
+        }
+        "Deployment" | "ReplicaSet" | "StatefulSet" => {
+            object_at(o, "spec")
+                .entry("replicas")
+                .or_insert_with(|| json!(1));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The status an object of `kind` starts with (clients do not set status on
+/// create, except a node agent registering its node).
+pub(crate) fn initial_status(kind: &str, old: Option<&Value>) -> Option<Value> {
+    match kind {
+        "Pod" => Some(json!({"phase": "Pending"})),
+        "Namespace" => Some(json!({"phase": "Active"})),
+        "Node" => old.cloned(),
+        _ => Some(json!({})),
+    }
+}
+
+fn object_at<'a>(o: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
+    let v = o.entry(key).or_insert_with(|| json!({}));
+    if !v.is_object() {
+        *v = json!({});
+    }
+    v.as_object_mut().expect("made an object above")
+}
+
+/// The causes of a `422` in the kind's own fields.
+pub(crate) fn validate(kind: &str, obj: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    match kind {
+        "Pod" => containers(&obj["spec"], "spec", &mut causes),
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" => {
+            if kind != "Job" && !obj["spec"]["selector"].is_object() {
+                causes.push(Cause::required("spec.selector"));
+            }
+            if let Some(r) = obj["spec"].get("replicas")
+                && r.as_i64().is_none_or(|n| n < 0)
+            {
+                causes.push(Cause::invalid(
+                    "spec.replicas",
+                    &r.to_string(),
+                    "must be greater than or equal to 0",
+                ));
+            }
+            containers(
+                &obj["spec"]["template"]["spec"],
+                "spec.template.spec",
+                &mut causes,
+            );
+        }
+        "Service" => {
+            for (i, p) in obj["spec"]["ports"]
+                .as_array()
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .enumerate()
+            {
+                if p["port"].as_i64().is_none_or(|n| !(1..=65535).contains(&n)) {
+                    causes.push(Cause::invalid(
+                        format!("spec.ports[{i}].port"),
+                        &p["port"].to_string(),
+                        "must be between 1 and 65535, inclusive",
+                    ));
+                }
+            }
+        }
+        "Secret" => {
+            for (k, v) in obj["data"].as_object().into_iter().flatten() {
+                let ok = v
+                    .as_str()
+                    .is_some_and(|s| base64::engine::general_purpose::STANDARD.decode(s).is_ok());
+                if !ok {
+                    causes.push(Cause::invalid(
+                        format!("data[{k:?}]"),
+                        "<secret value>",
+                        "must be base64-encoded bytes",
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    causes
+}
+
+fn containers(spec: &Value, at: &str, causes: &mut Vec<Cause>) {
+    let list = spec["containers"].as_array().map_or(&[][..], Vec::as_slice);
+    if list.is_empty() {
+        causes.push(Cause::required(format!("{at}.containers")));
+    }
+    for (i, c) in list.iter().enumerate() {
+        match c["name"].as_str() {
+            None | Some("") => causes.push(Cause::required(format!("{at}.containers[{i}].name"))),
+            Some(n) => {
+                if let Err(why) = dns1123_label(n) {
+                    causes.push(Cause::invalid(format!("{at}.containers[{i}].name"), n, why));
+                }
+            }
+        }
+        if c["image"].as_str().is_none_or(str::is_empty) {
+            causes.push(Cause::required(format!("{at}.containers[{i}].image")));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets() {
+        let mut s = json!({"stringData": {"a": "hi"}, "data": {"b": "eA=="}});
+        default("Secret", &mut s).unwrap();
+        assert_eq!(
+            s,
+            json!({"type": "Opaque", "data": {"a": "aGk=", "b": "eA=="}})
+        );
+        assert!(validate("Secret", &s).is_empty());
+        assert_eq!(validate("Secret", &json!({"data": {"a": "!!"}})).len(), 1);
+    }
+
+    #[test]
+    fn pods_and_services() {
+        let causes = validate("Pod", &json!({"spec": {"containers": [{"name": "Bad"}]}}));
+        let fields: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["spec.containers[0].name", "spec.containers[0].image"]
+        );
+        assert_eq!(validate("Pod", &json!({}))[0].field, "spec.containers");
+        let mut svc = json!({"spec": {"ports": [{"port": 80}]}});
+        default("Service", &mut svc).unwrap();
+        assert_eq!(svc["spec"]["type"], "ClusterIP");
+        assert_eq!(svc["spec"]["ports"][0]["targetPort"], 80);
+        assert!(validate("Service", &svc).is_empty());
+        assert_eq!(
+            validate("Service", &json!({"spec": {"ports": [{"port": 0}]}})).len(),
+            1
+        );
+    }
+}

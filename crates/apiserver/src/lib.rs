@@ -1,0 +1,333 @@
+//! bosun's Kubernetes-compatible API server: what the real kubectl drives.
+//!
+//! HTTP/1.1 over TLS (rustls on ring) on hyper; a CA, the admin token and
+//! `admin.kubeconfig` are made in the data directory on first start, and a
+//! serving certificate signed by that CA at every start. Every request but the
+//! health checks and `/version` needs the admin bearer token. Objects live in
+//! the [`bosun_store::Store`] (embedded redb by default) as JSON; see
+//! `objects` for the verbs and `watch` for streams. Errors are always
+//! `metav1.Status` bodies with Kubernetes' codes and reasons.
+
+mod discovery;
+mod http;
+mod kinds;
+mod objects;
+mod patch;
+mod pki;
+mod route;
+mod table;
+mod watch;
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bosun_api::resource;
+use bosun_api::{Reason, Status};
+use bosun_oci::ErrorKind;
+use bosun_store::Store;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::http::{Query, Resp, ok, status_response};
+use crate::route::Route;
+
+/// Request bodies above this get 413 (Kubernetes' limit is 3 MiB as well).
+const MAX_BODY: usize = 3 << 20;
+/// Requests other than watches that take longer get 504.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Namespaces that exist from the first start on.
+const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// How to run a server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Keeps the store, the CA, the admin token and `admin.kubeconfig`.
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// How often a watch that allows bookmarks gets one.
+    pub bookmark_interval: Duration,
+    /// `http://host:port,...`: keep objects in this etcd v3 cluster instead of
+    /// the embedded store (several API servers can share one).
+    pub etcd_endpoints: Option<String>,
+}
+
+impl Config {
+    pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Config {
+        Config {
+            data_dir,
+            listen,
+            bookmark_interval: Duration::from_secs(60),
+            etcd_endpoints: None,
+        }
+    }
+}
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("credentials: {what}: {reason}")]
+    Pki { what: &'static str, reason: String },
+    #[error("store: {0}")]
+    Store(#[from] bosun_store::Error),
+    #[error("creating namespace {name}: {message}")]
+    Bootstrap { name: String, message: String },
+}
+
+impl ServerError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ServerError::Bind { source, .. } if source.kind() == io::ErrorKind::AddrInUse => {
+                ErrorKind::Conflict
+            }
+            ServerError::Bind { .. } => ErrorKind::Unavailable,
+            ServerError::Io { .. } | ServerError::Pki { .. } | ServerError::Bootstrap { .. } => {
+                ErrorKind::Internal
+            }
+            ServerError::Store(e) => e.kind(),
+        }
+    }
+}
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) store: Store,
+    token: String,
+    address: String,
+    pub(crate) bookmark_interval: Duration,
+}
+
+/// A bound server, ready to [`run`](Server::run).
+pub struct Server {
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    state: Arc<State>,
+    kubeconfig: PathBuf,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .field("kubeconfig", &self.kubeconfig)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Opens the store, makes the credentials on first start, creates the
+    /// built-in namespaces, binds, and writes the admin kubeconfig for the
+    /// address bound.
+    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|source| ServerError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let now = objects::now();
+        let creds = pki::load_or_create(dir, now)?;
+        let store = match &config.etcd_endpoints {
+            Some(urls) => Store::etcd(urls.parse()?)?,
+            None => Store::open_embedded(dir).await?,
+        };
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let tls = creds.acceptor(addr, now)?;
+        let state = Arc::new(State {
+            store,
+            token: creds.token.clone(),
+            address: addr.to_string(),
+            bookmark_interval: config.bookmark_interval,
+        });
+        bootstrap(&state).await?;
+        let kubeconfig = creds.write_kubeconfig(dir, addr)?;
+        Ok(Server {
+            listener,
+            tls,
+            state,
+            kubeconfig,
+        })
+    }
+
+    /// The address actually bound (port 0 picks a free one).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// `DIR/admin.kubeconfig`, written for this address.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// Serves until `shutdown` completes. Writes are transactions in the
+    /// store, so connections cut short leave nothing half written.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, _peer) = tokio::select! {
+                () = &mut shutdown => return,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        eprintln!("bosun server: accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let state = self.state.clone();
+            let tls = self.tls.clone();
+            tokio::spawn(async move {
+                // A failed handshake or a client gone concerns only that client.
+                let Ok(stream) = tls.accept(stream).await else {
+                    return;
+                };
+                let service = service_fn(move |req| handle(state.clone(), req));
+                let mut http = http1::Builder::new();
+                http.timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(60));
+                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    }
+}
+
+async fn bootstrap(state: &State) -> Result<(), ServerError> {
+    let namespaces = resource::find("", "v1", "namespaces").expect("in the table");
+    for name in BUILTIN_NAMESPACES {
+        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        match objects::create(state, namespaces, None, obj, false).await {
+            Ok(_) => {}
+            Err(s) if s.reason == Reason::AlreadyExists => {}
+            Err(s) => {
+                return Err(ServerError::Bootstrap {
+                    name: (*name).to_owned(),
+                    message: s.message,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Compares in time independent of where the first difference is.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn authenticated(state: &State, req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| same_secret(t.trim().as_bytes(), state.token.as_bytes()))
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    Ok(match serve(state, req).await {
+        Ok(resp) => resp,
+        Err(status) => status_response(&status),
+    })
+}
+
+async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Status> {
+    let path = req.uri().path().to_owned();
+    let route = route::parse(&path);
+    if !matches!(route, Some(Route::Health | Route::Version)) && !authenticated(&state, &req) {
+        return Err(Status::unauthorized());
+    }
+    let q = Query::parse(req.uri().query());
+    let method = req.method().clone();
+    let Some(route) = route else {
+        return Err(Status::no_route());
+    };
+    let target = match route {
+        Route::Objects(t) => t,
+        _ if method != Method::GET && method != Method::HEAD => {
+            return Err(Status::new(
+                Reason::MethodNotAllowed,
+                format!(
+                    "the server does not allow this method on the requested resource: {method}"
+                ),
+            ));
+        }
+        Route::Health => return Ok(http::text(200, "ok")),
+        Route::Version => return Ok(ok(&discovery::version())),
+        Route::CoreVersions => return Ok(ok(&discovery::core_versions(&state.address))),
+        Route::Groups => return Ok(ok(&discovery::groups())),
+        Route::Group(g) => return Ok(ok(&discovery::one_group(g))),
+        Route::Resources { group, version } => {
+            return Ok(ok(&discovery::resources(group, version)));
+        }
+    };
+    if method == Method::GET && target.name.is_none() && q.flag("watch") {
+        return watch::watch(state, target, &q, req.headers()).await;
+    }
+    let headers = req.headers().clone();
+    let body = read_body(req).await?;
+    match tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        objects::handle(&state, &method, &target, &q, &headers, &body),
+    )
+    .await
+    {
+        Ok(result) => result,
+        Err(_) => Err(Status::new(
+            Reason::Timeout,
+            "the request did not complete within the allowed duration",
+        )),
+    }
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Status> {
+    let too_large = || {
+        Status::new(
+            Reason::RequestEntityTooLarge,
+            format!("the request body is larger than the limit of {MAX_BODY} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(Status::bad_request(format!(
+            "reading the request body: {e}"
+        ))),
+    }
+}

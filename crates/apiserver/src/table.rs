@@ -1,0 +1,514 @@
+//! Server-side printing: `meta.k8s.io/v1 Table`s with the columns kubectl
+//! users know (`get pods` shows READY, STATUS, RESTARTS, AGE; `-o wide` adds
+//! the columns of priority 1).
+
+use bosun_api::Resource;
+use bosun_api::time::{human_age, parse_time};
+use serde_json::{Value, json};
+
+/// What each row carries besides its cells (`includeObject`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Include {
+    None,
+    Metadata,
+    Object,
+}
+
+impl Include {
+    pub(crate) fn parse(v: Option<&str>) -> Result<Include, String> {
+        match v {
+            None | Some("" | "Metadata") => Ok(Include::Metadata),
+            Some("None") => Ok(Include::None),
+            Some("Object") => Ok(Include::Object),
+            Some(other) => Err(format!("includeObject: unsupported value {other:?}")),
+        }
+    }
+}
+
+/// (name, type, priority, description)
+type Column = (&'static str, &'static str, u8, &'static str);
+
+const NAME: Column = (
+    "Name",
+    "string",
+    0,
+    "Name must be unique within a namespace.",
+);
+const AGE: Column = ("Age", "string", 0, "The time since the object was created.");
+
+fn columns(kind: &str) -> Vec<Column> {
+    let mut cols = vec![NAME];
+    let extra: &[Column] = match kind {
+        "Pod" => &[
+            (
+                "Ready",
+                "string",
+                0,
+                "Ready containers out of all containers.",
+            ),
+            (
+                "Status",
+                "string",
+                0,
+                "The aggregate state of the containers.",
+            ),
+            ("Restarts", "string", 0, "Restarts of the containers."),
+            AGE,
+            ("IP", "string", 1, "The pod's IP address."),
+            ("Node", "string", 1, "The node the pod is bound to."),
+            (
+                "Nominated Node",
+                "string",
+                1,
+                "The node nominated by preemption.",
+            ),
+            (
+                "Readiness Gates",
+                "string",
+                1,
+                "Readiness gates met out of all.",
+            ),
+        ],
+        "Node" => &[
+            ("Status", "string", 0, "The node's readiness."),
+            ("Roles", "string", 0, "The node's roles, from its labels."),
+            AGE,
+            ("Version", "string", 0, "The node agent's version."),
+            ("Internal-IP", "string", 1, "The node's internal address."),
+            ("External-IP", "string", 1, "The node's external address."),
+            ("OS-Image", "string", 1, "The node's operating system."),
+            ("Kernel-Version", "string", 1, "The node's kernel."),
+            (
+                "Container-Runtime",
+                "string",
+                1,
+                "The node's container runtime.",
+            ),
+        ],
+        "Service" => &[
+            ("Type", "string", 0, "How the service is exposed."),
+            ("Cluster-IP", "string", 0, "The service's virtual IP."),
+            ("External-IP", "string", 0, "Addresses outside the cluster."),
+            ("Port(s)", "string", 0, "The service's ports."),
+            AGE,
+            (
+                "Selector",
+                "string",
+                1,
+                "The labels of the pods it routes to.",
+            ),
+        ],
+        "ConfigMap" => &[("Data", "integer", 0, "Number of keys."), AGE],
+        "Secret" => &[
+            ("Type", "string", 0, "The secret's type."),
+            ("Data", "integer", 0, "Number of keys."),
+            AGE,
+        ],
+        "Namespace" => &[("Status", "string", 0, "The namespace's phase."), AGE],
+        "Deployment" => &[
+            ("Ready", "string", 0, "Ready replicas out of desired."),
+            (
+                "Up-to-date",
+                "integer",
+                0,
+                "Replicas of the current template.",
+            ),
+            ("Available", "integer", 0, "Available replicas."),
+            AGE,
+            ("Containers", "string", 1, "Container names."),
+            ("Images", "string", 1, "Container images."),
+            ("Selector", "string", 1, "The label selector."),
+        ],
+        "ReplicaSet" => &[
+            ("Desired", "integer", 0, "Desired replicas."),
+            ("Current", "integer", 0, "Current replicas."),
+            ("Ready", "integer", 0, "Ready replicas."),
+            AGE,
+        ],
+        _ => &[AGE],
+    };
+    cols.extend_from_slice(extra);
+    cols
+}
+
+fn str_at<'a>(obj: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(obj, |v, p| v.get(p))?.as_str()
+}
+
+fn int_at(obj: &Value, path: &[&str]) -> i64 {
+    path.iter()
+        .try_fold(obj, |v, p| v.get(p))
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+}
+
+fn or_none(s: Option<&str>) -> String {
+    s.filter(|s| !s.is_empty()).unwrap_or("<none>").to_owned()
+}
+
+fn items<'a>(obj: &'a Value, path: &[&str]) -> &'a [Value] {
+    path.iter()
+        .try_fold(obj, |v, p| v.get(p))
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+fn age(obj: &Value, now: i64) -> String {
+    str_at(obj, &["metadata", "creationTimestamp"])
+        .and_then(parse_time)
+        .map_or_else(|| "<unknown>".to_owned(), |t| human_age(now - t))
+}
+
+fn pod_cells(obj: &Value, now: i64) -> Vec<Value> {
+    let containers = items(obj, &["spec", "containers"]).len();
+    let statuses = items(obj, &["status", "containerStatuses"]);
+    let ready = statuses
+        .iter()
+        .filter(|s| s.get("ready") == Some(&Value::Bool(true)))
+        .count();
+    let restarts: i64 = statuses.iter().map(|s| int_at(s, &["restartCount"])).sum();
+    let mut reason = str_at(obj, &["status", "reason"])
+        .or_else(|| str_at(obj, &["status", "phase"]))
+        .unwrap_or("Pending")
+        .to_owned();
+    // A waiting or terminated container says more than the phase (as kubectl's
+    // own printer does): ContainerCreating, CrashLoopBackOff, Completed, ...
+    for s in statuses.iter().rev() {
+        if let Some(r) = str_at(s, &["state", "waiting", "reason"]).filter(|r| !r.is_empty()) {
+            reason = r.to_owned();
+        } else if let Some(r) =
+            str_at(s, &["state", "terminated", "reason"]).filter(|r| !r.is_empty())
+        {
+            reason = r.to_owned();
+        }
+    }
+    if obj["metadata"]
+        .get("deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
+    {
+        reason = "Terminating".to_owned();
+    }
+    let gates = items(obj, &["spec", "readinessGates"]);
+    let gates = if gates.is_empty() {
+        "<none>".to_owned()
+    } else {
+        let met = gates
+            .iter()
+            .filter(|g| {
+                items(obj, &["status", "conditions"])
+                    .iter()
+                    .any(|c| c.get("type") == g.get("conditionType") && c["status"] == "True")
+            })
+            .count();
+        format!("{met}/{}", gates.len())
+    };
+    vec![
+        json!(format!("{ready}/{containers}")),
+        json!(reason),
+        json!(restarts.to_string()),
+        json!(age(obj, now)),
+        json!(or_none(str_at(obj, &["status", "podIP"]))),
+        json!(or_none(str_at(obj, &["spec", "nodeName"]))),
+        json!(or_none(str_at(obj, &["status", "nominatedNodeName"]))),
+        json!(gates),
+    ]
+}
+
+fn node_cells(obj: &Value, now: i64) -> Vec<Value> {
+    let ready = items(obj, &["status", "conditions"])
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .map(|c| match c["status"].as_str() {
+            Some("True") => "Ready",
+            Some("False") => "NotReady",
+            _ => "Unknown",
+        })
+        .unwrap_or("Unknown");
+    let mut status = ready.to_owned();
+    if obj["spec"]["unschedulable"] == Value::Bool(true) {
+        status.push_str(",SchedulingDisabled");
+    }
+    let roles: Vec<&str> = obj["metadata"]["labels"]
+        .as_object()
+        .into_iter()
+        .flat_map(|l| l.keys())
+        .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+        .collect();
+    let address = |ty: &str| {
+        items(obj, &["status", "addresses"])
+            .iter()
+            .find(|a| a["type"] == ty)
+            .and_then(|a| a["address"].as_str())
+    };
+    let info = |f: &str| or_none(str_at(obj, &["status", "nodeInfo", f]));
+    vec![
+        json!(status),
+        json!(if roles.is_empty() {
+            "<none>".to_owned()
+        } else {
+            roles.join(",")
+        }),
+        json!(age(obj, now)),
+        json!(info("kubeletVersion")),
+        json!(or_none(address("InternalIP"))),
+        json!(or_none(address("ExternalIP"))),
+        json!(info("osImage")),
+        json!(info("kernelVersion")),
+        json!(info("containerRuntimeVersion")),
+    ]
+}
+
+fn service_cells(obj: &Value, now: i64) -> Vec<Value> {
+    let ty = str_at(obj, &["spec", "type"]).unwrap_or("ClusterIP");
+    let mut external: Vec<String> = items(obj, &["spec", "externalIPs"])
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    for ing in items(obj, &["status", "loadBalancer", "ingress"]) {
+        if let Some(a) = ing["ip"].as_str().or(ing["hostname"].as_str()) {
+            external.push(a.to_owned());
+        }
+    }
+    let external = match (ty, external.is_empty()) {
+        (_, false) => external.join(","),
+        ("LoadBalancer", true) => "<pending>".to_owned(),
+        ("ExternalName", true) => or_none(str_at(obj, &["spec", "externalName"])),
+        _ => "<none>".to_owned(),
+    };
+    let ports: Vec<String> = items(obj, &["spec", "ports"])
+        .iter()
+        .map(|p| {
+            let proto = p["protocol"].as_str().unwrap_or("TCP");
+            match p["nodePort"].as_i64() {
+                Some(np) => format!("{}:{np}/{proto}", p["port"]),
+                None => format!("{}/{proto}", p["port"]),
+            }
+        })
+        .collect();
+    let selector: Vec<String> = obj["spec"]["selector"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    vec![
+        json!(ty),
+        json!(or_none(str_at(obj, &["spec", "clusterIP"]))),
+        json!(external),
+        json!(if ports.is_empty() {
+            "<none>".to_owned()
+        } else {
+            ports.join(",")
+        }),
+        json!(age(obj, now)),
+        json!(if selector.is_empty() {
+            "<none>".to_owned()
+        } else {
+            selector.join(",")
+        }),
+    ]
+}
+
+fn count_keys(obj: &Value, fields: &[&str]) -> usize {
+    fields
+        .iter()
+        .filter_map(|f| obj.get(f).and_then(Value::as_object))
+        .map(serde_json::Map::len)
+        .sum()
+}
+
+fn deployment_cells(obj: &Value, now: i64) -> Vec<Value> {
+    let desired = obj["spec"]
+        .get("replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let containers = items(obj, &["spec", "template", "spec", "containers"]);
+    let join = |f: &str| {
+        containers
+            .iter()
+            .filter_map(|c| c[f].as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let selector: Vec<String> = obj["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    vec![
+        json!(format!(
+            "{}/{desired}",
+            int_at(obj, &["status", "readyReplicas"])
+        )),
+        json!(int_at(obj, &["status", "updatedReplicas"])),
+        json!(int_at(obj, &["status", "availableReplicas"])),
+        json!(age(obj, now)),
+        json!(join("name")),
+        json!(join("image")),
+        json!(or_none(Some(&selector.join(",")))),
+    ]
+}
+
+fn cells(kind: &str, obj: &Value, now: i64) -> Vec<Value> {
+    let name = json!(str_at(obj, &["metadata", "name"]).unwrap_or_default());
+    let rest = match kind {
+        "Pod" => pod_cells(obj, now),
+        "Node" => node_cells(obj, now),
+        "Service" => service_cells(obj, now),
+        "ConfigMap" => vec![
+            json!(count_keys(obj, &["data", "binaryData"])),
+            json!(age(obj, now)),
+        ],
+        "Secret" => vec![
+            json!(str_at(obj, &["type"]).unwrap_or("Opaque")),
+            json!(count_keys(obj, &["data"])),
+            json!(age(obj, now)),
+        ],
+        "Namespace" => vec![
+            json!(str_at(obj, &["status", "phase"]).unwrap_or("Active")),
+            json!(age(obj, now)),
+        ],
+        "Deployment" => deployment_cells(obj, now),
+        "ReplicaSet" => vec![
+            json!(int_at(obj, &["spec", "replicas"])),
+            json!(int_at(obj, &["status", "replicas"])),
+            json!(int_at(obj, &["status", "readyReplicas"])),
+            json!(age(obj, now)),
+        ],
+        _ => vec![json!(age(obj, now))],
+    };
+    std::iter::once(name).chain(rest).collect()
+}
+
+fn row(kind: &str, obj: &Value, now: i64, include: Include) -> Value {
+    let mut row = json!({"cells": cells(kind, obj, now)});
+    match include {
+        Include::None => {}
+        Include::Metadata => {
+            row["object"] = json!({
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": obj["metadata"],
+            });
+        }
+        Include::Object => row["object"] = obj.clone(),
+    }
+    row
+}
+
+/// A Table of `objects`; `list_meta` is the list's metadata (resourceVersion, continue).
+pub(crate) fn table(
+    res: &Resource,
+    objects: &[Value],
+    list_meta: Value,
+    now: i64,
+    include: Include,
+) -> Value {
+    let defs: Vec<Value> = columns(res.kind)
+        .iter()
+        .map(|(name, ty, priority, description)| {
+            json!({
+                "name": name,
+                "type": ty,
+                "format": if *name == "Name" { "name" } else { "" },
+                "description": description,
+                "priority": priority,
+            })
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta,
+        "columnDefinitions": defs,
+        "rows": objects.iter().map(|o| row(res.kind, o, now, include)).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bosun_api::resource::find;
+
+    #[test]
+    fn pod_rows() {
+        let pods = find("", "v1", "pods").unwrap();
+        let pod = json!({
+            "metadata": {"name": "web", "creationTimestamp": "2026-11-18T11:06:40Z"},
+            "spec": {"containers": [{"name": "a"}, {"name": "b"}], "nodeName": "n1"},
+            "status": {"phase": "Running", "podIP": "10.42.0.5", "containerStatuses": [
+                {"ready": true, "restartCount": 2},
+                {"ready": false, "restartCount": 1,
+                 "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+            ]}
+        });
+        let t = table(
+            pods,
+            std::slice::from_ref(&pod),
+            json!({}),
+            1_795_000_000 + 300,
+            Include::Metadata,
+        );
+        assert_eq!(t["columnDefinitions"].as_array().unwrap().len(), 9);
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!([
+                "web",
+                "1/2",
+                "CrashLoopBackOff",
+                "3",
+                "5m",
+                "10.42.0.5",
+                "n1",
+                "<none>",
+                "<none>"
+            ])
+        );
+        assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+        let cols = t["columnDefinitions"].as_array().unwrap();
+        assert_eq!(cols[4]["name"], "Age");
+        assert_eq!(cols[5]["priority"], 1);
+    }
+
+    #[test]
+    fn other_kinds() {
+        let svc = find("", "v1", "services").unwrap();
+        let s = json!({"metadata": {"name": "web"}, "spec": {"type": "NodePort",
+            "clusterIP": "10.43.0.9", "ports": [{"port": 80, "nodePort": 30080}],
+            "selector": {"app": "web"}}});
+        let t = table(svc, &[s], json!({}), 0, Include::None);
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!([
+                "web",
+                "NodePort",
+                "10.43.0.9",
+                "<none>",
+                "80:30080/TCP",
+                "<unknown>",
+                "app=web"
+            ])
+        );
+        assert!(t["rows"][0].get("object").is_none());
+        let cm = find("", "v1", "configmaps").unwrap();
+        let t = table(
+            cm,
+            &[json!({"metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}})],
+            json!({}),
+            0,
+            Include::Object,
+        );
+        assert_eq!(t["rows"][0]["cells"][1], 2);
+        assert_eq!(t["rows"][0]["object"]["data"]["a"], "1");
+        let lease = find("coordination.k8s.io", "v1", "leases").unwrap();
+        let t = table(
+            lease,
+            &[json!({"metadata": {"name": "l"}})],
+            json!({}),
+            0,
+            Include::None,
+        );
+        assert_eq!(t["rows"][0]["cells"], json!(["l", "<unknown>"]));
+    }
+}
