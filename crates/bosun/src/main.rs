@@ -9,6 +9,7 @@ mod image_cli;
 mod registry_cli;
 mod runc_args;
 mod runtime_cli;
+mod server_cli;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -42,6 +43,7 @@ fn top_level(args: &[OsString]) -> i32 {
         Some("registry") => registry_cli::registry(&args[2..]),
         Some("pull") => registry_cli::pull(&args[2..]),
         Some("push") => registry_cli::push(&args[2..]),
+        Some("server") => server_cli::main(&args[2..]),
         Some("help" | "--help" | "-h") | None => {
             println!(
                 "bosun {}: containers and clusters in one binary\n\n\
@@ -50,6 +52,7 @@ fn top_level(args: &[OsString]) -> i32 {
                  bosun build [options] CONTEXT    build an image from a Containerfile\n  \
                  bosun pull NAME / push NAME      move images to and from registries\n  \
                  bosun registry [options]         serve images (OCI distribution API); `gc`\n  \
+                 bosun server [options]           the cluster API server kubectl talks to\n  \
                  bosun version\n",
                 env!("CARGO_PKG_VERSION")
             );

@@ -1,0 +1,159 @@
+//! `bosun server`: the cluster's API server (Kubernetes-compatible, TLS, admin
+//! token) over the embedded store or etcd. Parsed by hand like the other
+//! verbs; it builds its tokio runtime itself.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bosun_apiserver::{Config, Server};
+
+const USAGE: &str = "\
+Usage: bosun server [--data-dir DIR] [--listen ADDR] [--etcd-endpoints URLS]
+                    [--bookmark-interval SECONDS]
+
+Serves the Kubernetes API (what kubectl and client libraries speak) over TLS
+until interrupted. The first start makes a CA, an admin token and
+DIR/admin.kubeconfig, so that `KUBECONFIG=DIR/admin.kubeconfig kubectl get
+nodes` works with no other step.
+
+Options:
+  --data-dir DIR               store, credentials, kubeconfig (default /var/lib/bosun/server)
+  --listen ADDR                where to listen (default 127.0.0.1:6443; port 0 picks one)
+  --etcd-endpoints URLS        keep objects in etcd (comma-separated http:// URLs)
+                               instead of the embedded store in DIR
+  --bookmark-interval SECONDS  how often watches that allow bookmarks get one (default 60)
+";
+
+const DEFAULT_DIR: &str = "/var/lib/bosun/server";
+
+pub(crate) fn main(args: &[OsString]) -> i32 {
+    match parse(args) {
+        Ok(Some(config)) => match serve(config) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("bosun server: {e:#}");
+                1
+            }
+        },
+        Ok(None) => {
+            print!("{USAGE}");
+            0
+        }
+        Err(msg) => {
+            eprintln!("bosun server: {msg}\n\n{USAGE}");
+            2
+        }
+    }
+}
+
+/// The configuration, `None` for `--help`, or what is wrong with the arguments.
+fn parse(args: &[OsString]) -> Result<Option<Config>, String> {
+    let mut dir = PathBuf::from(DEFAULT_DIR);
+    let mut listen: SocketAddr = "127.0.0.1:6443".parse().expect("a valid address");
+    let mut etcd = None;
+    let mut bookmarks = Duration::from_secs(60);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let arg = arg
+            .to_str()
+            .ok_or_else(|| format!("argument {arg:?} is not UTF-8"))?;
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
+            _ => (arg, None),
+        };
+        if matches!(flag, "-h" | "--help") {
+            return Ok(None);
+        }
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next().and_then(|v| v.to_str()).map(str::to_owned))
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag {
+            "--data-dir" => dir = PathBuf::from(value()?),
+            "--listen" => {
+                let v = value()?;
+                listen = v
+                    .parse()
+                    .map_err(|e| format!("--listen {v:?}: {e} (want IP:PORT)"))?;
+            }
+            "--etcd-endpoints" => etcd = Some(value()?),
+            "--bookmark-interval" => {
+                let v = value()?;
+                let secs: u64 =
+                    v.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                        format!("--bookmark-interval {v:?}: want whole seconds > 0")
+                    })?;
+                bookmarks = Duration::from_secs(secs);
+            }
+            other => return Err(format!("unexpected argument {other:?}")),
+        }
+    }
+    let mut config = Config::new(dir, listen);
+    config.etcd_endpoints = etcd;
+    config.bookmark_interval = bookmarks;
+    Ok(Some(config))
+}
+
+fn serve(config: Config) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let dir = config.data_dir.clone();
+        let server = Server::bind(config)
+            .await
+            .with_context(|| format!("data dir {}", dir.display()))?;
+        println!(
+            "bosun server: listening on https://{} (kubeconfig {})",
+            server.local_addr(),
+            server.kubeconfig().display()
+        );
+        // Tests and scripts wait for this line.
+        let _ = std::io::stdout().flush();
+        server.run(shutdown()).await;
+        Ok(())
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<OsString> {
+        a.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn flags() {
+        let c = parse(&args(&["--data-dir", "/tmp/x", "--listen=127.0.0.1:0"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.listen.port(), 0);
+        assert!(parse(&args(&["--help"])).unwrap().is_none());
+        assert!(parse(&args(&["--listen", "nope"])).is_err());
+        assert!(parse(&args(&["--bookmark-interval", "0"])).is_err());
+        assert!(parse(&args(&["--data-dir"])).is_err());
+        assert!(parse(&args(&["extra"])).is_err());
+    }
+}
