@@ -61,6 +61,9 @@ pub struct Config {
     /// `http://host:port,...`: keep objects in this etcd v3 cluster instead of
     /// the embedded store (several API servers can share one).
     pub etcd_endpoints: Option<String>,
+    /// History older than this is compacted away (watches and lists from
+    /// before it get 410 Gone), as kube-apiserver does every 5 minutes.
+    pub compaction_interval: Duration,
 }
 
 impl Config {
@@ -70,6 +73,7 @@ impl Config {
             listen,
             bookmark_interval: Duration::from_secs(60),
             etcd_endpoints: None,
+            compaction_interval: Duration::from_secs(300),
         }
     }
 }
@@ -119,6 +123,7 @@ pub struct Server {
     tls: TlsAcceptor,
     state: Arc<State>,
     kubeconfig: PathBuf,
+    compaction_interval: Duration,
 }
 
 impl std::fmt::Debug for Server {
@@ -171,6 +176,7 @@ impl Server {
             tls,
             state,
             kubeconfig,
+            compaction_interval: config.compaction_interval,
         })
     }
 
@@ -186,10 +192,18 @@ impl Server {
         &self.kubeconfig
     }
 
+    /// The store the server keeps its objects in (clones share it): for
+    /// components running in the same process, and for tests that compact.
+    pub fn store(&self) -> Store {
+        self.state.store.clone()
+    }
+
     /// Serves until `shutdown` completes. Writes are transactions in the
     /// store, so connections cut short leave nothing half written.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let compactor = tokio::spawn(compact(self.state.store.clone(), self.compaction_interval));
+        let _stop_compactor = AbortOnDrop(compactor);
         loop {
             let (stream, _peer) = tokio::select! {
                 () = &mut shutdown => return,
@@ -218,6 +232,34 @@ impl Server {
                 let _ = http.serve_connection(TokioIo::new(stream), service).await;
             });
         }
+    }
+}
+
+/// Aborts a task when the server stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Every `interval`, compacts at the revision the previous tick saw: history
+/// is kept for at least one interval, so watches that fall less far behind
+/// resume, and the store does not grow without bound.
+async fn compact(store: Store, interval: Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    let mut previous = None;
+    loop {
+        ticks.tick().await;
+        if let Some(rev) = previous {
+            match store.compact(rev).await {
+                // Already compacted there (by another API server on the same etcd).
+                Ok(()) | Err(bosun_store::Error::Compacted { .. }) => {}
+                Err(e) => eprintln!("bosun server: compaction at {rev}: {e}"),
+            }
+        }
+        previous = store.current_revision().await.ok();
     }
 }
 
