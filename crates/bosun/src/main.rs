@@ -5,6 +5,7 @@
 #![allow(clippy::print_stdout, reason = "a CLI prints its results")]
 
 mod build_cli;
+mod engine_cli;
 mod image_cli;
 mod registry_cli;
 mod runc_args;
@@ -24,6 +25,18 @@ fn main() {
     if invoked_as == "bosun-runc" || invoked_as == "runc" {
         std::process::exit(runtime_cli::main(args));
     }
+    // The engine's supervisors fork containers too: single-threaded, first.
+    match args.get(1).and_then(|a| a.to_str()) {
+        Some("engine-shim") => {
+            let config = args.get(2).map(|a| a.to_string_lossy().into_owned());
+            std::process::exit(bosun_engine::shim_main(&config.unwrap_or_default()));
+        }
+        Some("engine-exec") => {
+            let config = args.get(2).map(|a| a.to_string_lossy().into_owned());
+            std::process::exit(bosun_engine::exec_main(&config.unwrap_or_default()));
+        }
+        _ => {}
+    }
     if args.get(1).is_some_and(|a| a == "runtime") {
         args.remove(1);
         args[0] = OsString::from("bosun runtime");
@@ -41,6 +54,7 @@ fn top_level(args: &[OsString]) -> i32 {
         Some("image") => image_cli::main(&args[2..]),
         Some("build") => build_cli::main(&args[2..]),
         Some("registry") => registry_cli::registry(&args[2..]),
+        Some("engine") => engine_cli::main(&args[2..]),
         Some("pull") => registry_cli::pull(&args[2..]),
         Some("push") => registry_cli::push(&args[2..]),
         Some("server") => server_cli::main(&args[2..]),
@@ -52,6 +66,7 @@ fn top_level(args: &[OsString]) -> i32 {
                  bosun build [options] CONTEXT    build an image from a Containerfile\n  \
                  bosun pull NAME / push NAME      move images to and from registries\n  \
                  bosun registry [options]         serve images (OCI distribution API); `gc`\n  \
+                 bosun engine [options]           the Docker-compatible engine daemon\n  \
                  bosun server [options]           the cluster API server kubectl talks to\n  \
                  bosun version\n",
                 env!("CARGO_PKG_VERSION")

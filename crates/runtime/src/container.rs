@@ -41,6 +41,16 @@ pub struct ExecOptions {
     pub detach: bool,
 }
 
+/// A process started for a caller that supervises it: see
+/// [`Runtime::create_attached`] and [`Runtime::exec_attached`].
+#[derive(Debug)]
+pub struct Attached {
+    /// Host pid; a direct child of the caller.
+    pub pid: i32,
+    /// The terminal's master end when the process has a terminal.
+    pub master: Option<OwnedFd>,
+}
+
 /// How a foreground process ended, as a shell exit code (128 + signal if killed).
 pub type ExitCode = i32;
 
@@ -238,6 +248,38 @@ impl Runtime {
         }
         guard.armed = false;
         Ok((dir, record))
+    }
+
+    /// `create` for a supervisor that stays the container's parent (the engine's
+    /// shim): a terminal needs no console socket, its master comes back instead.
+    /// The container process is a direct child of the caller, which must reap it.
+    pub fn create_attached(&self, id: &ContainerId, opts: &CreateOptions) -> Result<Attached> {
+        let bundle = config::load(&opts.bundle)?;
+        let terminal = bundle
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false);
+        let (ours, theirs) = match terminal {
+            true => {
+                let (a, b) = socket_pair()?;
+                (Some(a), Some(b))
+            }
+            false => (None, None),
+        };
+        let (_, record) = self.create_inner(id, opts, &bundle, theirs)?;
+        let master = match ours.map(|s| crate::console::recv_fd(&s)).transpose() {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = self.delete(id, true);
+                return Err(e);
+            }
+        };
+        Ok(Attached {
+            pid: record.pid,
+            master,
+        })
     }
 
     /// `start`: release a created container's process.
@@ -511,6 +553,54 @@ impl Runtime {
         let Some(signals) = signals else { return Ok(0) };
         let master = ours.map(|s| crate::console::recv_fd(&s)).transpose()?;
         signals.wait(pid, master.as_ref().map(|m| m.as_fd()))
+    }
+
+    /// `exec` for a supervisor that waits for the process itself: it is a direct
+    /// child of the caller, and a terminal's master comes back to the caller.
+    pub fn exec_attached(&self, id: &ContainerId, process: &Process) -> Result<Attached> {
+        let (dir, record) = self.load(id)?;
+        let status = record.status(&dir);
+        if !matches!(status, Status::Running | Status::Created) {
+            return Err(Error::WrongState {
+                id: id.to_string(),
+                status: status.as_str(),
+                action: "exec",
+                wanted: "running",
+            });
+        }
+        let bundle = self.saved_bundle(&dir, &record)?;
+        let (ours, theirs) = match process.terminal().unwrap_or(false) {
+            true => {
+                let (a, b) = socket_pair()?;
+                (Some(a), Some(b))
+            }
+            false => (None, None),
+        };
+        let pid = launch::launch(
+            Launch {
+                id,
+                bundle: &bundle,
+                process,
+                ns: launch::plan_for_pid(record.pid),
+                cgroup: &record.cgroup,
+                role: Role::Exec,
+                console: theirs,
+                preserve_fds: 0,
+            },
+            &|_| Ok(()),
+        )?;
+        let master = match ours.map(|s| crate::console::recv_fd(&s)).transpose() {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = kill(pid, Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(pid, None);
+                return Err(e);
+            }
+        };
+        Ok(Attached {
+            pid: pid.as_raw(),
+            master,
+        })
     }
 
     /// The saved config of a container (what `exec` starts from).

@@ -25,8 +25,16 @@ mod state;
 mod sys;
 mod wait;
 
-pub use container::{CreateOptions, ExecOptions, ExitCode, Runtime};
+pub use container::{Attached, CreateOptions, ExecOptions, ExitCode, Runtime};
 pub use error::{Error, ErrorKind, Result};
 pub use signal::parse_signal;
 pub use spec::{default_spec, features};
 pub use state::{State, Status, now_rfc3339};
+
+/// Set a terminal's window size (for supervisors holding a master end).
+pub fn set_winsize(fd: std::os::fd::BorrowedFd<'_>, rows: u16, cols: u16) -> Result<()> {
+    sys::set_winsize(fd, rows, cols).map_err(|source| Error::Sys {
+        context: "set terminal size".into(),
+        source,
+    })
+}

@@ -12,6 +12,8 @@ pub use containerfile::{
     Healthcheck, Heredoc, Instruction, KeyValue, Network, ParseError, PortSpec, Protocol,
     ResolvedFrom, Run, RunPlan, ScriptFile, Stage, StageDep, parse,
 };
-pub use exec::{BuildError, BuildOptions, Built, RunRequest, StepRunner, build, sweep_stale_work};
+pub use exec::{
+    BuildError, BuildOptions, Built, RunRequest, StepRunner, build, resolve_user, sweep_stale_work,
+};
 pub use expand::{ExpandError, Lookup, expand, expand_heredoc, expand_words};
 pub use ignore::{IgnoreError, IgnoreRules};

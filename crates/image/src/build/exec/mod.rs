@@ -19,6 +19,7 @@ mod config;
 mod context;
 mod fs;
 mod user;
+pub use user::resolve_user;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};

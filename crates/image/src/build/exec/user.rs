@@ -8,7 +8,7 @@ use super::fs::resolve_in_root;
 
 /// The uid, gid and supplementary gids `spec` (`user[:group]`) means in the
 /// root file system at `root`.
-pub(crate) fn resolve_user(root: &Path, spec: &str) -> Result<(u32, u32, Vec<u32>), String> {
+pub fn resolve_user(root: &Path, spec: &str) -> Result<(u32, u32, Vec<u32>), String> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),

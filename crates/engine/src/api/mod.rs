@@ -1,0 +1,355 @@
+//! The Docker Engine API over HTTP/1.1 on a unix socket: routing, version
+//! negotiation, error bodies, streaming bodies and connection hijacking.
+//! Handlers live in `containers.rs` and `system.rs`; they translate requests
+//! into [`Engine`] calls and never hold engine state of their own.
+
+mod containers;
+mod stream;
+mod system;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::UnixListener;
+
+use crate::engine::Engine;
+use crate::error::EngineError;
+
+/// The newest API version served; the docker CLI negotiates down to it.
+pub const API_VERSION: &str = "1.47";
+/// The oldest accepted in a `/v1.NN/` path.
+pub const MIN_API_VERSION: &str = "1.24";
+
+pub(crate) type Body = BoxBody<Bytes, Infallible>;
+
+/// Largest JSON request body read into memory (tar bodies stream).
+const MAX_JSON_BODY: usize = 16 << 20;
+
+/// Serve the API on `listener` until `shutdown` resolves. Connections in
+/// flight (hijacked streams, follows) end with the process.
+pub async fn serve(
+    engine: Arc<Engine>,
+    listener: UnixListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(_) => continue,
+            },
+            () = &mut shutdown => return,
+        };
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let engine = engine.clone();
+                async move { Ok::<_, Infallible>(route(engine, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
+                .await;
+        });
+    }
+}
+
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
+
+pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    let mut r = Response::new(full(value.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+pub(crate) fn ok_json(value: &Value) -> Response<Body> {
+    json_response(StatusCode::OK, value)
+}
+
+pub(crate) fn no_content() -> Response<Body> {
+    let mut r = Response::new(full(Bytes::new()));
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
+pub(crate) fn status_only(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(full(Bytes::new()));
+    *r.status_mut() = status;
+    r
+}
+
+/// Docker's error body: `{"message": "..."}` with the error's status.
+pub(crate) fn error_response(e: &EngineError) -> Response<Body> {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(status, &json!({"message": e.to_string()}))
+}
+
+/// A parsed request: the path after the version prefix, split, and the query.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub method: Method,
+    pub segments: Vec<String>,
+    pub query: Vec<(String, String)>,
+}
+
+impl Call {
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Docker's booleans: `1`, `true`, `True`; absent is false.
+    pub(crate) fn flag(&self, name: &str) -> bool {
+        self.param(name)
+            .is_some_and(|v| matches!(v, "1" | "true" | "True" | "TRUE"))
+    }
+
+    pub(crate) fn int(&self, name: &str) -> Result<Option<i64>, EngineError> {
+        match self.param(name) {
+            None | Some("") => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                EngineError::Invalid(format!("invalid value for {name}: {v:?} is not a number"))
+            }),
+        }
+    }
+
+    /// The `filters` parameter: `{"key":["v",…]}` or the old `{"key":{"v":true}}`.
+    pub(crate) fn filters(&self) -> Result<Vec<(String, String)>, EngineError> {
+        let Some(raw) = self.param("filters").filter(|f| !f.is_empty()) else {
+            return Ok(Vec::new());
+        };
+        let v: Value = serde_json::from_str(raw)
+            .map_err(|e| EngineError::Invalid(format!("invalid filters: {e}")))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| EngineError::Invalid("invalid filters: not an object".into()))?;
+        let mut out = Vec::new();
+        for (k, vals) in obj {
+            match vals {
+                Value::Array(a) => {
+                    for x in a {
+                        out.push((k.clone(), x.as_str().unwrap_or_default().to_owned()));
+                    }
+                }
+                Value::Object(m) => {
+                    for x in m.keys() {
+                        out.push((k.clone(), x.clone()));
+                    }
+                }
+                _ => {
+                    return Err(EngineError::Invalid(format!(
+                        "invalid filters: {k} is not a list"
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
+    q.unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+/// `/v1.47/containers/json` → (Some("1.47"), "/containers/json").
+fn strip_version(path: &str) -> (Option<&str>, &str) {
+    if let Some(rest) = path.strip_prefix("/v") {
+        let (ver, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        if ver.split('.').count() == 2 && ver.split('.').all(|p| p.parse::<u32>().is_ok()) {
+            let tail_start = path.len() - tail.len() - 1;
+            return (Some(ver), &path[tail_start..]);
+        }
+    }
+    (None, path)
+}
+
+fn version_key(v: &str) -> (u32, u32) {
+    let (a, b) = v.split_once('.').unwrap_or((v, "0"));
+    (a.parse().unwrap_or(0), b.parse().unwrap_or(0))
+}
+
+async fn route(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
+    let raw_path = req.uri().path().to_owned();
+    let (version, path) = strip_version(&raw_path);
+    if let Some(v) = version {
+        if version_key(v) > version_key(API_VERSION) {
+            return error_response(&EngineError::Invalid(format!(
+                "client version {v} is too new. Maximum supported API version is {API_VERSION}"
+            )));
+        }
+        if version_key(v) < version_key(MIN_API_VERSION) {
+            return error_response(&EngineError::Invalid(format!(
+                "client version {v} is too old. Minimum supported API version is {MIN_API_VERSION}, \
+                 please upgrade your client to a newer version"
+            )));
+        }
+    }
+    let call = Call {
+        method: req.method().clone(),
+        segments: path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(percent_decode)
+            .collect(),
+        query: parse_query(req.uri().query()),
+    };
+    let mut response = match dispatch(&engine, call, req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    };
+    let h = response.headers_mut();
+    h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
+    h.insert("Docker-Experimental", HeaderValue::from_static("false"));
+    h.insert("Ostype", HeaderValue::from_static("linux"));
+    h.insert(
+        "Server",
+        HeaderValue::from_static(concat!("bosun/", env!("CARGO_PKG_VERSION"), " (linux)")),
+    );
+    response
+}
+
+/// Read a JSON body (empty means `{}`), naming what was wrong.
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+) -> Result<T, EngineError> {
+    let bytes = read_body(req, MAX_JSON_BODY).await?;
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &bytes
+    };
+    serde_json::from_slice(bytes)
+        .map_err(|e| EngineError::Invalid(format!("invalid JSON body: {e}")))
+}
+
+pub(crate) async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, EngineError> {
+    let limited = http_body_util::Limited::new(req.into_body(), limit);
+    limited
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| EngineError::Invalid(format!("cannot read the request body: {e}")))
+}
+
+async fn dispatch(
+    engine: &Arc<Engine>,
+    call: Call,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, EngineError> {
+    let seg: Vec<&str> = call.segments.iter().map(String::as_str).collect();
+    match (call.method.clone(), seg.as_slice()) {
+        (Method::GET | Method::HEAD, ["_ping"]) => Ok(system::ping(&call.method)),
+        (Method::GET, ["version"]) => Ok(system::version()),
+        (Method::GET, ["info"]) => Ok(system::info(engine)),
+        (Method::GET, ["events"]) => system::events(engine, &call),
+        (Method::GET, ["system", "df"]) => system::df(engine),
+        (_, ["containers", ..]) => containers::dispatch(engine, call, req).await,
+        (_, ["exec", ..]) => containers::dispatch_exec(engine, call, req).await,
+        (_, ["images", ..]) => system::images(engine, call, req).await,
+        (_, ["volumes", ..]) => system::volumes(engine, call, req).await,
+        (_, ["networks", ..]) => system::networks(engine, call, req).await,
+        _ => Err(EngineError::NotFound(format!(
+            "page not found: {} {}",
+            call.method,
+            call.segments.join("/")
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_stripped_and_compared() {
+        assert_eq!(
+            strip_version("/v1.47/containers/json"),
+            (Some("1.47"), "/containers/json")
+        );
+        assert_eq!(strip_version("/_ping"), (None, "/_ping"));
+        assert_eq!(strip_version("/volumes/v1.x"), (None, "/volumes/v1.x"));
+        assert!(version_key("1.50") > version_key("1.47"));
+        assert!(version_key("1.9") < version_key("1.24"));
+    }
+
+    #[test]
+    fn queries_decode() {
+        let q = parse_query(Some("fromImage=docker.io%2Flibrary%2Fbusybox&tag=latest&a"));
+        assert_eq!(
+            q[0],
+            ("fromImage".into(), "docker.io/library/busybox".into())
+        );
+        assert_eq!(q[2], ("a".into(), String::new()));
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+
+    #[test]
+    fn filters_both_shapes() {
+        let call = |f: &str| Call {
+            method: Method::GET,
+            segments: vec![],
+            query: vec![("filters".into(), f.into())],
+        };
+        let a = call(r#"{"status":["running","exited"]}"#)
+            .filters()
+            .expect("list");
+        assert_eq!(a.len(), 2);
+        let b = call(r#"{"label":{"a=b":true}}"#).filters().expect("map");
+        assert_eq!(b, vec![("label".to_string(), "a=b".to_string())]);
+        assert!(call("[").filters().is_err());
+    }
+}

@@ -1,0 +1,404 @@
+//! From a container record and its image to the OCI bundle config the runtime
+//! runs. Pure: every input is passed in, so the rules (Docker's entrypoint/cmd
+//! merge, env override, capabilities, resources) are tested without a container.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::error::{EngineError, Result};
+use crate::model::{Config, HostConfig, MountPoint};
+
+/// Docker's default capability set.
+pub(crate) const DEFAULT_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Every capability this kernel generation knows, for `--privileged` and `ALL`.
+const ALL_CAPS: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// What the image's config contributes (the fields a container inherits).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ImageDefaults {
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub working_dir: String,
+    pub user: String,
+    pub volumes: Vec<String>,
+    pub stop_signal: String,
+    pub exposed_ports: Vec<String>,
+}
+
+/// Docker's rule: the container's entrypoint or the image's, then the
+/// container's cmd, or the image's cmd unless the entrypoint was overridden.
+pub(crate) fn command(config: &Config, image: &ImageDefaults) -> Result<Vec<String>> {
+    let entrypoint = config
+        .entrypoint
+        .clone()
+        .or_else(|| image.entrypoint.clone())
+        .unwrap_or_default();
+    let cmd = match (&config.cmd, &config.entrypoint) {
+        (Some(c), _) => c.clone(),
+        (None, Some(_)) => Vec::new(),
+        (None, None) => image.cmd.clone().unwrap_or_default(),
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() || args[0].is_empty() {
+        return Err(EngineError::Invalid("no command specified".into()));
+    }
+    Ok(args)
+}
+
+/// The image's environment overridden key by key by the container's, with the
+/// variables Docker always sets.
+pub(crate) fn environment(
+    config: &Config,
+    image: &ImageDefaults,
+    hostname: &str,
+) -> Result<Vec<String>> {
+    let mut env: Vec<String> = Vec::new();
+    if !image.env.iter().any(|e| e.starts_with("PATH=")) {
+        set_env(
+            &mut env,
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        );
+    }
+    set_env(&mut env, &format!("HOSTNAME={hostname}"));
+    for e in &image.env {
+        set_env(&mut env, e);
+    }
+    for e in &config.env {
+        if e.is_empty() || e.starts_with('=') {
+            return Err(EngineError::Invalid(format!(
+                "invalid environment variable {e:?}: it needs a name"
+            )));
+        }
+        // `-e NAME` without a value is resolved by the client; a bare name
+        // that reaches us means "unset", as in Docker.
+        if e.contains('=') {
+            set_env(&mut env, e);
+        }
+    }
+    if config.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+    Ok(env)
+}
+
+/// Set `KEY=value` in `env`, replacing an earlier value of KEY.
+pub(crate) fn set_env(env: &mut Vec<String>, kv: &str) {
+    let key = |e: &str| e.split_once('=').map_or(e, |(k, _)| k).to_owned();
+    let k = key(kv);
+    env.retain(|e| key(e) != k);
+    env.push(kv.to_owned());
+}
+
+/// The capability set after `--cap-add`/`--cap-drop` (names with or without
+/// the `CAP_` prefix, any case, and `ALL`).
+pub(crate) fn capabilities(host: &HostConfig) -> Result<Vec<String>> {
+    if host.privileged {
+        return Ok(ALL_CAPS.iter().map(|c| c.to_string()).collect());
+    }
+    let norm = |c: &str| -> Result<String> {
+        let up = c.to_ascii_uppercase();
+        let name = match up.starts_with("CAP_") {
+            true => up,
+            false => format!("CAP_{up}"),
+        };
+        if name == "CAP_ALL" || ALL_CAPS.contains(&name.as_str()) {
+            Ok(name)
+        } else {
+            Err(EngineError::Invalid(format!("unknown capability: {c:?}")))
+        }
+    };
+    let add: Vec<String> = host
+        .cap_add
+        .iter()
+        .map(|c| norm(c))
+        .collect::<Result<_>>()?;
+    let drop: Vec<String> = host
+        .cap_drop
+        .iter()
+        .map(|c| norm(c))
+        .collect::<Result<_>>()?;
+    let mut caps: Vec<String> = match add.iter().any(|c| c == "CAP_ALL") {
+        true => ALL_CAPS.iter().map(|c| c.to_string()).collect(),
+        false => DEFAULT_CAPS.iter().map(|c| c.to_string()).collect(),
+    };
+    if drop.iter().any(|c| c == "CAP_ALL") {
+        caps.clear();
+    }
+    for c in add.into_iter().filter(|c| c != "CAP_ALL") {
+        if !caps.contains(&c) {
+            caps.push(c);
+        }
+    }
+    caps.retain(|c| !drop.contains(c));
+    Ok(caps)
+}
+
+/// How the container gets its network namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NetNs {
+    /// The host's (`--network host`).
+    Host,
+    /// A new one (bridge networks get a veth in it after create; `none` stays empty).
+    New,
+    /// Another container's (`--network container:ID`).
+    Join(PathBuf),
+}
+
+/// Everything the spec is made from, resolved by the caller.
+#[derive(Debug)]
+pub(crate) struct SpecInput<'a> {
+    pub id: &'a str,
+    pub config: &'a Config,
+    pub host: &'a HostConfig,
+    pub args: &'a [String],
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub hostname: String,
+    pub rootfs: &'a Path,
+    pub netns: NetNs,
+    /// `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`: (destination, source).
+    pub etc_files: Vec<(&'static str, PathBuf)>,
+    pub mounts: &'a [MountPoint],
+}
+
+pub(crate) fn build(input: &SpecInput<'_>) -> Result<Value> {
+    let mut spec = serde_json::to_value(bosun_runtime::default_spec(None))
+        .map_err(|e| EngineError::internal("default spec", e))?;
+    let caps = capabilities(input.host)?;
+    let rlimits = spec["process"]["rlimits"].clone();
+    spec["root"] = json!({"path": input.rootfs, "readonly": input.host.readonly_rootfs});
+    spec["hostname"] = json!(input.hostname);
+    spec["process"] = json!({
+        "terminal": input.config.tty,
+        "args": input.args,
+        "env": input.env,
+        "cwd": input.cwd,
+        "user": {"uid": input.uid, "gid": input.gid, "additionalGids": input.additional_gids},
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        "rlimits": rlimits,
+        "noNewPrivileges": false,
+    });
+    if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
+        match &input.netns {
+            NetNs::Host => ns.retain(|n| n["type"] != "network"),
+            NetNs::New => {}
+            NetNs::Join(path) => {
+                for n in ns.iter_mut().filter(|n| n["type"] == "network") {
+                    n["path"] = json!(path);
+                }
+            }
+        }
+    }
+    spec["linux"]["cgroupsPath"] = json!(format!("/bosun/{}", input.id));
+    if input.host.privileged {
+        spec["linux"]["maskedPaths"] = json!([]);
+        spec["linux"]["readonlyPaths"] = json!([]);
+    }
+    spec["linux"]["resources"] = resources(input.host)?;
+    let mounts = spec["mounts"]
+        .as_array_mut()
+        .expect("the default spec has mounts");
+    for (dest, src) in &input.etc_files {
+        mounts.push(json!({
+            "destination": dest, "type": "bind", "source": src,
+            "options": ["rbind", "rprivate"],
+        }));
+    }
+    for m in input.mounts {
+        let rw = if m.rw { "rw" } else { "ro" };
+        let mount = match m.kind.as_str() {
+            "tmpfs" => json!({
+                "destination": m.destination, "type": "tmpfs", "source": "tmpfs",
+                "options": ["nosuid", "nodev", "noexec", rw],
+            }),
+            _ => json!({
+                "destination": m.destination, "type": "bind", "source": m.source,
+                "options": ["rbind", "rprivate", rw],
+            }),
+        };
+        mounts.push(mount);
+    }
+    Ok(spec)
+}
+
+/// `-m`, `--cpus`, `--cpu-shares`, `--cpuset-cpus`, `--pids-limit`.
+fn resources(host: &HostConfig) -> Result<Value> {
+    let mut r = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    if host.memory < 0 || host.nano_cpus < 0 || host.cpu_shares < 0 {
+        return Err(EngineError::Invalid(
+            "Memory, NanoCpus and CpuShares cannot be negative".into(),
+        ));
+    }
+    if host.memory > 0 {
+        if host.memory < 6 * 1024 * 1024 {
+            return Err(EngineError::Invalid(
+                "Minimum memory limit allowed is 6MB".into(),
+            ));
+        }
+        r["memory"] = json!({"limit": host.memory});
+    }
+    let mut cpu = json!({});
+    if host.nano_cpus > 0 {
+        let period: i64 = 100_000;
+        cpu["period"] = json!(period);
+        cpu["quota"] = json!(host.nano_cpus * period / 1_000_000_000);
+    }
+    if host.cpu_shares > 0 {
+        cpu["shares"] = json!(host.cpu_shares);
+    }
+    if !host.cpuset_cpus.is_empty() {
+        cpu["cpus"] = json!(host.cpuset_cpus);
+    }
+    if cpu.as_object().is_some_and(|o| !o.is_empty()) {
+        r["cpu"] = cpu;
+    }
+    if let Some(limit) = host.pids_limit.filter(|l| *l > 0) {
+        r["pids"] = json!({"limit": limit});
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image() -> ImageDefaults {
+        ImageDefaults {
+            entrypoint: Some(vec!["/entry".into()]),
+            cmd: Some(vec!["serve".into()]),
+            env: vec!["PATH=/bin".into(), "A=image".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn entrypoint_and_cmd_follow_docker() {
+        let mut c = Config::default();
+        assert_eq!(command(&c, &image()).expect("cmd"), ["/entry", "serve"]);
+        c.cmd = Some(vec!["other".into()]);
+        assert_eq!(command(&c, &image()).expect("cmd"), ["/entry", "other"]);
+        c.cmd = None;
+        c.entrypoint = Some(vec!["/bin/sh".into()]);
+        assert_eq!(command(&c, &image()).expect("cmd"), ["/bin/sh"]);
+        let e = command(&Config::default(), &ImageDefaults::default()).expect_err("empty");
+        assert!(e.to_string().contains("no command"));
+    }
+
+    #[test]
+    fn env_overrides_by_key() {
+        let c = Config {
+            env: vec!["A=mine".into(), "B=2".into()],
+            tty: true,
+            ..Default::default()
+        };
+        let env = environment(&c, &image(), "h").expect("env");
+        assert!(env.contains(&"A=mine".to_string()));
+        assert!(!env.contains(&"A=image".to_string()));
+        assert!(env.contains(&"PATH=/bin".to_string()));
+        assert!(env.contains(&"HOSTNAME=h".to_string()));
+        assert!(env.contains(&"TERM=xterm".to_string()));
+        let bad = Config {
+            env: vec!["=x".into()],
+            ..Default::default()
+        };
+        assert!(environment(&bad, &image(), "h").is_err());
+    }
+
+    #[test]
+    fn capabilities_add_drop_all() {
+        let mut h = HostConfig::default();
+        assert_eq!(capabilities(&h).expect("caps").len(), DEFAULT_CAPS.len());
+        h.cap_add = vec!["net_admin".into()];
+        h.cap_drop = vec!["CAP_CHOWN".into(), "MKNOD".into()];
+        let caps = capabilities(&h).expect("caps");
+        assert!(caps.contains(&"CAP_NET_ADMIN".to_string()));
+        assert!(!caps.contains(&"CAP_CHOWN".to_string()));
+        assert!(!caps.contains(&"CAP_MKNOD".to_string()));
+        h.cap_drop = vec!["ALL".into()];
+        assert_eq!(capabilities(&h).expect("caps"), ["CAP_NET_ADMIN"]);
+        h.cap_add = vec!["WIZARDRY".into()];
+        assert!(capabilities(&h).is_err());
+    }
+
+    #[test]
+    fn resources_map_to_cgroup_settings() {
+        let h = HostConfig {
+            memory: 64 << 20,
+            nano_cpus: 1_500_000_000,
+            pids_limit: Some(50),
+            ..Default::default()
+        };
+        let r = resources(&h).expect("resources");
+        assert_eq!(r["memory"]["limit"], 64 << 20);
+        assert_eq!(r["cpu"]["quota"], 150_000);
+        assert_eq!(r["pids"]["limit"], 50);
+        let tiny = HostConfig {
+            memory: 1024,
+            ..Default::default()
+        };
+        assert!(resources(&tiny).is_err());
+    }
+}
