@@ -1,0 +1,557 @@
+//! `bosun server` driven by the real kubectl (the one on PATH, or $BOSUN_KUBECTL):
+//! discovery, apply, get in every output form, watch, label, annotate, the
+//! three patch types, scale, delete, and the errors kubectl shows for bad
+//! input. Each test runs its own server on a free loopback port with its own
+//! data directory, HOME and kubectl cache.
+//!
+//! `apply` and `replace` run with `--validate=false`: the server does not serve
+//! `/openapi/v2` or `/openapi/v3` yet, and kubectl's default validation needs one.
+//! Commands that send protobuf bodies (`create configmap`, `create deployment`)
+//! are not covered: the server accepts JSON only.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::bosun;
+use serde_json::Value;
+
+/// Guards against a hang; never a performance bound.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// A running `bosun server`, killed when the test ends however it ends.
+struct Cluster {
+    child: Child,
+    dir: tempfile::TempDir,
+    addr: String,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn kubectl_program() -> String {
+    let program = std::env::var("BOSUN_KUBECTL").unwrap_or_else(|_| "kubectl".to_owned());
+    let found = Command::new(&program)
+        .args(["version", "--client"])
+        .env("HOME", std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "{program} is needed by this test (kubectl 1.27 or later on PATH, or BOSUN_KUBECTL)"
+    );
+    program
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("bosun-kubectl-")
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir(dir.path().join("home")).unwrap();
+        let mut child = Command::new(bosun())
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn bosun server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .split("https://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("bosun server did not say where it listens: {line:?}"))
+            .to_owned();
+        Cluster { child, dir, addr }
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("data/admin.kubeconfig")
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(kubectl_program());
+        c.env("KUBECONFIG", self.kubeconfig())
+            .env("HOME", self.dir.path().join("home"))
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("spawn kubectl")
+    }
+
+    /// Runs kubectl, which must succeed; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs kubectl, which must fail; returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} should have failed:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    fn file(&self, name: &str, text: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+}
+
+fn lines(s: &str) -> Vec<&str> {
+    s.lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+const OBJECTS: &str = "\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-config
+  labels: {app: web}
+data:
+  index: hello
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: web-secret
+  labels: {app: web}
+stringData:
+  password: s3cret
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  selector: {app: web}
+  ports:
+  - port: 80
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-0
+  labels: {app: web, tier: front}
+spec:
+  containers:
+  - name: nginx
+    image: nginx:1.25
+    ports:
+    - containerPort: 80
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+";
+
+#[test]
+fn kubectl_get_apply_label_annotate_patch_scale_delete() {
+    let c = Cluster::start();
+    let out = c.run(&["get", "nodes"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No resources found"));
+    let ns = c.ok(&["get", "namespaces", "-o", "name"]);
+    assert!(lines(&ns).contains(&"namespace/kube-system"), "{ns}");
+
+    let objects = c.file("objects.yaml", OBJECTS);
+    let applied = c.ok(&["apply", "--validate=false", "-f", &objects]);
+    assert_eq!(
+        lines(&applied),
+        [
+            "configmap/web-config created",
+            "secret/web-secret created",
+            "service/web created",
+            "pod/web-0 created",
+            "deployment.apps/web created"
+        ]
+    );
+
+    let cm = c.json(&["get", "configmap", "web-config"]);
+    assert_eq!(cm["data"]["index"], "hello");
+    assert!(cm["metadata"]["uid"].is_string());
+    let password = c.ok(&[
+        "get",
+        "secret",
+        "web-secret",
+        "-o",
+        "jsonpath={.data.password}",
+    ]);
+    assert_eq!(password, "czNjcmV0", "stringData is stored base64 in data");
+    let yaml = c.ok(&["get", "pod", "web-0", "-o", "yaml"]);
+    assert!(
+        yaml.contains("name: web-0") && yaml.contains("phase: Pending"),
+        "{yaml}"
+    );
+
+    let wide = c.ok(&["get", "pods", "-o", "wide"]);
+    let header = lines(&wide)[0]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(
+        header,
+        "NAME READY STATUS RESTARTS AGE IP NODE NOMINATED NODE READINESS GATES"
+    );
+    let row: Vec<&str> = lines(&wide)[1].split_whitespace().collect();
+    assert_eq!(&row[..4], ["web-0", "0/1", "Pending", "0"]);
+    let svc = c.ok(&["get", "services"]);
+    assert!(
+        lines(&svc)[1].split_whitespace().collect::<Vec<_>>()[..2] == ["web", "ClusterIP"],
+        "{svc}"
+    );
+
+    let selected = c.ok(&["get", "configmaps,secrets", "-l", "app=web", "-o", "name"]);
+    assert_eq!(
+        lines(&selected),
+        ["configmap/web-config", "secret/web-secret"]
+    );
+    let none = c.ok(&["get", "configmaps", "-l", "app in (db),!tier", "-o", "name"]);
+    assert_eq!(none, "");
+    let pending = c.ok(&[
+        "get",
+        "pods",
+        "--field-selector",
+        "status.phase=Pending",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(lines(&pending), ["pod/web-0"]);
+    let running = c.ok(&[
+        "get",
+        "pods",
+        "--field-selector",
+        "status.phase=Running",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(running, "");
+    let all = c.ok(&["get", "all", "-o", "name"]);
+    for want in ["pod/web-0", "service/web", "deployment.apps/web"] {
+        assert!(lines(&all).contains(&want), "{want} in {all}");
+    }
+
+    // Re-applied after an edit: kubectl sends a strategic merge patch.
+    let edited = OBJECTS
+        .replace("index: hello", "index: changed")
+        .replace("image: nginx:1.25", "image: nginx:1.26");
+    let edited = c.file("edited.yaml", &edited);
+    let applied = c.ok(&["apply", "--validate=false", "-f", &edited]);
+    assert!(
+        lines(&applied).contains(&"configmap/web-config configured"),
+        "{applied}"
+    );
+    assert!(
+        lines(&applied).contains(&"service/web unchanged"),
+        "{applied}"
+    );
+    assert_eq!(
+        c.json(&["get", "cm", "web-config"])["data"]["index"],
+        "changed"
+    );
+    let deploy = c.json(&["get", "deployment", "web"]);
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.26"
+    );
+    assert_eq!(deploy["metadata"]["generation"], 2);
+
+    assert_eq!(
+        c.ok(&["label", "pod", "web-0", "env=prod"]).trim(),
+        "pod/web-0 labeled"
+    );
+    assert_eq!(
+        c.ok(&["annotate", "pod", "web-0", "note=hello world"])
+            .trim(),
+        "pod/web-0 annotated"
+    );
+    let pod = c.json(&["get", "pod", "web-0"]);
+    assert_eq!(pod["metadata"]["labels"]["env"], "prod");
+    assert_eq!(pod["metadata"]["annotations"]["note"], "hello world");
+    // kubectl checks label values itself; a patch reaches the server's check.
+    let err = c.fails(&[
+        "patch",
+        "pod",
+        "web-0",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"metadata":{"labels":{"bad":"-value-"}}}"#,
+    ]);
+    assert!(
+        err.contains("is invalid") && err.contains("metadata.labels"),
+        "{err}"
+    );
+    assert_eq!(
+        c.ok(&["get", "pods", "-l", "env=prod", "-o", "name"])
+            .trim(),
+        "pod/web-0"
+    );
+
+    c.ok(&[
+        "patch",
+        "cm",
+        "web-config",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"extra":"1"}}"#,
+    ]);
+    c.ok(&[
+        "patch",
+        "cm",
+        "web-config",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"replace","path":"/data/index","value":"json"}]"#,
+    ]);
+    // Strategic (kubectl's default): containers merge by name.
+    c.ok(&[
+        "patch",
+        "pod",
+        "web-0",
+        "-p",
+        r#"{"spec":{"containers":[{"name":"nginx","image":"nginx:2"}]}}"#,
+    ]);
+    let cm = c.json(&["get", "cm", "web-config"]);
+    assert_eq!(cm["data"]["extra"], "1");
+    assert_eq!(cm["data"]["index"], "json");
+    let pod = c.json(&["get", "pod", "web-0"]);
+    let containers = pod["spec"]["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1);
+    assert_eq!(containers[0]["image"], "nginx:2");
+    assert_eq!(
+        containers[0]["ports"][0]["containerPort"], 80,
+        "kept by the merge"
+    );
+    let err = c.fails(&[
+        "patch",
+        "cm",
+        "web-config",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"test","path":"/data/index","value":"nope"}]"#,
+    ]);
+    assert!(err.contains("could not be applied"), "{err}");
+
+    assert_eq!(
+        c.ok(&["scale", "deployment", "web", "--replicas=3"]).trim(),
+        "deployment.apps/web scaled"
+    );
+    assert_eq!(
+        c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "3"
+    );
+
+    assert_eq!(
+        c.ok(&["delete", "pod", "web-0"]).trim(),
+        "pod \"web-0\" deleted"
+    );
+    let err = c.fails(&["get", "pod", "web-0"]);
+    assert!(err.contains("pods \"web-0\" not found"), "{err}");
+    c.ok(&["delete", "-f", &edited, "--ignore-not-found"]);
+    assert_eq!(c.ok(&["get", "all", "-o", "name"]), "");
+}
+
+#[test]
+fn kubectl_get_watch_sees_changes_by_another_client() {
+    let c = Cluster::start();
+    let first = c.file(
+        "first.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: first\n",
+    );
+    let second = c.file(
+        "second.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: second\n",
+    );
+    c.ok(&["apply", "--validate=false", "-f", &first]);
+    let mut watcher = c
+        .command()
+        .args(["get", "configmaps", "--watch", "-o", "name"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn kubectl get --watch");
+    let stdout = watcher.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(PATIENCE)
+            .expect("kubectl get --watch printed nothing more")
+    };
+    // The list first: once it is printed, the watch is open.
+    assert_eq!(next(), "configmap/first");
+    c.ok(&["apply", "--validate=false", "-f", &second]);
+    assert_eq!(next(), "configmap/second");
+    c.ok(&["label", "configmap", "first", "seen=yes"]);
+    assert_eq!(next(), "configmap/first");
+    c.ok(&["delete", "configmap", "second"]);
+    assert_eq!(next(), "configmap/second");
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    reader.join().unwrap();
+}
+
+#[test]
+fn kubectl_watch_resumes_from_a_resource_version() {
+    let c = Cluster::start();
+    let cm = |name: &str| {
+        c.file(
+            &format!("{name}.yaml"),
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"),
+        )
+    };
+    c.ok(&["apply", "--validate=false", "-f", &cm("a")]);
+    let seen = c.json(&["get", "configmap", "a"]);
+    let rv = seen["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    c.ok(&["apply", "--validate=false", "-f", &cm("b")]);
+    c.ok(&["label", "configmap", "a", "x=1"]);
+    c.ok(&["delete", "configmap", "b"]);
+    // The server ends the stream after timeoutSeconds; the events are what
+    // happened after `rv`, in order.
+    let stream = c.ok(&[
+        "get",
+        "--raw",
+        &format!(
+            "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=1"
+        ),
+    ]);
+    let events: Vec<(String, String)> = lines(&stream)
+        .iter()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                v["type"].as_str().unwrap().to_owned(),
+                v["object"]["metadata"]["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let want = [("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "b")];
+    assert_eq!(
+        events,
+        want.map(|(t, n)| (t.to_owned(), n.to_owned())),
+        "{stream}"
+    );
+}
+
+#[test]
+fn kubectl_shows_the_servers_errors() {
+    let c = Cluster::start();
+    let kubeconfig = std::fs::read_to_string(c.kubeconfig()).unwrap();
+    assert!(
+        kubeconfig.contains(&format!("server: https://{}\n", c.addr)),
+        "{kubeconfig}"
+    );
+    // kubectl words a 401 as "You must be logged in" (with the reason it read).
+    let err = c.fails(&["get", "pods", "--token=wrong"]);
+    assert!(err.contains("You must be logged in to the server"), "{err}");
+    // Without any credentials kubectl asks for a user name on stdin instead of
+    // sending a request; the server's 401 to that is tested in the apiserver's
+    // own tests.
+
+    let malformed = c.file("bad.json", "{bad json");
+    let err = c.fails(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps",
+        "-f",
+        &malformed,
+    ]);
+    assert!(err.contains("BadRequest"), "{err}");
+
+    let bad_name = c.file(
+        "bad-name.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\n",
+    );
+    let err = c.fails(&["apply", "--validate=false", "-f", &bad_name]);
+    assert!(
+        err.contains("is invalid") && err.contains("metadata.name"),
+        "{err}"
+    );
+
+    let ok = c.file(
+        "ok.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ok\ndata:\n  k: v\n",
+    );
+    c.ok(&["apply", "--validate=false", "-f", &ok]);
+    let stale = c.ok(&["get", "configmap", "ok", "-o", "json"]);
+    let stale = c.file("stale.json", &stale);
+    c.ok(&["label", "configmap", "ok", "moved=on"]);
+    let err = c.fails(&["replace", "--validate=false", "-f", &stale]);
+    assert!(
+        err.contains("Conflict") || err.contains("has been modified"),
+        "{err}"
+    );
+    assert_eq!(
+        c.ok(&["get", "cm", "ok", "-o", "jsonpath={.metadata.labels.moved}"]),
+        "on",
+        "the stale replace changed nothing"
+    );
+    let err = c.fails(&["get", "widgets"]);
+    assert!(err.contains("doesn't have a resource type"), "{err}");
+}
