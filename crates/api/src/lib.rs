@@ -13,6 +13,8 @@ pub mod selector;
 pub mod status;
 pub mod time;
 
+/// The class of every error, shared with the node side.
+pub use bosun_oci::ErrorKind;
 pub use meta::{MetaError, ObjectMeta};
 pub use resource::{Resource, Subresource};
 pub use selector::{FieldSelector, LabelSelector, SelectorError};

@@ -26,8 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bosun_api::resource;
-use bosun_api::{Reason, Status};
-use bosun_oci::ErrorKind;
+use bosun_api::{ErrorKind, Reason, Status};
 use bosun_store::Store;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};

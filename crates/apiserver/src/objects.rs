@@ -68,7 +68,7 @@ pub(crate) fn store_error(e: bosun_store::Error, res: &Resource, name: &str) -> 
             Reason::Timeout,
             format!("Too large resource version: {requested}, current: {current}"),
         ),
-        e if e.kind() == bosun_oci::ErrorKind::Unavailable => {
+        e if e.kind() == bosun_api::ErrorKind::Unavailable => {
             Status::new(Reason::ServiceUnavailable, e.to_string())
         }
         e => Status::internal(e.to_string()),

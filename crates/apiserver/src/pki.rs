@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine;
-use bosun_oci::UtcTime;
+use bosun_api::time::format_time;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
@@ -83,11 +83,13 @@ fn ca_params() -> CertificateParams {
 }
 
 fn validity(p: &mut CertificateParams, now: i64, years: i32) {
-    let t = UtcTime::from_unix(now - 3600);
-    let year = i32::try_from(t.year).unwrap_or(2026);
-    // Day 1 of the month: every month has one, whatever `years` adds.
-    p.not_before = rcgen::date_time_ymd(year, t.month as u8, 1);
-    p.not_after = rcgen::date_time_ymd(year + years, t.month as u8, 1);
+    // `YYYY-MM-...`: the calendar fields are at fixed places.
+    let t = format_time(now);
+    let year: i32 = t[..4].parse().unwrap_or(2026);
+    let month: u8 = t[5..7].parse().unwrap_or(1);
+    // Day 1 of the month: valid in every month and year, and at or before now.
+    p.not_before = rcgen::date_time_ymd(year, month, 1);
+    p.not_after = rcgen::date_time_ymd(year + years, month, 1);
 }
 
 /// Loads the CA and token from `dir/pki`, making them on first start.
