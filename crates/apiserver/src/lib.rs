@@ -8,6 +8,7 @@
 //! `objects` for the verbs and `watch` for streams. Errors are always
 //! `metav1.Status` bodies with Kubernetes' codes and reasons.
 
+mod alloc;
 mod discovery;
 mod http;
 mod kinds;
@@ -168,7 +169,7 @@ impl Server {
             address: addr.to_string(),
             bookmark_interval: config.bookmark_interval,
         });
-        bootstrap(&state).await?;
+        bootstrap(&state, addr.port()).await?;
         let kubeconfig = creds.write_kubeconfig(dir, addr)?;
         Ok(Server {
             listener,
@@ -262,7 +263,9 @@ async fn compact(store: Store, interval: Duration) {
     }
 }
 
-async fn bootstrap(state: &State) -> Result<(), ServerError> {
+/// The built-in namespaces, and the `kubernetes` service in `default` on the
+/// first address of the service range (what in-cluster clients dial).
+async fn bootstrap(state: &State, port: u16) -> Result<(), ServerError> {
     let namespaces = resource::find("", "v1", "namespaces").expect("in the table");
     for name in BUILTIN_NAMESPACES {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
@@ -277,7 +280,21 @@ async fn bootstrap(state: &State) -> Result<(), ServerError> {
             }
         }
     }
-    Ok(())
+    let services = resource::find("", "v1", "services").expect("in the table");
+    let kubernetes = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"clusterIP": alloc::API_SERVICE_IP,
+                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
+    });
+    match objects::create(state, services, Some("default"), kubernetes, false).await {
+        Ok(_) => Ok(()),
+        Err(s) if s.reason == Reason::AlreadyExists => Ok(()),
+        Err(s) => Err(ServerError::Bootstrap {
+            name: "the kubernetes service".to_owned(),
+            message: s.message,
+        }),
+    }
 }
 
 /// Compares in time independent of where the first difference is.

@@ -7,7 +7,7 @@
 //! resourceVersion, set on every read, and every write is a compare-and-swap on
 //! it, so a stale writer gets 409 and nothing is half written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroUsize;
 
 use base64::Engine;
@@ -16,17 +16,17 @@ use bosun_api::name::NameRule;
 use bosun_api::resource::{self, Resource, Subresource};
 use bosun_api::time::format_time;
 use bosun_api::{FieldSelector, LabelSelector, ObjectMeta, Reason, Status};
-use bosun_store::{Key, KeyRange, KeyValue, Revision};
+use bosun_store::{Compare, Key, KeyRange, KeyValue, Op, OpResult, Revision, Txn};
 use bytes::Bytes;
 use hyper::HeaderMap;
 use serde_json::{Value, json};
 
 use crate::State;
 use crate::http::{self, JSON, Query, Resp, TABLE, json_response};
-use crate::kinds;
 use crate::patch::{self, PatchType};
 use crate::route::Target;
 use crate::table::{self, Include};
+use crate::{alloc, kinds};
 
 pub(crate) type ApiResult<T> = Result<T, Status>;
 
@@ -92,6 +92,89 @@ fn encode(obj: &mut Value) -> Bytes {
     serde_json::to_vec(obj)
         .expect("a Value always serializes")
         .into()
+}
+
+/// Writes `value` at `key` (or deletes it, for `None`) if the key's mod revision
+/// is still `expected` (zero: absent), and in the same transaction takes the
+/// allocation keys in `new` but not `old` and releases those in `old` only.
+/// Returns the revision of the write.
+#[allow(clippy::too_many_arguments, reason = "one transaction, spelled out")]
+async fn commit(
+    state: &State,
+    res: &Resource,
+    name: &str,
+    key: &Key,
+    expected: Revision,
+    value: Option<Bytes>,
+    old: &BTreeSet<Key>,
+    new: &BTreeSet<Key>,
+) -> ApiResult<Revision> {
+    let add: Vec<&Key> = new.difference(old).collect();
+    let owner = Bytes::copy_from_slice(key.as_bytes());
+    let mut compares = vec![Compare {
+        key: key.clone(),
+        mod_revision: expected,
+    }];
+    let mut success = vec![match value {
+        Some(v) => Op::Put(key.clone(), v),
+        None => Op::Delete(key.clone()),
+    }];
+    let mut failure = vec![Op::Get(key.clone())];
+    for k in &add {
+        compares.push(Compare {
+            key: (*k).clone(),
+            mod_revision: Revision::ZERO,
+        });
+        success.push(Op::Put((*k).clone(), owner.clone()));
+        failure.push(Op::Get((*k).clone()));
+    }
+    success.extend(old.difference(new).map(|k| Op::Delete(k.clone())));
+    let done = state
+        .store
+        .txn(Txn {
+            compares,
+            success,
+            failure,
+        })
+        .await
+        .map_err(|e| store_error(e, res, name))?;
+    let mut results = done.results.into_iter();
+    if done.succeeded {
+        return Ok(match results.next() {
+            Some(OpResult::Put(kv)) => kv.mod_revision,
+            _ => done.revision,
+        });
+    }
+    match results.next() {
+        Some(OpResult::Get(Some(kv))) if kv.mod_revision != expected => {
+            if expected == Revision::ZERO {
+                Err(Status::already_exists(res, name))
+            } else {
+                Err(Status::modified(res, name))
+            }
+        }
+        Some(OpResult::Get(None)) if expected != Revision::ZERO => {
+            Err(Status::not_found(res, name))
+        }
+        _ => {
+            // The object was as expected: an address was taken meanwhile.
+            let taken = add
+                .iter()
+                .zip(results)
+                .find(|(_, r)| matches!(r, OpResult::Get(Some(_))))
+                .map(|(k, _)| alloc::describe(k));
+            let (field, value) = taken.unwrap_or(("spec", String::new()));
+            Err(Status::invalid(
+                res,
+                name,
+                vec![bosun_api::Cause::invalid(
+                    field,
+                    &value,
+                    "provided value is already allocated",
+                )],
+            ))
+        }
+    }
 }
 
 pub(crate) fn now() -> i64 {
@@ -512,6 +595,7 @@ pub(crate) async fn create(
             }
         }
     }
+    alloc::assign(&state.store, res, &meta.name, &mut obj, None).await?;
     invalid_if_any(res, &meta.name, &obj, &meta)?;
     if let Some(ns) = namespace.filter(|_| res.namespaced) {
         let namespaces = resource::find("", "v1", "namespaces").expect("in the table");
@@ -547,12 +631,20 @@ pub(crate) async fn create(
         return Ok(obj);
     }
     let k = key(res, namespace.filter(|_| res.namespaced), &meta.name);
-    let kv = state
-        .store
-        .create(&k, encode(&mut obj))
-        .await
-        .map_err(|e| store_error(e, res, &meta.name))?;
-    set_rv(&mut obj, kv.mod_revision);
+    let held = alloc::held(&obj);
+    let bytes = encode(&mut obj);
+    let rev = commit(
+        state,
+        res,
+        &meta.name,
+        &k,
+        Revision::ZERO,
+        Some(bytes),
+        &BTreeSet::new(),
+        &held,
+    )
+    .await?;
+    set_rv(&mut obj, rev);
     Ok(obj)
 }
 
@@ -670,6 +762,7 @@ async fn write_update(
     }
     let meta = ObjectMeta::of(&new).map_err(bad_request)?;
     kinds::default(res.kind, &mut new).map_err(|c| Status::invalid(res, name, vec![c]))?;
+    alloc::assign(&state.store, res, name, &mut new, Some(&cur)).await?;
     invalid_if_any(res, name, &new, &meta)?;
     let old_meta = ObjectMeta::of(&cur).map_err(bad_request)?;
     if old_meta.deletion_timestamp.is_some()
@@ -701,21 +794,35 @@ async fn write_update(
         set_rv(&mut new, kv.mod_revision);
         return Ok(new);
     }
+    let (old_held, new_held) = (alloc::held(&cur), alloc::held(&new));
     if meta.deletion_timestamp.is_some() && meta.finalizers.is_empty() {
-        let deleted = state
-            .store
-            .delete(&kv.key, Some(kv.mod_revision))
-            .await
-            .map_err(|e| store_error(e, res, name))?;
-        set_rv(&mut new, deleted.revision);
+        let rev = commit(
+            state,
+            res,
+            name,
+            &kv.key,
+            kv.mod_revision,
+            None,
+            &old_held,
+            &BTreeSet::new(),
+        )
+        .await?;
+        set_rv(&mut new, rev);
         return Ok(new);
     }
-    let written = state
-        .store
-        .update(&kv.key, encode(&mut new), kv.mod_revision)
-        .await
-        .map_err(|e| store_error(e, res, name))?;
-    set_rv(&mut new, written.mod_revision);
+    let bytes = encode(&mut new);
+    let rev = commit(
+        state,
+        res,
+        name,
+        &kv.key,
+        kv.mod_revision,
+        Some(bytes),
+        &old_held,
+        &new_held,
+    )
+    .await?;
+    set_rv(&mut new, rev);
     Ok(new)
 }
 
@@ -868,25 +975,45 @@ async fn delete(
             let m = meta_mut(&mut marked);
             m.insert("deletionTimestamp".into(), format_time(now()).into());
             m.insert("deletionGracePeriodSeconds".into(), 0.into());
-            let written = state
-                .store
-                .update(&kv.key, encode(&mut marked), kv.mod_revision)
-                .await;
+            let held = alloc::held(&cur);
+            let bytes = encode(&mut marked);
+            let written = commit(
+                state,
+                res,
+                name,
+                &kv.key,
+                kv.mod_revision,
+                Some(bytes),
+                &held,
+                &held,
+            )
+            .await;
             match written {
-                Ok(w) => {
-                    set_rv(&mut marked, w.mod_revision);
+                Ok(rev) => {
+                    set_rv(&mut marked, rev);
                     return Ok(marked);
                 }
-                Err(bosun_store::Error::Conflict { .. }) if opts.resource_version.is_none() => {
+                Err(s) if s.reason == Reason::Conflict && opts.resource_version.is_none() => {
                     continue;
                 }
-                Err(e) => return Err(store_error(e, res, name)),
+                Err(s) => return Err(s),
             }
         }
-        match state.store.delete(&kv.key, Some(kv.mod_revision)).await {
+        let deleted = commit(
+            state,
+            res,
+            name,
+            &kv.key,
+            kv.mod_revision,
+            None,
+            &alloc::held(&cur),
+            &BTreeSet::new(),
+        )
+        .await;
+        match deleted {
             Ok(_) => return Ok(cur),
-            Err(bosun_store::Error::Conflict { .. }) if opts.resource_version.is_none() => {}
-            Err(e) => return Err(store_error(e, res, name)),
+            Err(s) if s.reason == Reason::Conflict && opts.resource_version.is_none() => {}
+            Err(s) => return Err(s),
         }
     }
     Err(Status::modified(res, name))

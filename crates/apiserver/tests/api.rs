@@ -756,3 +756,137 @@ async fn tables_and_discovery_for_kubectl() {
         "{ns:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn services_get_cluster_ips_and_node_ports_of_their_own() {
+    let c = Cluster::start().await;
+    let svcs = "/api/v1/namespaces/default/services";
+    let k8s = c
+        .call("GET", &format!("{svcs}/kubernetes"), None)
+        .await
+        .json();
+    assert_eq!(k8s["spec"]["clusterIP"], "10.43.0.1");
+
+    let svc = |name: &str, spec: Value| json!({"metadata": {"name": name}, "spec": spec});
+    let a = c
+        .call(
+            "POST",
+            svcs,
+            Some(&svc("a", json!({"ports": [{"port": 80}]}))),
+        )
+        .await
+        .json();
+    let ip_a = a["spec"]["clusterIP"].as_str().unwrap().to_owned();
+    assert!(ip_a.starts_with("10.43.") && ip_a != "10.43.0.1", "{ip_a}");
+    assert_eq!(a["spec"]["clusterIPs"], json!([ip_a]));
+
+    let r = c
+        .call(
+            "POST",
+            svcs,
+            Some(&svc(
+                "b",
+                json!({"clusterIP": ip_a, "ports": [{"port": 80}]}),
+            )),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{:?}", r.json());
+    assert_eq!(r.json()["details"]["causes"][0]["field"], "spec.clusterIP");
+    let r = c
+        .call(
+            "POST",
+            svcs,
+            Some(&svc(
+                "b",
+                json!({"clusterIP": "192.168.0.1", "ports": [{"port": 80}]}),
+            )),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+
+    let np = c
+        .call(
+            "POST",
+            svcs,
+            Some(&svc(
+                "np",
+                json!({"type": "NodePort", "ports": [{"port": 80}, {"port": 81, "nodePort": 30081}]}),
+            )),
+        )
+        .await
+        .json();
+    let auto = np["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    assert!((30000..=32767).contains(&auto) && auto != 30081, "{auto}");
+    assert_eq!(np["spec"]["ports"][1]["nodePort"], 30081);
+    let r = c
+        .call(
+            "POST",
+            svcs,
+            Some(&svc(
+                "np2",
+                json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30081}]}),
+            )),
+        )
+        .await;
+    assert_eq!(r.status, 422, "node port taken");
+    let r = c
+        .call(
+            "POST",
+            svcs,
+            Some(&svc(
+                "cip",
+                json!({"ports": [{"port": 80, "nodePort": 30082}]}),
+            )),
+        )
+        .await;
+    assert_eq!(r.status, 422, "no node port on a ClusterIP service");
+
+    // The cluster IP is immutable; an update without it keeps it.
+    let r = c
+        .patch(
+            &format!("{svcs}/a"),
+            "application/merge-patch+json",
+            &json!({"spec": {"clusterIP": "10.43.7.7"}}),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    let mut put = a.clone();
+    put["spec"].as_object_mut().unwrap().remove("clusterIP");
+    put["spec"].as_object_mut().unwrap().remove("clusterIPs");
+    let r = c.call("PUT", &format!("{svcs}/a"), Some(&put)).await.json();
+    assert_eq!(r["spec"]["clusterIP"], json!(ip_a));
+
+    // Deleting a service frees its addresses for the next one.
+    assert_eq!(
+        c.call("DELETE", &format!("{svcs}/a"), None).await.status,
+        200
+    );
+    assert_eq!(
+        c.call("DELETE", &format!("{svcs}/np"), None).await.status,
+        200
+    );
+    let b = c
+        .call(
+            "POST",
+            svcs,
+            Some(&svc(
+                "b",
+                json!({"clusterIP": ip_a, "type": "NodePort",
+                       "ports": [{"port": 80, "nodePort": 30081}]}),
+            )),
+        )
+        .await;
+    assert_eq!(b.status, 201, "{:?}", b.json());
+    let headless = c
+        .call(
+            "POST",
+            svcs,
+            Some(&svc(
+                "h",
+                json!({"clusterIP": "None", "ports": [{"port": 80}]}),
+            )),
+        )
+        .await
+        .json();
+    assert_eq!(headless["spec"]["clusterIP"], "None");
+}

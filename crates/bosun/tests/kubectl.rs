@@ -249,9 +249,16 @@ fn kubectl_get_apply_label_annotate_patch_scale_delete() {
     let row: Vec<&str> = lines(&wide)[1].split_whitespace().collect();
     assert_eq!(&row[..4], ["web-0", "0/1", "Pending", "0"]);
     let svc = c.ok(&["get", "services"]);
+    let web: Vec<&str> = lines(&svc)
+        .into_iter()
+        .find(|l| l.starts_with("web "))
+        .unwrap_or_else(|| panic!("no web service in {svc}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(web[1], "ClusterIP", "{svc}");
     assert!(
-        lines(&svc)[1].split_whitespace().collect::<Vec<_>>()[..2] == ["web", "ClusterIP"],
-        "{svc}"
+        web[2].starts_with("10.43."),
+        "a cluster IP is allocated: {svc}"
     );
 
     let selected = c.ok(&["get", "configmaps,secrets", "-l", "app=web", "-o", "name"]);
@@ -405,7 +412,10 @@ fn kubectl_get_apply_label_annotate_patch_scale_delete() {
     let err = c.fails(&["get", "pod", "web-0"]);
     assert!(err.contains("pods \"web-0\" not found"), "{err}");
     c.ok(&["delete", "-f", &edited, "--ignore-not-found"]);
-    assert_eq!(c.ok(&["get", "all", "-o", "name"]), "");
+    assert_eq!(
+        c.ok(&["get", "all", "-o", "name"]).trim(),
+        "service/kubernetes"
+    );
 }
 
 #[test]
