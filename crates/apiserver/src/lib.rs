@@ -12,6 +12,7 @@ mod alloc;
 mod discovery;
 mod http;
 mod kinds;
+mod namespaces;
 mod objects;
 mod patch;
 mod pki;
@@ -170,6 +171,7 @@ impl Server {
             bookmark_interval: config.bookmark_interval,
         });
         bootstrap(&state, addr.port()).await?;
+        namespaces::resume(&state).await?;
         let kubeconfig = creds.write_kubeconfig(dir, addr)?;
         Ok(Server {
             listener,

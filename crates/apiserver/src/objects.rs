@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 
 use base64::Engine;
 use bosun_api::meta::{field_value, meta_mut};
@@ -26,7 +27,7 @@ use crate::http::{self, JSON, Query, Resp, TABLE, json_response};
 use crate::patch::{self, PatchType};
 use crate::route::Target;
 use crate::table::{self, Include};
-use crate::{alloc, kinds};
+use crate::{alloc, kinds, namespaces};
 
 pub(crate) type ApiResult<T> = Result<T, Status>;
 
@@ -99,7 +100,7 @@ fn encode(obj: &mut Value) -> Bytes {
 /// allocation keys in `new` but not `old` and releases those in `old` only.
 /// Returns the revision of the write.
 #[allow(clippy::too_many_arguments, reason = "one transaction, spelled out")]
-async fn commit(
+pub(crate) async fn commit(
     state: &State,
     res: &Resource,
     name: &str,
@@ -295,7 +296,7 @@ impl Output {
 
 /// The verbs other than watch.
 pub(crate) async fn handle(
-    state: &State,
+    state: &Arc<State>,
     method: &hyper::Method,
     t: &Target,
     q: &Query,
@@ -343,7 +344,13 @@ pub(crate) async fn handle(
         }
         (&Method::DELETE, Some(name)) if t.sub.is_none() => {
             let opts = delete_options(body)?;
-            let obj = delete(state, t, name, &opts, q.dry_run() || opts.dry_run).await?;
+            let dry_run = q.dry_run() || opts.dry_run;
+            let obj = delete(state, t, name, &opts, dry_run).await?;
+            if res.kind == "Namespace" && !dry_run {
+                // The namespace is Terminating: its contents go in the background
+                // (kubectl waits for the namespace to disappear).
+                tokio::spawn(namespaces::finish(state.clone(), name.clone()));
+            }
             Ok(out.one(res, 200, &obj))
         }
         (&Method::DELETE, None) => delete_collection(state, t, q, body).await,
@@ -897,7 +904,7 @@ async fn patch(
 
 /// What a DELETE body may say.
 #[derive(Debug, Default)]
-struct DeleteOptions {
+pub(crate) struct DeleteOptions {
     uid: Option<String>,
     resource_version: Option<String>,
     dry_run: bool,
@@ -922,7 +929,7 @@ fn delete_options(body: &[u8]) -> ApiResult<DeleteOptions> {
 /// Namespaces Kubernetes itself needs; deleting them is refused.
 const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
-async fn delete(
+pub(crate) async fn delete(
     state: &State,
     t: &Target,
     name: &str,
@@ -966,7 +973,9 @@ async fn delete(
         if dry_run {
             return Ok(cur);
         }
-        if !meta.finalizers.is_empty() {
+        // A namespace is held until its contents are gone (`namespaces::finish`).
+        let held = !meta.finalizers.is_empty() || res.kind == "Namespace";
+        if held {
             if meta.deletion_timestamp.is_some() {
                 return Ok(cur);
             }
@@ -975,6 +984,9 @@ async fn delete(
             let m = meta_mut(&mut marked);
             m.insert("deletionTimestamp".into(), format_time(now()).into());
             m.insert("deletionGracePeriodSeconds".into(), 0.into());
+            if res.kind == "Namespace" {
+                marked["status"] = json!({"phase": "Terminating"});
+            }
             let held = alloc::held(&cur);
             let bytes = encode(&mut marked);
             let written = commit(

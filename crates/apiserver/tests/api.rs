@@ -890,3 +890,72 @@ async fn services_get_cluster_ips_and_node_ports_of_their_own() {
         .json();
     assert_eq!(headless["spec"]["clusterIP"], "None");
 }
+
+/// Polls until `path` answers 404 (the test's patience guards against a hang).
+async fn until_gone(c: &Cluster, path: &str) {
+    let deadline = tokio::time::Instant::now() + support::PATIENCE;
+    while c.call("GET", path, None).await.status != 404 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_namespace_deletes_what_is_in_it() {
+    let c = Cluster::start().await;
+    let ns = json!({"metadata": {"name": "team"}});
+    assert_eq!(
+        c.call("POST", "/api/v1/namespaces", Some(&ns)).await.status,
+        201
+    );
+    let team_cm = "/api/v1/namespaces/team/configmaps";
+    assert_eq!(
+        c.call("POST", team_cm, Some(&configmap("a", json!({}))))
+            .await
+            .status,
+        201
+    );
+    let mut held = configmap("held", json!({}));
+    held["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    assert_eq!(c.call("POST", team_cm, Some(&held)).await.status, 201);
+    let secret = json!({"metadata": {"name": "s"}, "data": {}});
+    assert_eq!(
+        c.call("POST", "/api/v1/namespaces/team/secrets", Some(&secret))
+            .await
+            .status,
+        201
+    );
+    // Something in another namespace stays.
+    assert_eq!(
+        c.call("POST", CM, Some(&configmap("a", json!({}))))
+            .await
+            .status,
+        201
+    );
+
+    let r = c.call("DELETE", "/api/v1/namespaces/team", None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["status"]["phase"], "Terminating");
+    let r = c
+        .call("POST", team_cm, Some(&configmap("late", json!({}))))
+        .await;
+    assert_eq!(r.status, 403, "no new objects in a terminating namespace");
+
+    until_gone(&c, &format!("{team_cm}/a")).await;
+    until_gone(&c, "/api/v1/namespaces/team/secrets/s").await;
+    let ns_now = c.call("GET", "/api/v1/namespaces/team", None).await;
+    assert_eq!(ns_now.status, 200, "held by the object with a finalizer");
+    let r = c
+        .patch(
+            &format!("{team_cm}/held"),
+            "application/merge-patch+json",
+            &json!({"metadata": {"finalizers": null}}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    until_gone(&c, "/api/v1/namespaces/team").await;
+    assert_eq!(c.call("GET", &format!("{CM}/a"), None).await.status, 200);
+}

@@ -565,3 +565,30 @@ fn kubectl_shows_the_servers_errors() {
     let err = c.fails(&["get", "widgets"]);
     assert!(err.contains("doesn't have a resource type"), "{err}");
 }
+
+#[test]
+fn kubectl_deletes_a_namespace_with_its_contents() {
+    let c = Cluster::start();
+    let objects = c.file(
+        "team.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: team\n",
+    );
+    c.ok(&["apply", "--validate=false", "-f", &objects]);
+    assert_eq!(
+        c.ok(&["get", "configmaps", "-n", "team", "-o", "name"])
+            .trim(),
+        "configmap/settings"
+    );
+    // kubectl waits until the namespace is gone.
+    assert_eq!(
+        c.ok(&["delete", "namespace", "team"]).trim(),
+        "namespace \"team\" deleted"
+    );
+    let err = c.fails(&["get", "namespace", "team"]);
+    assert!(err.contains("not found"), "{err}");
+    let err = c.fails(&["get", "configmap", "settings", "-n", "team"]);
+    assert!(err.contains("not found"), "{err}");
+    let err = c.fails(&["delete", "namespace", "kube-system"]);
+    assert!(err.contains("may not be deleted"), "{err}");
+}
