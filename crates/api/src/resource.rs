@@ -16,6 +16,8 @@ pub struct Resource {
     /// `all` makes `kubectl get all` list it.
     pub categories: &'static [&'static str],
     pub subresources: &'static [Subresource],
+    /// What discovery announces (and the server allows).
+    pub verbs: &'static [&'static str],
     /// Field selector labels beyond `metadata.name` and `metadata.namespace`,
     /// as JSON paths into the object.
     pub fields: &'static [&'static str],
@@ -125,6 +127,7 @@ const fn core(
         namespaced,
         categories: &[],
         subresources: &[],
+        verbs: VERBS,
         fields: &[],
     }
 }
@@ -259,6 +262,20 @@ pub static RESOURCES: &[Resource] = &[
         "coordination.k8s.io",
         "v1",
         core("Lease", "leases", "lease", &[], true),
+    ),
+    in_group(
+        "authorization.k8s.io",
+        "v1",
+        Resource {
+            verbs: &["create"],
+            ..core(
+                "SelfSubjectAccessReview",
+                "selfsubjectaccessreviews",
+                "selfsubjectaccessreview",
+                &[],
+                false,
+            )
+        },
     ),
     in_group(
         "autoscaling",

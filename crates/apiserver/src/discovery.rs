@@ -1,7 +1,7 @@
 //! Legacy discovery documents (what kubectl reads to map `get po` to a URL) and
 //! `/version`, all from the resource table.
 
-use bosun_api::resource::{self, RESOURCES, VERBS, group_version};
+use bosun_api::resource::{self, RESOURCES, group_version};
 use serde_json::{Value, json};
 
 /// The Kubernetes minor version announced: kubectl's dispatcher picks the
@@ -75,7 +75,7 @@ pub(crate) fn resources(g: &str, v: &str) -> Value {
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": VERBS,
+            "verbs": r.verbs,
         });
         if !r.short_names.is_empty() {
             entry["shortNames"] = json!(r.short_names);

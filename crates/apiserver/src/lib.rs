@@ -16,6 +16,7 @@ mod namespaces;
 mod objects;
 mod patch;
 mod pki;
+mod protobuf;
 mod route;
 mod table;
 mod watch;

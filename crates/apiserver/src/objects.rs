@@ -27,7 +27,7 @@ use crate::http::{self, JSON, Query, Resp, TABLE, json_response};
 use crate::patch::{self, PatchType};
 use crate::route::Target;
 use crate::table::{self, Include};
-use crate::{alloc, kinds, namespaces};
+use crate::{alloc, kinds, namespaces, protobuf};
 
 pub(crate) type ApiResult<T> = Result<T, Status>;
 
@@ -192,6 +192,15 @@ fn bad_request(e: impl std::fmt::Display) -> Status {
 /// filled in when absent, refused when they name another kind).
 fn parse_body(res: &Resource, headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     let ct = http::content_type(headers);
+    if ct == protobuf::MEDIA_TYPE {
+        let obj = protobuf::decode(body).map_err(|e| match e {
+            protobuf::ProtoError::Malformed(m) => {
+                bad_request(format!("the protobuf request body is malformed: {m}"))
+            }
+            protobuf::ProtoError::Unsupported(m) => Status::new(Reason::UnsupportedMediaType, m),
+        })?;
+        return check_type(res, obj);
+    }
     if !(ct.is_empty() || ct == JSON || ct.ends_with("+json")) {
         return Err(Status::new(
             Reason::UnsupportedMediaType,
@@ -200,8 +209,13 @@ fn parse_body(res: &Resource, headers: &HeaderMap, body: &[u8]) -> ApiResult<Val
             ),
         ));
     }
-    let mut obj: Value = serde_json::from_slice(body)
+    let obj: Value = serde_json::from_slice(body)
         .map_err(|e| bad_request(format!("the request body is not valid JSON: {e}")))?;
+    check_type(res, obj)
+}
+
+/// Fills in an object's kind and apiVersion when absent; refuses other ones.
+fn check_type(res: &Resource, mut obj: Value) -> ApiResult<Value> {
     let Value::Object(map) = &mut obj else {
         return Err(bad_request("the request body must be a JSON object"));
     };
@@ -315,6 +329,13 @@ pub(crate) async fn handle(
         return Err(not_allowed());
     }
     let res = t.res;
+    if res.kind == "SelfSubjectAccessReview" {
+        if *method != Method::POST || t.name.is_some() {
+            return Err(not_allowed());
+        }
+        let review = parse_body(res, headers, body)?;
+        return Ok(out.one(res, 201, &access_review(review)));
+    }
     match (method, &t.name) {
         (&Method::GET, Some(name)) => {
             let obj = get(state, t, name).await?;
@@ -1057,6 +1078,17 @@ async fn delete_collection(state: &State, t: &Target, q: &Query, body: &[u8]) ->
     })))
 }
 
+/// The answer to "may I?". Every authenticated client holds the admin token
+/// (the only credential the server issues so far), and the admin may do anything.
+fn access_review(mut review: Value) -> Value {
+    review["status"] = json!({
+        "allowed": true,
+        "reason": "bosun: the admin token is allowed everything",
+    });
+    meta_mut(&mut review).insert("creationTimestamp".into(), Value::Null);
+    review
+}
+
 /// The resource a scale subresource body is checked against.
 static SCALE: Resource = Resource {
     group: "autoscaling",
@@ -1068,6 +1100,7 @@ static SCALE: Resource = Resource {
     namespaced: true,
     categories: &[],
     subresources: &[],
+    verbs: &["get", "patch", "update"],
     fields: &[],
 };
 

@@ -144,7 +144,17 @@ async fn bad_input_gets_a_kubernetes_status_and_changes_nothing() {
 
     let proto = [("Content-Type", "application/vnd.kubernetes.protobuf")];
     let r = c.raw("POST", CM, Some(&token), &proto, b"k8s\0").await;
-    assert_eq!(r.status, 415);
+    assert_eq!(
+        r.status, 415,
+        "an envelope naming no kind this server decodes"
+    );
+    let r = c
+        .raw("POST", CM, Some(&token), &proto, b"k8s\0\x0a\x09truncated")
+        .await;
+    assert_eq!(
+        (r.status, r.json()["reason"].as_str()),
+        (400, Some("BadRequest"))
+    );
 
     let r = c
         .call("GET", "/api/v1/namespaces/default/widgets", None)

@@ -592,3 +592,117 @@ fn kubectl_deletes_a_namespace_with_its_contents() {
     let err = c.fails(&["delete", "namespace", "kube-system"]);
     assert!(err.contains("may not be deleted"), "{err}");
 }
+
+/// Removes what the server adds and JSON's nulls, so that kubectl's own
+/// rendering of an object and the server's copy of it can be compared.
+fn normalized(mut v: Value, server_fields: &[&str]) -> Value {
+    fn drop_nulls(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                m.retain(|_, x| !x.is_null());
+                m.values_mut().for_each(drop_nulls);
+            }
+            Value::Array(a) => a.iter_mut().for_each(drop_nulls),
+            _ => {}
+        }
+    }
+    drop_nulls(&mut v);
+    let obj = v.as_object_mut().unwrap();
+    obj.remove("status");
+    let meta = obj.get_mut("metadata").unwrap().as_object_mut().unwrap();
+    for f in [
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "generation",
+        "namespace",
+    ] {
+        meta.remove(f);
+    }
+    for f in server_fields {
+        match f.strip_prefix("spec.") {
+            Some(f) => obj["spec"].as_object_mut().unwrap().remove(f),
+            None => obj.remove(*f),
+        };
+    }
+    v
+}
+
+#[test]
+fn kubectl_create_sends_protobuf_and_the_server_keeps_every_field() {
+    let c = Cluster::start();
+    // (command after `create`, kind/name to read back, fields the server adds)
+    let cases: &[(&[&str], &str, &[&str])] = &[
+        (&["namespace", "team"], "namespace/team", &[]),
+        (
+            &[
+                "configmap",
+                "c1",
+                "--from-literal=a=b",
+                "--from-literal=x=y",
+            ],
+            "configmap/c1",
+            &[],
+        ),
+        (
+            &["secret", "generic", "s1", "--from-literal=p=q"],
+            "secret/s1",
+            &["type"],
+        ),
+        (&["serviceaccount", "sa1"], "serviceaccount/sa1", &[]),
+        (
+            &[
+                "deployment",
+                "web",
+                "--image=nginx:1.25",
+                "--replicas=2",
+                "--port=80",
+            ],
+            "deployment/web",
+            &[],
+        ),
+        (
+            &["service", "nodeport", "svc1", "--tcp=80:8080"],
+            "service/svc1",
+            &[
+                "spec.clusterIP",
+                "spec.clusterIPs",
+                "spec.sessionAffinity",
+                "spec.ports",
+            ],
+        ),
+        (
+            &["job", "j1", "--image=busybox", "--", "echo", "hi"],
+            "job/j1",
+            &[],
+        ),
+    ];
+    for (args, what, server_fields) in cases {
+        let mut dry = vec!["create"];
+        dry.extend_from_slice(args);
+        let real = dry.clone();
+        // Before `--`: what follows it is the job's command.
+        let at = dry.iter().position(|a| *a == "--").unwrap_or(dry.len());
+        dry.splice(at..at, ["--dry-run=client", "-o", "json"]);
+        let expected: Value = serde_json::from_str(&c.ok(&dry)).unwrap();
+        c.ok(&real);
+        let actual = c.json(&["get", what]);
+        assert_eq!(
+            normalized(actual.clone(), server_fields),
+            normalized(expected, server_fields),
+            "{what}"
+        );
+        if *what == "service/svc1" {
+            let port = &actual["spec"]["ports"][0];
+            assert_eq!(
+                (port["port"].as_i64(), port["targetPort"].as_i64()),
+                (Some(80), Some(8080))
+            );
+            assert!(
+                port["nodePort"].as_i64().is_some(),
+                "a node port is allocated"
+            );
+        }
+    }
+    assert_eq!(c.ok(&["auth", "can-i", "delete", "secrets"]).trim(), "yes");
+}
