@@ -9,6 +9,8 @@ packages=(
   busybox-static runc crun podman skopeo umoci iproute2 nftables
   # the builder's tests serve an ADD URL with python3's http.server
   python3
+  # the API server's tests drive it with the Python kubernetes client (run by /usr/bin/python3)
+  python3-kubernetes
   # registry peers (distribution 2.8) and the TLS test's certificate
   docker-registry openssl
   # the store's etcd v3 backend: its conformance, HA and benchmark runs start etcd

@@ -13,7 +13,7 @@ use bosun_apiserver::{Config, Server};
 
 const USAGE: &str = "\
 Usage: bosun server [--data-dir DIR] [--listen ADDR] [--etcd-endpoints URLS]
-                    [--bookmark-interval SECONDS]
+                    [--bookmark-interval SECONDS] [--compaction-interval SECONDS]
 
 Serves the Kubernetes API (what kubectl and client libraries speak) over TLS
 until interrupted. The first start makes a CA, an admin token and
@@ -26,6 +26,9 @@ Options:
   --etcd-endpoints URLS        keep objects in etcd (comma-separated http:// URLs)
                                instead of the embedded store in DIR
   --bookmark-interval SECONDS  how often watches that allow bookmarks get one (default 60)
+  --compaction-interval SECONDS
+                               history older than this is compacted away; watches and
+                               lists from before it get 410 Gone (default 300)
 ";
 
 const DEFAULT_DIR: &str = "/var/lib/bosun/server";
@@ -56,6 +59,7 @@ fn parse(args: &[OsString]) -> Result<Option<Config>, String> {
     let mut listen: SocketAddr = "127.0.0.1:6443".parse().expect("a valid address");
     let mut etcd = None;
     let mut bookmarks = Duration::from_secs(60);
+    let mut compaction = Duration::from_secs(300);
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let arg = arg
@@ -83,21 +87,24 @@ fn parse(args: &[OsString]) -> Result<Option<Config>, String> {
                     .map_err(|e| format!("--listen {v:?}: {e} (want IP:PORT)"))?;
             }
             "--etcd-endpoints" => etcd = Some(value()?),
-            "--bookmark-interval" => {
-                let v = value()?;
-                let secs: u64 =
-                    v.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
-                        format!("--bookmark-interval {v:?}: want whole seconds > 0")
-                    })?;
-                bookmarks = Duration::from_secs(secs);
-            }
+            "--bookmark-interval" => bookmarks = seconds(flag, &value()?)?,
+            "--compaction-interval" => compaction = seconds(flag, &value()?)?,
             other => return Err(format!("unexpected argument {other:?}")),
         }
     }
     let mut config = Config::new(dir, listen);
     config.etcd_endpoints = etcd;
     config.bookmark_interval = bookmarks;
+    config.compaction_interval = compaction;
     Ok(Some(config))
+}
+
+fn seconds(flag: &str, v: &str) -> Result<Duration, String> {
+    v.parse::<u64>()
+        .ok()
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{flag} {v:?}: want whole seconds > 0"))
 }
 
 fn serve(config: Config) -> Result<()> {
@@ -153,6 +160,8 @@ mod tests {
         assert!(parse(&args(&["--help"])).unwrap().is_none());
         assert!(parse(&args(&["--listen", "nope"])).is_err());
         assert!(parse(&args(&["--bookmark-interval", "0"])).is_err());
+        let c = parse(&args(&["--compaction-interval=7"])).unwrap().unwrap();
+        assert_eq!(c.compaction_interval, Duration::from_secs(7));
         assert!(parse(&args(&["--data-dir"])).is_err());
         assert!(parse(&args(&["extra"])).is_err());
     }
