@@ -82,6 +82,12 @@ pub(crate) fn text(code: u16, body: &'static str) -> Resp {
     resp
 }
 
+pub(crate) fn text_owned(code: u16, body: String) -> Resp {
+    let mut resp = Response::new(Body::Full(Some(Bytes::from(body))));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    resp
+}
+
 /// Query parameters, percent-decoded; empty pairs (`?&limit=5`) are skipped.
 #[derive(Debug, Default)]
 pub(crate) struct Query(HashMap<String, String>);

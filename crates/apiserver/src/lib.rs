@@ -12,6 +12,7 @@ mod alloc;
 mod discovery;
 mod http;
 mod kinds;
+mod metrics;
 mod namespaces;
 mod objects;
 mod patch;
@@ -117,6 +118,7 @@ pub(crate) struct State {
     token: String,
     address: String,
     pub(crate) bookmark_interval: Duration,
+    pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
 /// A bound server, ready to [`run`](Server::run).
@@ -170,6 +172,7 @@ impl Server {
             token: creds.token.clone(),
             address: addr.to_string(),
             bookmark_interval: config.bookmark_interval,
+            metrics: Arc::default(),
         });
         bootstrap(&state, addr.port()).await?;
         namespaces::resume(&state).await?;
@@ -314,10 +317,37 @@ fn authenticated(state: &State, req: &Request<Incoming>) -> bool {
 }
 
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infallible> {
-    Ok(match serve(state, req).await {
+    let started = std::time::Instant::now();
+    let (verb, resource) = classify(&req);
+    let resp = match serve(state.clone(), req).await {
         Ok(resp) => resp,
         Err(status) => status_response(&status),
-    })
+    };
+    state
+        .metrics
+        .request(verb, resource, resp.status().as_u16(), started.elapsed());
+    Ok(resp)
+}
+
+/// The verb and resource a request counts under in `/metrics`.
+fn classify(req: &Request<Incoming>) -> (&'static str, &'static str) {
+    let target = match route::parse(req.uri().path()) {
+        Some(Route::Objects(t)) => t,
+        _ => return ("GET", ""),
+    };
+    let collection = target.name.is_none();
+    let verb = match *req.method() {
+        Method::GET if collection && Query::parse(req.uri().query()).flag("watch") => "WATCH",
+        Method::GET if collection => "LIST",
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE if collection => "DELETECOLLECTION",
+        Method::DELETE => "DELETE",
+        _ => "OTHER",
+    };
+    (verb, target.res.plural)
 }
 
 async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Status> {
@@ -343,6 +373,14 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Status
         }
         Route::Health => return Ok(http::text(200, "ok")),
         Route::Version => return Ok(ok(&discovery::version())),
+        Route::Metrics => {
+            let mut resp = http::text_owned(200, state.metrics.render());
+            resp.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            return Ok(resp);
+        }
         Route::CoreVersions => return Ok(ok(&discovery::core_versions(&state.address))),
         Route::Groups => return Ok(ok(&discovery::groups())),
         Route::Group(g) => return Ok(ok(&discovery::one_group(g))),

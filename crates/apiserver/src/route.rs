@@ -6,6 +6,7 @@ use bosun_api::resource::{self, Resource, Subresource};
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Route<'a> {
     Version,
+    Metrics,
     Health,
     /// `/api`: the core group's versions.
     CoreVersions,
@@ -38,6 +39,7 @@ pub(crate) fn parse(path: &str) -> Option<Route<'_>> {
     let segs: Vec<&str> = path.split('/').skip(1).collect();
     match segs.as_slice() {
         ["version"] => Some(Route::Version),
+        ["metrics"] => Some(Route::Metrics),
         ["healthz" | "livez" | "readyz", ..] => Some(Route::Health),
         ["api"] => Some(Route::CoreVersions),
         ["apis"] => Some(Route::Groups),

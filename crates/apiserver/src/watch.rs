@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::State;
 use crate::http::{Body, JSON, Query, Resp, TABLE};
+use crate::metrics::{Metrics, OpenWatch};
 use crate::objects::{self, ApiResult, Filter, Output, decode, set_rv, store_error};
 use crate::route::Target;
 use crate::table;
@@ -29,6 +30,8 @@ use crate::table;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 /// Events in flight per watch before the sender waits for the client.
 const BUFFER: usize = 64;
+/// Watches open at once; more get 429 (each holds a task and a store watch).
+const MAX_WATCHES: i64 = 10_000;
 
 pub(crate) async fn watch(
     state: Arc<State>,
@@ -38,6 +41,12 @@ pub(crate) async fn watch(
 ) -> ApiResult<Resp> {
     let filter = Filter::from_query(t.res, q)?;
     let out = Output::from_request(headers, q)?;
+    let open = state.metrics.open_watch(MAX_WATCHES).ok_or_else(|| {
+        Status::new(
+            Reason::TooManyRequests,
+            format!("too many watches are open (the limit is {MAX_WATCHES}); retry later"),
+        )
+    })?;
     let bookmarks = q.flag("allowWatchBookmarks");
     let send_initial = q.flag("sendInitialEvents");
     let timeout = match q.non_empty("timeoutSeconds") {
@@ -69,7 +78,14 @@ pub(crate) async fn watch(
         .map_err(|e| store_error(e, t.res, ""))?;
     let ct = if out.table { TABLE } else { JSON };
     let (tx, rx) = mpsc::channel(BUFFER);
-    let stream = Stream { t, filter, out, tx };
+    let stream = Stream {
+        t,
+        filter,
+        out,
+        tx,
+        metrics: state.metrics.clone(),
+        _open: open,
+    };
     let interval = state.bookmark_interval;
     tokio::spawn(stream.run(
         store_watch,
@@ -100,6 +116,9 @@ struct Stream {
     filter: Filter,
     out: Output,
     tx: mpsc::Sender<Bytes>,
+    metrics: Arc<Metrics>,
+    /// Counts this watch as open for as long as its task runs.
+    _open: OpenWatch,
 }
 
 impl Stream {
@@ -120,7 +139,11 @@ impl Stream {
         let mut line = serde_json::to_vec(&json!({"type": ty, "object": object}))
             .expect("a Value always serializes");
         line.push(b'\n');
-        self.tx.send(line.into()).await.is_ok()
+        let sent = self.tx.send(line.into()).await.is_ok();
+        if sent {
+            self.metrics.watch_event();
+        }
+        sent
     }
 
     fn bookmark(&self, rev: Revision, initial_end: bool) -> Value {

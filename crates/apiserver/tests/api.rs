@@ -969,3 +969,29 @@ async fn deleting_a_namespace_deletes_what_is_in_it() {
     until_gone(&c, "/api/v1/namespaces/team").await;
     assert_eq!(c.call("GET", &format!("{CM}/a"), None).await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_requests_and_open_watches() {
+    let c = Cluster::start().await;
+    assert_eq!(c.raw("GET", "/metrics", None, &[], b"").await.status, 401);
+    c.call("POST", CM, Some(&configmap("m", json!({})))).await;
+    c.call("POST", CM, Some(&configmap("m", json!({})))).await;
+    c.call("GET", &format!("{CM}/m"), None).await;
+    let mut w = c.watch(&format!("{CM}?watch=1")).await.ok().unwrap();
+    let (ty, _) = w.next().await.unwrap();
+    assert_eq!(ty, "ADDED");
+    let r = c.call("GET", "/metrics", None).await;
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8(r.body).unwrap();
+    for line in [
+        "apiserver_request_total{verb=\"POST\",resource=\"configmaps\",code=\"201\"} 1",
+        "apiserver_request_total{verb=\"POST\",resource=\"configmaps\",code=\"409\"} 1",
+        "apiserver_request_total{verb=\"GET\",resource=\"configmaps\",code=\"200\"} 1",
+        "apiserver_request_total{verb=\"WATCH\",resource=\"configmaps\",code=\"200\"} 1",
+        "apiserver_registered_watchers 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+    assert!(text.contains("apiserver_request_duration_seconds_count{verb=\"POST\"} 2"));
+    drop(w);
+}
