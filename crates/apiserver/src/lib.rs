@@ -331,9 +331,8 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infal
 
 /// The verb and resource a request counts under in `/metrics`.
 fn classify(req: &Request<Incoming>) -> (&'static str, &'static str) {
-    let target = match route::parse(req.uri().path()) {
-        Some(Route::Objects(t)) => t,
-        _ => return ("GET", ""),
+    let Some(Route::Objects(target)) = route::parse(req.uri().path()) else {
+        return ("GET", "");
     };
     let collection = target.name.is_none();
     let verb = match *req.method() {
