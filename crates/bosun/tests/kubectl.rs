@@ -1,4 +1,5 @@
-//! `bosun server` driven by the real kubectl (the one on PATH, or $BOSUN_KUBECTL):
+//! `bosun server` driven by the real kubectl (the one on PATH, or $BOSUN_KUBECTL;
+//! the scenario and watch tests also with an older one, 1.27 by default):
 //! discovery, apply, get in every output form, watch, label, annotate, the
 //! three patch types, scale, delete, and the errors kubectl shows for bad
 //! input. Each test runs its own server on a free loopback port with its own
@@ -28,6 +29,7 @@ struct Cluster {
     child: Child,
     dir: tempfile::TempDir,
     addr: String,
+    kubectl: String,
 }
 
 impl Drop for Cluster {
@@ -37,9 +39,9 @@ impl Drop for Cluster {
     }
 }
 
-fn kubectl_program() -> String {
-    let program = std::env::var("BOSUN_KUBECTL").unwrap_or_else(|_| "kubectl".to_owned());
-    let found = Command::new(&program)
+/// Fails unless `program` runs.
+fn need_kubectl(program: &str) {
+    let found = Command::new(program)
         .args(["version", "--client"])
         .env("HOME", std::env::temp_dir())
         .stdout(Stdio::null())
@@ -48,13 +50,41 @@ fn kubectl_program() -> String {
         .is_ok_and(|s| s.success());
     assert!(
         found,
-        "{program} is needed by this test (kubectl 1.27 or later on PATH, or BOSUN_KUBECTL)"
+        "{program} is needed by this test (kubectl 1.27 or later on PATH, or \
+         BOSUN_KUBECTL; BOSUN_KUBECTL_OLD for the older one)"
     );
-    program
+}
+
+/// The newest kubectl: the one on PATH (the Cloud SDK's dispatcher runs the
+/// build matching the server's 1.33), or $BOSUN_KUBECTL.
+fn kubectl_new() -> String {
+    std::env::var("BOSUN_KUBECTL").unwrap_or_else(|_| "kubectl".to_owned())
+}
+
+/// An older kubectl: $BOSUN_KUBECTL_OLD, else the 1.27 build installed beside
+/// the dispatcher on PATH.
+fn kubectl_old() -> String {
+    if let Ok(p) = std::env::var("BOSUN_KUBECTL_OLD") {
+        return p;
+    }
+    let out = Command::new("sh")
+        .args(["-c", "readlink -f \"$(command -v kubectl)\""])
+        .output()
+        .expect("sh");
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let dir = std::path::Path::new(&path)
+        .parent()
+        .unwrap_or(std::path::Path::new("/"));
+    dir.join("kubectl.1.27").to_string_lossy().into_owned()
 }
 
 impl Cluster {
     fn start() -> Cluster {
+        Cluster::start_for(&kubectl_new())
+    }
+
+    fn start_for(kubectl: &str) -> Cluster {
+        need_kubectl(kubectl);
         let dir = tempfile::Builder::new()
             .prefix("bosun-kubectl-")
             .tempdir()
@@ -78,7 +108,12 @@ impl Cluster {
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("bosun server did not say where it listens: {line:?}"))
             .to_owned();
-        Cluster { child, dir, addr }
+        Cluster {
+            child,
+            dir,
+            addr,
+            kubectl: kubectl.to_owned(),
+        }
     }
 
     fn kubeconfig(&self) -> PathBuf {
@@ -86,7 +121,7 @@ impl Cluster {
     }
 
     fn command(&self) -> Command {
-        let mut c = Command::new(kubectl_program());
+        let mut c = Command::new(&self.kubectl);
         c.env("KUBECONFIG", self.kubeconfig())
             .env("HOME", self.dir.path().join("home"))
             .arg("--cache-dir")
@@ -199,7 +234,15 @@ spec:
 
 #[test]
 fn kubectl_get_apply_label_annotate_patch_scale_delete() {
-    let c = Cluster::start();
+    get_apply_label_annotate_patch_scale_delete(&Cluster::start());
+}
+
+#[test]
+fn kubectl_1_27_get_apply_label_annotate_patch_scale_delete() {
+    get_apply_label_annotate_patch_scale_delete(&Cluster::start_for(&kubectl_old()));
+}
+
+fn get_apply_label_annotate_patch_scale_delete(c: &Cluster) {
     let out = c.run(&["get", "nodes"]);
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
@@ -320,11 +363,9 @@ fn kubectl_get_apply_label_annotate_patch_scale_delete() {
         c.ok(&["label", "pod", "web-0", "env=prod"]).trim(),
         "pod/web-0 labeled"
     );
-    assert_eq!(
-        c.ok(&["annotate", "pod", "web-0", "note=hello world"])
-            .trim(),
-        "pod/web-0 annotated"
-    );
+    // kubectl 1.27 prints "annotate", later ones "annotated".
+    let annotated = c.ok(&["annotate", "pod", "web-0", "note=hello world"]);
+    assert!(annotated.starts_with("pod/web-0 annotate"), "{annotated}");
     let pod = c.json(&["get", "pod", "web-0"]);
     assert_eq!(pod["metadata"]["labels"]["env"], "prod");
     assert_eq!(pod["metadata"]["annotations"]["note"], "hello world");
@@ -420,7 +461,15 @@ fn kubectl_get_apply_label_annotate_patch_scale_delete() {
 
 #[test]
 fn kubectl_get_watch_sees_changes_by_another_client() {
-    let c = Cluster::start();
+    get_watch_sees_changes_by_another_client(&Cluster::start());
+}
+
+#[test]
+fn kubectl_1_27_get_watch_sees_changes_by_another_client() {
+    get_watch_sees_changes_by_another_client(&Cluster::start_for(&kubectl_old()));
+}
+
+fn get_watch_sees_changes_by_another_client(c: &Cluster) {
     let first = c.file(
         "first.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: first\n",
