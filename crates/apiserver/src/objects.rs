@@ -110,6 +110,23 @@ pub(crate) async fn commit(
     old: &BTreeSet<Key>,
     new: &BTreeSet<Key>,
 ) -> ApiResult<Revision> {
+    commit_guarded(state, res, name, key, expected, value, old, new, None).await
+}
+
+/// [`commit`], also requiring `guard` (another key, such as the object's
+/// namespace) to be unchanged; if it changed, the answer is a Conflict.
+#[allow(clippy::too_many_arguments, reason = "one transaction, spelled out")]
+async fn commit_guarded(
+    state: &State,
+    res: &Resource,
+    name: &str,
+    key: &Key,
+    expected: Revision,
+    value: Option<Bytes>,
+    old: &BTreeSet<Key>,
+    new: &BTreeSet<Key>,
+    guard: Option<&KeyValue>,
+) -> ApiResult<Revision> {
     let add: Vec<&Key> = new.difference(old).collect();
     let owner = Bytes::copy_from_slice(key.as_bytes());
     let mut compares = vec![Compare {
@@ -130,6 +147,13 @@ pub(crate) async fn commit(
         failure.push(Op::Get((*k).clone()));
     }
     success.extend(old.difference(new).map(|k| Op::Delete(k.clone())));
+    if let Some(g) = guard {
+        compares.push(Compare {
+            key: g.key.clone(),
+            mod_revision: g.mod_revision,
+        });
+        failure.push(Op::Get(g.key.clone()));
+    }
     let done = state
         .store
         .txn(Txn {
@@ -140,6 +164,17 @@ pub(crate) async fn commit(
         .await
         .map_err(|e| store_error(e, res, name))?;
     let mut results = done.results.into_iter();
+    if !done.succeeded
+        && let Some(g) = guard
+        && let Some(OpResult::Get(now)) = results.as_slice().last()
+        && now.as_ref().map(|kv| kv.mod_revision) != Some(g.mod_revision)
+    {
+        return Err(Status::conflict(
+            res,
+            name,
+            &format!("{} changed during the request", g.key),
+        ));
+    }
     if done.succeeded {
         return Ok(match results.next() {
             Some(OpResult::Put(kv)) => kv.mod_revision,
@@ -625,24 +660,6 @@ pub(crate) async fn create(
     }
     alloc::assign(&state.store, res, &meta.name, &mut obj, None).await?;
     invalid_if_any(res, &meta.name, &obj, &meta)?;
-    if let Some(ns) = namespace.filter(|_| res.namespaced) {
-        let namespaces = resource::find("", "v1", "namespaces").expect("in the table");
-        let ns_kv = state
-            .store
-            .get(&key(namespaces, None, ns), None)
-            .await
-            .map_err(|e| store_error(e, namespaces, ns))?
-            .ok_or_else(|| Status::not_found(namespaces, ns))?;
-        let ns_obj = decode(&ns_kv)?;
-        if !ns_obj["metadata"]["deletionTimestamp"].is_null() {
-            return Err(Status::new(
-                Reason::Forbidden,
-                format!(
-                    "unable to create new content in namespace {ns} because it is being terminated"
-                ),
-            ));
-        }
-    }
     let m = meta_mut(&mut obj);
     for server_owned in [
         "deletionTimestamp",
@@ -654,26 +671,68 @@ pub(crate) async fn create(
     m.insert("uid".into(), new_uid()?.into());
     m.insert("creationTimestamp".into(), format_time(now()).into());
     m.insert("generation".into(), 1.into());
+    m.remove("resourceVersion");
+    let namespace = namespace.filter(|_| res.namespaced);
     if dry_run {
-        m.remove("resourceVersion");
+        if let Some(ns) = namespace {
+            live_namespace(state, ns).await?;
+        }
         return Ok(obj);
     }
-    let k = key(res, namespace.filter(|_| res.namespaced), &meta.name);
+    let k = key(res, namespace, &meta.name);
     let held = alloc::held(&obj);
     let bytes = encode(&mut obj);
-    let rev = commit(
-        state,
-        res,
-        &meta.name,
-        &k,
-        Revision::ZERO,
-        Some(bytes),
-        &BTreeSet::new(),
-        &held,
-    )
-    .await?;
-    set_rv(&mut obj, rev);
-    Ok(obj)
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        // The namespace must exist and not be terminating, and stay so until the
+        // write: it is a compare of the same transaction, so a namespace being
+        // deleted meanwhile cannot end up with a new object inside.
+        let guard = match namespace {
+            Some(ns) => Some(live_namespace(state, ns).await?),
+            None => None,
+        };
+        let written = commit_guarded(
+            state,
+            res,
+            &meta.name,
+            &k,
+            Revision::ZERO,
+            Some(bytes.clone()),
+            &BTreeSet::new(),
+            &held,
+            guard.as_ref(),
+        )
+        .await;
+        match written {
+            Ok(rev) => {
+                set_rv(&mut obj, rev);
+                return Ok(obj);
+            }
+            Err(s) if s.reason == Reason::Conflict && attempt < PATCH_ATTEMPTS => {}
+            Err(s) => return Err(s),
+        }
+    }
+}
+
+/// The namespace `ns` as stored, if it exists and is not being deleted.
+async fn live_namespace(state: &State, ns: &str) -> ApiResult<KeyValue> {
+    let namespaces = resource::find("", "v1", "namespaces").expect("in the table");
+    let kv = state
+        .store
+        .get(&key(namespaces, None, ns), None)
+        .await
+        .map_err(|e| store_error(e, namespaces, ns))?
+        .ok_or_else(|| Status::not_found(namespaces, ns))?;
+    if !decode(&kv)?["metadata"]["deletionTimestamp"].is_null() {
+        return Err(Status::new(
+            Reason::Forbidden,
+            format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ),
+        ));
+    }
+    Ok(kv)
 }
 
 /// The current version of an object, for a read-modify-write.

@@ -995,3 +995,73 @@ async fn metrics_count_requests_and_open_watches() {
     assert!(text.contains("apiserver_request_duration_seconds_count{verb=\"POST\"} 2"));
     drop(w);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_runs_write_nothing_and_collections_delete_by_selector() {
+    let c = Cluster::start().await;
+    assert_eq!(
+        c.call("POST", CM, Some(&configmap("real", json!({"app": "x"}))))
+            .await
+            .status,
+        201
+    );
+    let before = c.store.current_revision().await.unwrap();
+    let r = c
+        .call(
+            "POST",
+            &format!("{CM}?dryRun=All"),
+            Some(&configmap("dry", json!({}))),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    assert!(r.json()["metadata"]["uid"].is_string());
+    let r = c
+        .patch(
+            &format!("{CM}/real?dryRun=All"),
+            "application/merge-patch+json",
+            &json!({"data": {"k": "dry"}}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()["data"]["k"].as_str()),
+        (200, Some("dry"))
+    );
+    let r = c
+        .call("DELETE", &format!("{CM}/real?dryRun=All"), None)
+        .await;
+    assert_eq!(r.status, 200);
+    let r = c
+        .call(
+            "POST",
+            "/api/v1/namespaces/nowhere/configmaps?dryRun=All",
+            Some(&configmap("x", json!({}))),
+        )
+        .await;
+    assert_eq!(r.status, 404, "a dry run checks the namespace too");
+    assert_eq!(c.store.current_revision().await.unwrap(), before);
+    assert_eq!(c.call("GET", &format!("{CM}/dry"), None).await.status, 404);
+    assert_eq!(
+        c.call("GET", &format!("{CM}/real"), None).await.json()["data"]["k"],
+        "v"
+    );
+
+    for (name, app) in [("x2", "x"), ("y1", "y")] {
+        c.call("POST", CM, Some(&configmap(name, json!({"app": app}))))
+            .await;
+    }
+    let r = c
+        .call("DELETE", &format!("{CM}?labelSelector=app%3Dx"), None)
+        .await;
+    assert_eq!(r.status, 200);
+    let mut gone: Vec<String> = r.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    gone.sort();
+    assert_eq!(gone, ["real", "x2"]);
+    let left = c.call("GET", CM, None).await.json();
+    assert_eq!(left["items"].as_array().unwrap().len(), 1);
+    assert_eq!(left["items"][0]["metadata"]["name"], "y1");
+}
