@@ -30,6 +30,10 @@ pub enum Subresource {
     Status,
     /// `<resource>/scale`: `autoscaling/v1 Scale` over `.spec.replicas`.
     Scale,
+    /// `pods/binding`: assigns a pod to a node (what a scheduler posts).
+    Binding,
+    /// `pods/eviction`: a delete that disruption budgets may refuse.
+    Eviction,
 }
 
 impl Subresource {
@@ -37,17 +41,24 @@ impl Subresource {
         match self {
             Subresource::Status => "status",
             Subresource::Scale => "scale",
+            Subresource::Binding => "binding",
+            Subresource::Eviction => "eviction",
         }
     }
 
     pub fn verbs(self) -> &'static [&'static str] {
-        &["get", "patch", "update"]
+        match self {
+            Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
+            Subresource::Binding | Subresource::Eviction => &["create"],
+        }
     }
 
     pub fn parse(s: &str) -> Option<Subresource> {
         match s {
             "status" => Some(Subresource::Status),
             "scale" => Some(Subresource::Scale),
+            "binding" => Some(Subresource::Binding),
+            "eviction" => Some(Subresource::Eviction),
             _ => None,
         }
     }
@@ -108,6 +119,11 @@ pub fn group_version(group: &str, version: &str) -> String {
 
 const STATUS: &[Subresource] = &[Subresource::Status];
 const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
+const POD_SUBRESOURCES: &[Subresource] = &[
+    Subresource::Status,
+    Subresource::Binding,
+    Subresource::Eviction,
+];
 const ALL: &[&str] = &["all"];
 
 const fn core(
@@ -149,7 +165,7 @@ pub static RESOURCES: &[Resource] = &[
     },
     Resource {
         categories: ALL,
-        subresources: STATUS,
+        subresources: POD_SUBRESOURCES,
         fields: &[
             "spec.nodeName",
             "spec.restartPolicy",

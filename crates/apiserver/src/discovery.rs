@@ -88,6 +88,8 @@ pub(crate) fn resources(g: &str, v: &str) -> Value {
             let (kind, group, version) = match sub {
                 bosun_api::Subresource::Status => (r.kind, r.group, r.version),
                 bosun_api::Subresource::Scale => ("Scale", "autoscaling", "v1"),
+                bosun_api::Subresource::Binding => ("Binding", "", "v1"),
+                bosun_api::Subresource::Eviction => ("Eviction", "policy", "v1"),
             };
             list.push(json!({
                 "name": format!("{}/{}", r.plural, sub.name()),

@@ -371,6 +371,16 @@ pub(crate) async fn handle(
         let review = parse_body(res, headers, body)?;
         return Ok(out.one(res, 201, &access_review(review)));
     }
+    if let Some(sub @ (Subresource::Binding | Subresource::Eviction)) = t.sub {
+        let (&Method::POST, Some(name)) = (method, &t.name) else {
+            return Err(not_allowed());
+        };
+        let done = match sub {
+            Subresource::Binding => bind(state, t, name, body).await?,
+            _ => evict(state, t, name, body).await?,
+        };
+        return Ok(http::json_response(201, JSON, &done));
+    }
     match (method, &t.name) {
         (&Method::GET, Some(name)) => {
             let obj = get(state, t, name).await?;
@@ -1146,6 +1156,85 @@ fn access_review(mut review: Value) -> Value {
     });
     meta_mut(&mut review).insert("creationTimestamp".into(), Value::Null);
     review
+}
+
+/// `pods/<name>/binding`: puts the pod on the node the Binding names, once.
+async fn bind(state: &State, t: &Target, name: &str, body: &[u8]) -> ApiResult<Value> {
+    let res = t.res;
+    let binding: Value = serde_json::from_slice(body)
+        .map_err(|e| bad_request(format!("the request body is not valid JSON: {e}")))?;
+    let Some(node) = binding["target"]["name"].as_str().filter(|n| !n.is_empty()) else {
+        return Err(Status::invalid(
+            res,
+            name,
+            vec![bosun_api::Cause::required("target.name")],
+        ));
+    };
+    for _ in 0..PATCH_ATTEMPTS {
+        let (kv, cur) = current(state, t, name).await?;
+        if let Some(bound) = cur["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+            return Err(Status::conflict(
+                res,
+                name,
+                &format!("pod {name} is already assigned to node {bound:?}"),
+            ));
+        }
+        if !cur["metadata"]["deletionTimestamp"].is_null() {
+            return Err(Status::conflict(res, name, "the pod is being deleted"));
+        }
+        let mut new = cur.clone();
+        new["spec"]["nodeName"] = json!(node);
+        let condition = json!({"type": "PodScheduled", "status": "True",
+                               "lastTransitionTime": format_time(now())});
+        match new["status"]["conditions"].as_array_mut() {
+            Some(list) => {
+                list.retain(|c| c["type"] != "PodScheduled");
+                list.push(condition);
+            }
+            None => new["status"]["conditions"] = json!([condition]),
+        }
+        let held = alloc::held(&cur);
+        let bytes = encode(&mut new);
+        match commit(
+            state,
+            res,
+            name,
+            &kv.key,
+            kv.mod_revision,
+            Some(bytes),
+            &held,
+            &held,
+        )
+        .await
+        {
+            Ok(_) => return Ok(bosun_api::status::success(Some((res, name)))),
+            Err(s) if s.reason == Reason::Conflict => {}
+            Err(s) => return Err(s),
+        }
+    }
+    Err(Status::modified(res, name))
+}
+
+/// `pods/<name>/eviction`: deletes the pod, honouring the Eviction's
+/// `deleteOptions` preconditions. (No PodDisruptionBudgets are served yet, so
+/// none can refuse it.)
+async fn evict(state: &State, t: &Target, name: &str, body: &[u8]) -> ApiResult<Value> {
+    let eviction: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| bad_request(format!("the request body is not valid JSON: {e}")))?
+    };
+    let opts = match eviction.get("deleteOptions") {
+        Some(o) => delete_options(o.to_string().as_bytes())?,
+        None => DeleteOptions::default(),
+    };
+    let one = Target {
+        sub: None,
+        ..t.clone()
+    };
+    delete(state, &one, name, &opts, opts.dry_run).await?;
+    Ok(bosun_api::status::success(Some((t.res, name))))
 }
 
 /// The resource a scale subresource body is checked against.

@@ -1065,3 +1065,65 @@ async fn dry_runs_write_nothing_and_collections_delete_by_selector() {
     assert_eq!(left["items"].as_array().unwrap().len(), 1);
     assert_eq!(left["items"][0]["metadata"]["name"], "y1");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_are_bound_once_and_evicted() {
+    let c = Cluster::start().await;
+    let pods = "/api/v1/namespaces/default/pods";
+    let pod = json!({"metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+    assert_eq!(c.call("POST", pods, Some(&pod)).await.status, 201);
+    let binding = |node: &str| {
+        json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"},
+               "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
+    };
+    let r = c
+        .call("POST", &format!("{pods}/p/binding"), Some(&binding("n1")))
+        .await;
+    assert_eq!(
+        (r.status, r.json()["status"].as_str()),
+        (201, Some("Success"))
+    );
+    let bound = c.call("GET", &format!("{pods}/p"), None).await.json();
+    assert_eq!(bound["spec"]["nodeName"], "n1");
+    assert_eq!(bound["status"]["conditions"][0]["type"], "PodScheduled");
+    let by_node = c
+        .call(
+            "GET",
+            &format!("{pods}?fieldSelector=spec.nodeName%3Dn1"),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(by_node["items"].as_array().unwrap().len(), 1);
+    let r = c
+        .call("POST", &format!("{pods}/p/binding"), Some(&binding("n2")))
+        .await;
+    assert_eq!(r.status, 409, "a pod is bound once");
+    let r = c
+        .call(
+            "POST",
+            &format!("{pods}/p/binding"),
+            Some(&json!({"target": {}})),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        c.call("GET", &format!("{pods}/p/binding"), None)
+            .await
+            .status,
+        405
+    );
+
+    let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction",
+                          "metadata": {"name": "p", "namespace": "default"}});
+    let r = c
+        .call("POST", &format!("{pods}/p/eviction"), Some(&eviction))
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(c.call("GET", &format!("{pods}/p"), None).await.status, 404);
+    let r = c
+        .call("POST", &format!("{pods}/p/eviction"), Some(&eviction))
+        .await;
+    assert_eq!(r.status, 404);
+}
