@@ -190,6 +190,20 @@ impl Status {
         .about(r, name)
     }
 
+    /// A conflict with a cause per field (server-side apply's field managers).
+    pub fn conflict_with_causes(
+        r: &Resource,
+        name: &str,
+        message: String,
+        causes: Vec<Cause>,
+    ) -> Status {
+        let mut s = Status::new(Reason::Conflict, message).about(r, name);
+        if let Some(d) = s.details.as_mut() {
+            d.causes = causes;
+        }
+        s
+    }
+
     /// The message Kubernetes gives for a stale resourceVersion.
     pub fn modified(r: &Resource, name: &str) -> Status {
         Status::conflict(

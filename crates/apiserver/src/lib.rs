@@ -19,6 +19,7 @@ mod patch;
 mod pki;
 mod protobuf;
 mod route;
+mod ssa;
 mod table;
 mod watch;
 

@@ -27,7 +27,7 @@ use crate::http::{self, JSON, Query, Resp, TABLE, json_response};
 use crate::patch::{self, PatchType};
 use crate::route::Target;
 use crate::table::{self, Include};
-use crate::{alloc, kinds, namespaces, protobuf};
+use crate::{alloc, kinds, namespaces, protobuf, ssa};
 
 pub(crate) type ApiResult<T> = Result<T, Status>;
 
@@ -400,7 +400,7 @@ pub(crate) async fn handle(
             let obj = if *method == Method::PUT {
                 update(state, t, name, headers, body, q.dry_run()).await?
             } else {
-                patch(state, t, name, headers, body, q.dry_run()).await?
+                patch(state, t, name, q, headers, body, q.dry_run()).await?
             };
             let obj = match t.sub {
                 Some(Subresource::Scale) => scale_of(&obj),
@@ -648,8 +648,26 @@ pub(crate) async fn create(
     state: &State,
     res: &'static Resource,
     namespace: Option<&str>,
+    obj: Value,
+    dry_run: bool,
+) -> ApiResult<Value> {
+    create_managed(state, res, namespace, obj, dry_run, None).await
+}
+
+/// Sets `metadata.managedFields` (only server-side apply decides them).
+pub(crate) fn set_managed(obj: &mut Value, managed: Value) {
+    meta_mut(obj).insert("managedFields".into(), managed);
+}
+
+/// [`create`], with the `managedFields` server-side apply computed (`None`:
+/// whatever the client sent is dropped).
+async fn create_managed(
+    state: &State,
+    res: &'static Resource,
+    namespace: Option<&str>,
     mut obj: Value,
     dry_run: bool,
+    managed: Option<Value>,
 ) -> ApiResult<Value> {
     reconcile_namespace(res, &mut obj, namespace)?;
     let meta = ObjectMeta::of(&obj).map_err(bad_request)?;
@@ -682,6 +700,9 @@ pub(crate) async fn create(
     m.insert("creationTimestamp".into(), format_time(now()).into());
     m.insert("generation".into(), 1.into());
     m.remove("resourceVersion");
+    if let Some(managed) = managed {
+        m.insert("managedFields".into(), managed);
+    }
     let namespace = namespace.filter(|_| res.namespaced);
     if dry_run {
         if let Some(ns) = namespace {
@@ -807,12 +828,13 @@ async fn update(
         Some(Subresource::Scale) => apply_scale(res, name, &cur, &obj)?,
         _ => obj,
     };
-    write_update(state, t, name, &kv, cur, new, dry_run).await
+    write_update(state, t, name, &kv, cur, new, dry_run, None).await
 }
 
 /// Writes `new` over `cur` (read at `kv`): server-owned metadata carried over,
 /// status or spec kept depending on the subresource, generation bumped on a
 /// change of spec, and the object deleted once its last finalizer is gone.
+#[allow(clippy::too_many_arguments, reason = "the parts of one write")]
 async fn write_update(
     state: &State,
     t: &Target,
@@ -821,6 +843,7 @@ async fn write_update(
     cur: Value,
     mut new: Value,
     dry_run: bool,
+    managed: Option<Value>,
 ) -> ApiResult<Value> {
     let res = t.res;
     match t.sub {
@@ -855,7 +878,11 @@ async fn write_update(
             };
         }
         m.remove("resourceVersion");
-        m.remove("managedFields");
+        // Field ownership changes only through server-side apply.
+        match managed.or_else(|| cm.get("managedFields").cloned()) {
+            Some(v) => m.insert("managedFields".into(), v),
+            None => m.remove("managedFields"),
+        };
     }
     let meta = ObjectMeta::of(&new).map_err(bad_request)?;
     kinds::default(res.kind, &mut new).map_err(|c| Status::invalid(res, name, vec![c]))?;
@@ -931,19 +958,21 @@ async fn patch(
     state: &State,
     t: &Target,
     name: &str,
+    q: &Query,
     headers: &HeaderMap,
     body: &[u8],
     dry_run: bool,
 ) -> ApiResult<Value> {
     let res = t.res;
     let ct = http::content_type(headers);
+    if ct == "application/apply-patch+yaml" {
+        return server_side_apply(state, t, name, q, body, dry_run).await;
+    }
     let Some(kind) = PatchType::from_content_type(&ct) else {
-        let why = if ct == "application/apply-patch+yaml" {
-            "server-side apply is not supported yet".to_owned()
-        } else {
-            format!("the server does not support the patch type {ct:?}")
-        };
-        return Err(Status::new(Reason::UnsupportedMediaType, why));
+        return Err(Status::new(
+            Reason::UnsupportedMediaType,
+            format!("the server does not support the patch type {ct:?}"),
+        ));
     };
     let doc: Value = serde_json::from_slice(body)
         .map_err(|e| bad_request(format!("the patch is not valid JSON: {e}")))?;
@@ -983,13 +1012,120 @@ async fn patch(
             Some(Subresource::Scale) => apply_scale(res, name, &cur, &view)?,
             _ => view,
         };
-        match write_update(state, t, name, &kv, cur, new, dry_run).await {
+        match write_update(state, t, name, &kv, cur, new, dry_run, None).await {
             Err(s) if s.reason == Reason::Conflict && !precondition && attempt < PATCH_ATTEMPTS => {
                 continue;
             }
             other => return other,
         }
     }
+}
+
+/// `PATCH` with `application/apply-patch+yaml`: server-side apply (see `ssa`).
+/// Creates the object when it does not exist.
+async fn server_side_apply(
+    state: &State,
+    t: &Target,
+    name: &str,
+    q: &Query,
+    body: &[u8],
+    dry_run: bool,
+) -> ApiResult<Value> {
+    let res = t.res;
+    if t.sub.is_some() {
+        return Err(Status::new(
+            Reason::MethodNotAllowed,
+            "server-side apply to a subresource is not supported yet",
+        ));
+    }
+    let Some(manager) = q.non_empty("fieldManager") else {
+        return Err(bad_request(
+            "PATCH with application/apply-patch+yaml requires the fieldManager parameter",
+        ));
+    };
+    let force = q.flag("force");
+    // kubectl sends JSON, which is YAML too; other YAML is refused, not guessed at.
+    let applied: Value = serde_json::from_slice(body).map_err(|e| {
+        bad_request(format!(
+            "the apply configuration must be JSON (YAML in JSON form): {e}"
+        ))
+    })?;
+    let mut applied = check_type(res, applied)?;
+    let meta = ObjectMeta::of(&applied).map_err(bad_request)?;
+    if meta.name.is_empty() {
+        meta_mut(&mut applied).insert("name".into(), name.into());
+    } else if meta.name != name {
+        return Err(bad_request(format!(
+            "the name of the object ({}) does not match the name on the URL ({name})",
+            meta.name
+        )));
+    }
+    reconcile_namespace(res, &mut applied, t.namespace.as_deref())?;
+    let api_version = res.api_version();
+    let failed = |e: ssa::ApplyError| {
+        let conflicts = match e {
+            ssa::ApplyError::Conflicts(c) => c,
+            ssa::ApplyError::Invalid(why) => {
+                return bad_request(format!("the apply configuration does not merge: {why}"));
+            }
+        };
+        let causes: Vec<bosun_api::Cause> = conflicts
+            .iter()
+            .map(|(f, owner)| bosun_api::Cause {
+                reason: "FieldManagerConflict",
+                field: ssa::display(f),
+                message: format!("conflict with {owner:?} using {api_version}"),
+            })
+            .collect();
+        let list: Vec<String> = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.message, c.field))
+            .collect();
+        let n = causes.len();
+        Status::conflict_with_causes(
+            res,
+            name,
+            format!(
+                "Apply failed with {n} conflict{}: {}",
+                if n == 1 { "" } else { "s" },
+                list.join("; ")
+            ),
+            causes,
+        )
+    };
+    for _ in 0..PATCH_ATTEMPTS {
+        match current(state, t, name).await {
+            Err(s) if s.reason == Reason::NotFound => {
+                let merged = ssa::apply(None, &applied, manager, &api_version, force, now())
+                    .map_err(failed)?;
+                let managed = merged["metadata"]["managedFields"].clone();
+                match create_managed(
+                    state,
+                    res,
+                    t.namespace.as_deref(),
+                    merged,
+                    dry_run,
+                    Some(managed),
+                )
+                .await
+                {
+                    Err(s) if s.reason == Reason::AlreadyExists => continue,
+                    other => return other,
+                }
+            }
+            Err(s) => return Err(s),
+            Ok((kv, cur)) => {
+                let merged = ssa::apply(Some(&cur), &applied, manager, &api_version, force, now())
+                    .map_err(failed)?;
+                let managed = merged["metadata"]["managedFields"].clone();
+                match write_update(state, t, name, &kv, cur, merged, dry_run, Some(managed)).await {
+                    Err(s) if s.reason == Reason::Conflict && s.causes().is_empty() => continue,
+                    other => return other,
+                }
+            }
+        }
+    }
+    Err(Status::modified(res, name))
 }
 
 /// What a DELETE body may say.

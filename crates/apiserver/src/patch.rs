@@ -71,7 +71,7 @@ pub(crate) fn merge(doc: &mut Value, patch: &Value) {
 
 /// The key that identifies items of the list at `path` (field names from the
 /// root), for the lists of the built-in kinds that merge; `None`: replace.
-fn merge_key(path: &[String]) -> Option<&'static str> {
+pub(crate) fn merge_key(path: &[String]) -> Option<&'static str> {
     let field = path.last()?.as_str();
     let in_container = path[..path.len() - 1].iter().any(|p| {
         matches!(

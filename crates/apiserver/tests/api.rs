@@ -208,7 +208,7 @@ async fn bad_input_gets_a_kubernetes_status_and_changes_nothing() {
             &json!({}),
         )
         .await;
-    assert_eq!(r.status, 415);
+    assert_eq!(r.status, 400, "an apply needs a fieldManager");
     let r = c.call("DELETE", "/api/v1/namespaces/default", None).await;
     assert_eq!(r.status, 403, "the default namespace cannot be deleted");
 }

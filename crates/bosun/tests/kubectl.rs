@@ -755,3 +755,70 @@ fn kubectl_create_sends_protobuf_and_the_server_keeps_every_field() {
     }
     assert_eq!(c.ok(&["auth", "can-i", "delete", "secrets"]).trim(), "yes");
 }
+
+#[test]
+fn kubectl_apply_server_side_with_two_field_managers() {
+    let c = Cluster::start();
+    let deployment = |replicas: u32, image: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  \
+             replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    \
+             metadata: {{labels: {{app: web}}}}\n    spec:\n      containers:\n      - name: nginx\n        \
+             image: {image}\n"
+        )
+    };
+    let first = c.file("first.yaml", &deployment(2, "nginx:1.25"));
+    let out = c.ok(&["apply", "--server-side", "--validate=false", "-f", &first]);
+    assert_eq!(out.trim(), "deployment.apps/web serverside-applied");
+    let d = c.json(&["get", "deployment", "web", "--show-managed-fields"]);
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(d["metadata"]["managedFields"][0]["manager"], "kubectl");
+    assert_eq!(d["metadata"]["managedFields"][0]["operation"], "Apply");
+
+    // Another manager wants 3 replicas: a conflict on .spec.replicas, nothing written.
+    let other = c.file(
+        "other.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 3\n",
+    );
+    let err = c.fails(&[
+        "apply",
+        "--server-side",
+        "--validate=false",
+        "--field-manager=autoscaler",
+        "-f",
+        &other,
+    ]);
+    assert!(
+        err.contains("conflict") && err.contains(".spec.replicas") && err.contains("kubectl"),
+        "{err}"
+    );
+    assert_eq!(
+        c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "2"
+    );
+    // Forced, the field changes owner and value.
+    c.ok(&[
+        "apply",
+        "--server-side",
+        "--validate=false",
+        "--field-manager=autoscaler",
+        "--force-conflicts",
+        "-f",
+        &other,
+    ]);
+    assert_eq!(
+        c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "3"
+    );
+    // The first manager re-applying its configuration now conflicts in turn.
+    let err = c.fails(&["apply", "--server-side", "--validate=false", "-f", &first]);
+    assert!(err.contains("autoscaler"), "{err}");
+    // A change of a field only it owns is fine (the other manager set replicas only).
+    let newer = c.file("newer.yaml", &deployment(3, "nginx:1.26"));
+    c.ok(&["apply", "--server-side", "--validate=false", "-f", &newer]);
+    let d = c.json(&["get", "deployment", "web"]);
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.26"
+    );
+}
