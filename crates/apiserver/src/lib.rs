@@ -15,6 +15,7 @@ mod kinds;
 mod metrics;
 mod namespaces;
 mod objects;
+mod openapi;
 mod patch;
 mod pki;
 mod protobuf;
@@ -373,6 +374,12 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Status
         }
         Route::Health => return Ok(http::text(200, "ok")),
         Route::Version => return Ok(ok(&discovery::version())),
+        Route::OpenApiIndex => return Ok(ok(&openapi::index())),
+        Route::OpenApi { group, version } => {
+            return openapi::document(group, version)
+                .map(|d| ok(&d))
+                .ok_or_else(Status::no_route);
+        }
         Route::Metrics => {
             let mut resp = http::text_owned(200, state.metrics.render());
             resp.headers_mut().insert(

@@ -27,7 +27,7 @@ use crate::http::{self, JSON, Query, Resp, TABLE, json_response};
 use crate::patch::{self, PatchType};
 use crate::route::Target;
 use crate::table::{self, Include};
-use crate::{alloc, kinds, namespaces, protobuf, ssa};
+use crate::{alloc, kinds, namespaces, openapi, protobuf, ssa};
 
 pub(crate) type ApiResult<T> = Result<T, Status>;
 
@@ -343,8 +343,61 @@ impl Output {
     }
 }
 
-/// The verbs other than watch.
+/// The verbs other than watch, with `fieldValidation` applied to what the
+/// request sets (see `openapi`): Strict refuses unknown fields, Warn (the
+/// default) names them in `Warning` headers, Ignore says nothing.
 pub(crate) async fn handle(
+    state: &Arc<State>,
+    method: &hyper::Method,
+    t: &Target,
+    q: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiResult<Resp> {
+    use hyper::Method;
+    let ct = http::content_type(headers);
+    let sets_fields = matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+        && t.sub.is_none()
+        && ct != protobuf::MEDIA_TYPE;
+    let unknown = match serde_json::from_slice::<Value>(body) {
+        Ok(doc) if sets_fields => {
+            let fields = openapi::patched_fields(ct == "application/json-patch+json", &doc);
+            openapi::unknown_fields(t.res, &fields)
+        }
+        // Malformed bodies are refused below with their own message.
+        _ => Vec::new(),
+    };
+    let warnings = match q.non_empty("fieldValidation").unwrap_or("Warn") {
+        "Strict" if !unknown.is_empty() => {
+            let list: Vec<String> = unknown
+                .iter()
+                .map(|f| format!("unknown field {f:?}"))
+                .collect();
+            return Err(bad_request(format!(
+                "strict decoding error: {}",
+                list.join(", ")
+            )));
+        }
+        "Strict" | "Ignore" => Vec::new(),
+        "Warn" => unknown,
+        other => {
+            return Err(bad_request(format!(
+                "fieldValidation: unsupported value {other:?} (Strict, Warn or Ignore)"
+            )));
+        }
+    };
+    let mut resp = dispatch(state, method, t, q, headers, body).await?;
+    for f in warnings {
+        if let Ok(v) =
+            hyper::header::HeaderValue::from_str(&format!("299 - \"unknown field \\\"{f}\\\"\""))
+        {
+            resp.headers_mut().append("warning", v);
+        }
+    }
+    Ok(resp)
+}
+
+async fn dispatch(
     state: &Arc<State>,
     method: &hyper::Method,
     t: &Target,

@@ -7,6 +7,13 @@ use bosun_api::resource::{self, Resource, Subresource};
 pub(crate) enum Route<'a> {
     Version,
     Metrics,
+    /// `/openapi/v3`: where the documents are.
+    OpenApiIndex,
+    /// `/openapi/v3/api/v1`, `/openapi/v3/apis/<group>/<version>`.
+    OpenApi {
+        group: &'a str,
+        version: &'a str,
+    },
     Health,
     /// `/api`: the core group's versions.
     CoreVersions,
@@ -40,6 +47,15 @@ pub(crate) fn parse(path: &str) -> Option<Route<'_>> {
     match segs.as_slice() {
         ["version"] => Some(Route::Version),
         ["metrics"] => Some(Route::Metrics),
+        ["openapi", "v3"] => Some(Route::OpenApiIndex),
+        ["openapi", "v3", "api", v] => Some(Route::OpenApi {
+            group: "",
+            version: v,
+        }),
+        ["openapi", "v3", "apis", g, v] => Some(Route::OpenApi {
+            group: g,
+            version: v,
+        }),
         ["healthz" | "livez" | "readyz", ..] => Some(Route::Health),
         ["api"] => Some(Route::CoreVersions),
         ["apis"] => Some(Route::Groups),

@@ -5,10 +5,9 @@
 //! input. Each test runs its own server on a free loopback port with its own
 //! data directory, HOME and kubectl cache.
 //!
-//! `apply` and `replace` run with `--validate=false`: the server does not serve
-//! `/openapi/v2` or `/openapi/v3` yet, and kubectl's default validation needs one.
-//! Commands that send protobuf bodies (`create configmap`, `create deployment`)
-//! are not covered: the server accepts JSON only.
+//! The newer kubectl validates through the server's OpenAPI v3 and
+//! `fieldValidation=Strict`; kubectl 1.27 validates with OpenAPI v2 (protobuf),
+//! which the server does not serve, so its `apply` runs with `--validate=false`.
 
 mod common;
 
@@ -30,6 +29,8 @@ struct Cluster {
     dir: tempfile::TempDir,
     addr: String,
     kubectl: String,
+    /// An old kubectl, which needs OpenAPI v2 (not served) to validate.
+    old: bool,
 }
 
 impl Drop for Cluster {
@@ -80,10 +81,24 @@ fn kubectl_old() -> String {
 
 impl Cluster {
     fn start() -> Cluster {
-        Cluster::start_for(&kubectl_new())
+        Cluster::start_for(&kubectl_new(), false)
     }
 
-    fn start_for(kubectl: &str) -> Cluster {
+    fn start_old() -> Cluster {
+        Cluster::start_for(&kubectl_old(), true)
+    }
+
+    /// kubectl's validation flag for `apply`: strict (through the server's
+    /// OpenAPI v3 and fieldValidation) where the kubectl can.
+    fn validate(&self) -> &'static str {
+        if self.old {
+            "--validate=false"
+        } else {
+            "--validate=strict"
+        }
+    }
+
+    fn start_for(kubectl: &str, old: bool) -> Cluster {
         need_kubectl(kubectl);
         let dir = tempfile::Builder::new()
             .prefix("bosun-kubectl-")
@@ -113,6 +128,7 @@ impl Cluster {
             dir,
             addr,
             kubectl: kubectl.to_owned(),
+            old,
         }
     }
 
@@ -239,7 +255,7 @@ fn kubectl_get_apply_label_annotate_patch_scale_delete() {
 
 #[test]
 fn kubectl_1_27_get_apply_label_annotate_patch_scale_delete() {
-    get_apply_label_annotate_patch_scale_delete(&Cluster::start_for(&kubectl_old()));
+    get_apply_label_annotate_patch_scale_delete(&Cluster::start_old());
 }
 
 fn get_apply_label_annotate_patch_scale_delete(c: &Cluster) {
@@ -251,7 +267,7 @@ fn get_apply_label_annotate_patch_scale_delete(c: &Cluster) {
     assert!(lines(&ns).contains(&"namespace/kube-system"), "{ns}");
 
     let objects = c.file("objects.yaml", OBJECTS);
-    let applied = c.ok(&["apply", "--validate=false", "-f", &objects]);
+    let applied = c.ok(&["apply", c.validate(), "-f", &objects]);
     assert_eq!(
         lines(&applied),
         [
@@ -339,7 +355,7 @@ fn get_apply_label_annotate_patch_scale_delete(c: &Cluster) {
         .replace("index: hello", "index: changed")
         .replace("image: nginx:1.25", "image: nginx:1.26");
     let edited = c.file("edited.yaml", &edited);
-    let applied = c.ok(&["apply", "--validate=false", "-f", &edited]);
+    let applied = c.ok(&["apply", c.validate(), "-f", &edited]);
     assert!(
         lines(&applied).contains(&"configmap/web-config configured"),
         "{applied}"
@@ -466,7 +482,7 @@ fn kubectl_get_watch_sees_changes_by_another_client() {
 
 #[test]
 fn kubectl_1_27_get_watch_sees_changes_by_another_client() {
-    get_watch_sees_changes_by_another_client(&Cluster::start_for(&kubectl_old()));
+    get_watch_sees_changes_by_another_client(&Cluster::start_old());
 }
 
 fn get_watch_sees_changes_by_another_client(c: &Cluster) {
@@ -478,7 +494,7 @@ fn get_watch_sees_changes_by_another_client(c: &Cluster) {
         "second.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: second\n",
     );
-    c.ok(&["apply", "--validate=false", "-f", &first]);
+    c.ok(&["apply", c.validate(), "-f", &first]);
     let mut watcher = c
         .command()
         .args(["get", "configmaps", "--watch", "-o", "name"])
@@ -502,7 +518,7 @@ fn get_watch_sees_changes_by_another_client(c: &Cluster) {
     };
     // The list first: once it is printed, the watch is open.
     assert_eq!(next(), "configmap/first");
-    c.ok(&["apply", "--validate=false", "-f", &second]);
+    c.ok(&["apply", c.validate(), "-f", &second]);
     assert_eq!(next(), "configmap/second");
     c.ok(&["label", "configmap", "first", "seen=yes"]);
     assert_eq!(next(), "configmap/first");
@@ -522,13 +538,13 @@ fn kubectl_watch_resumes_from_a_resource_version() {
             &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"),
         )
     };
-    c.ok(&["apply", "--validate=false", "-f", &cm("a")]);
+    c.ok(&["apply", "-f", &cm("a")]);
     let seen = c.json(&["get", "configmap", "a"]);
     let rv = seen["metadata"]["resourceVersion"]
         .as_str()
         .unwrap()
         .to_owned();
-    c.ok(&["apply", "--validate=false", "-f", &cm("b")]);
+    c.ok(&["apply", "-f", &cm("b")]);
     c.ok(&["label", "configmap", "a", "x=1"]);
     c.ok(&["delete", "configmap", "b"]);
     // The server ends the stream after timeoutSeconds; the events are what
@@ -587,7 +603,7 @@ fn kubectl_shows_the_servers_errors() {
         "bad-name.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\n",
     );
-    let err = c.fails(&["apply", "--validate=false", "-f", &bad_name]);
+    let err = c.fails(&["apply", "-f", &bad_name]);
     assert!(
         err.contains("is invalid") && err.contains("metadata.name"),
         "{err}"
@@ -597,11 +613,11 @@ fn kubectl_shows_the_servers_errors() {
         "ok.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ok\ndata:\n  k: v\n",
     );
-    c.ok(&["apply", "--validate=false", "-f", &ok]);
+    c.ok(&["apply", "-f", &ok]);
     let stale = c.ok(&["get", "configmap", "ok", "-o", "json"]);
     let stale = c.file("stale.json", &stale);
     c.ok(&["label", "configmap", "ok", "moved=on"]);
-    let err = c.fails(&["replace", "--validate=false", "-f", &stale]);
+    let err = c.fails(&["replace", "-f", &stale]);
     assert!(
         err.contains("Conflict") || err.contains("has been modified"),
         "{err}"
@@ -623,7 +639,7 @@ fn kubectl_deletes_a_namespace_with_its_contents() {
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n---\n\
          apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: team\n",
     );
-    c.ok(&["apply", "--validate=false", "-f", &objects]);
+    c.ok(&["apply", "-f", &objects]);
     assert_eq!(
         c.ok(&["get", "configmaps", "-n", "team", "-o", "name"])
             .trim(),
@@ -768,7 +784,7 @@ fn kubectl_apply_server_side_with_two_field_managers() {
         )
     };
     let first = c.file("first.yaml", &deployment(2, "nginx:1.25"));
-    let out = c.ok(&["apply", "--server-side", "--validate=false", "-f", &first]);
+    let out = c.ok(&["apply", "--server-side", "-f", &first]);
     assert_eq!(out.trim(), "deployment.apps/web serverside-applied");
     let d = c.json(&["get", "deployment", "web", "--show-managed-fields"]);
     assert_eq!(d["spec"]["replicas"], 2);
@@ -783,7 +799,6 @@ fn kubectl_apply_server_side_with_two_field_managers() {
     let err = c.fails(&[
         "apply",
         "--server-side",
-        "--validate=false",
         "--field-manager=autoscaler",
         "-f",
         &other,
@@ -800,7 +815,6 @@ fn kubectl_apply_server_side_with_two_field_managers() {
     c.ok(&[
         "apply",
         "--server-side",
-        "--validate=false",
         "--field-manager=autoscaler",
         "--force-conflicts",
         "-f",
@@ -811,14 +825,45 @@ fn kubectl_apply_server_side_with_two_field_managers() {
         "3"
     );
     // The first manager re-applying its configuration now conflicts in turn.
-    let err = c.fails(&["apply", "--server-side", "--validate=false", "-f", &first]);
+    let err = c.fails(&["apply", "--server-side", "-f", &first]);
     assert!(err.contains("autoscaler"), "{err}");
     // A change of a field only it owns is fine (the other manager set replicas only).
     let newer = c.file("newer.yaml", &deployment(3, "nginx:1.26"));
-    c.ok(&["apply", "--server-side", "--validate=false", "-f", &newer]);
+    c.ok(&["apply", "--server-side", "-f", &newer]);
     let d = c.json(&["get", "deployment", "web"]);
     assert_eq!(
         d["spec"]["template"]["spec"]["containers"][0]["image"],
         "nginx:1.26"
+    );
+}
+
+#[test]
+fn kubectl_validates_through_openapi_v3_and_field_validation() {
+    let c = Cluster::start();
+    let typo = c.file(
+        "typo.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: t\ndata:\n  a: b\ndtaa:\n  x: y\n",
+    );
+    // Default validation: kubectl reads /openapi/v3 and asks for Strict.
+    let err = c.fails(&["apply", "-f", &typo]);
+    assert!(err.contains("unknown field \"dtaa\""), "{err}");
+    assert!(c.fails(&["get", "configmap", "t"]).contains("not found"));
+    let out = c.run(&["apply", "--validate=warn", "-f", &typo]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Warning: unknown field \"dtaa\""),
+        "{stderr}"
+    );
+    assert_eq!(
+        c.ok(&["get", "configmap", "t", "-o", "jsonpath={.data.a}"]),
+        "b"
+    );
+    let explained = c.ok(&["explain", "deployments"]);
+    assert!(
+        explained.contains("KIND:")
+            && explained.contains("Deployment")
+            && explained.contains("spec"),
+        "{explained}"
     );
 }
