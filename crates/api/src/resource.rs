@@ -280,6 +280,35 @@ pub static RESOURCES: &[Resource] = &[
         core("Lease", "leases", "lease", &[], true),
     ),
     in_group(
+        "rbac.authorization.k8s.io",
+        "v1",
+        Resource {
+            fields: &[],
+            ..core("Role", "roles", "role", &[], true)
+        },
+    ),
+    in_group(
+        "rbac.authorization.k8s.io",
+        "v1",
+        core("RoleBinding", "rolebindings", "rolebinding", &[], true),
+    ),
+    in_group(
+        "rbac.authorization.k8s.io",
+        "v1",
+        core("ClusterRole", "clusterroles", "clusterrole", &[], false),
+    ),
+    in_group(
+        "rbac.authorization.k8s.io",
+        "v1",
+        core(
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            "clusterrolebinding",
+            &[],
+            false,
+        ),
+    ),
+    in_group(
         "authorization.k8s.io",
         "v1",
         Resource {

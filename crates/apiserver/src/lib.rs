@@ -9,6 +9,7 @@
 //! `metav1.Status` bodies with Kubernetes' codes and reasons.
 
 mod alloc;
+mod auth;
 mod discovery;
 mod http;
 mod kinds;
@@ -66,6 +67,10 @@ pub struct Config {
     /// `http://host:port,...`: keep objects in this etcd v3 cluster instead of
     /// the embedded store (several API servers can share one).
     pub etcd_endpoints: Option<String>,
+    /// More bearer tokens, in kube-apiserver's `--token-auth-file` format
+    /// (`token,user,uid[,"group1,group2"]`); their users go through RBAC, or
+    /// the node authorizer for `system:node:<name>` in `system:nodes`.
+    pub token_auth_file: Option<PathBuf>,
     /// History older than this is compacted away (watches and lists from
     /// before it get 410 Gone), as kube-apiserver does every 5 minutes.
     pub compaction_interval: Duration,
@@ -78,6 +83,7 @@ impl Config {
             listen,
             bookmark_interval: Duration::from_secs(60),
             etcd_endpoints: None,
+            token_auth_file: None,
             compaction_interval: Duration::from_secs(300),
         }
     }
@@ -117,7 +123,7 @@ impl ServerError {
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) store: Store,
-    token: String,
+    tokens: auth::Tokens,
     address: String,
     pub(crate) bookmark_interval: Duration,
     pub(crate) metrics: Arc<metrics::Metrics>,
@@ -169,9 +175,13 @@ impl Server {
             source,
         })?;
         let tls = creds.acceptor(addr, now)?;
+        let mut tokens = auth::Tokens::new(&creds.token);
+        if let Some(path) = &config.token_auth_file {
+            tokens.load_file(path)?;
+        }
         let state = Arc::new(State {
             store,
-            token: creds.token.clone(),
+            tokens,
             address: addr.to_string(),
             bookmark_interval: config.bookmark_interval,
             metrics: Arc::default(),
@@ -288,6 +298,22 @@ async fn bootstrap(state: &State, port: u16) -> Result<(), ServerError> {
             }
         }
     }
+    for (res, obj) in auth::bootstrap_objects() {
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        match objects::create(state, res, None, obj, false).await {
+            Ok(_) => {}
+            Err(s) if s.reason == Reason::AlreadyExists => {}
+            Err(s) => {
+                return Err(ServerError::Bootstrap {
+                    name,
+                    message: s.message,
+                });
+            }
+        }
+    }
     let services = resource::find("", "v1", "services").expect("in the table");
     let kubernetes = json!({
         "apiVersion": "v1", "kind": "Service",
@@ -305,17 +331,13 @@ async fn bootstrap(state: &State, port: u16) -> Result<(), ServerError> {
     }
 }
 
-/// Compares in time independent of where the first difference is.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn authenticated(state: &State, req: &Request<Incoming>) -> bool {
+fn authenticated(state: &State, req: &Request<Incoming>) -> Option<auth::User> {
     req.headers()
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| same_secret(t.trim().as_bytes(), state.token.as_bytes()))
+        .and_then(|t| state.tokens.user(t.trim()))
+        .cloned()
 }
 
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infallible> {
@@ -329,6 +351,22 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infal
         .metrics
         .request(verb, resource, resp.status().as_u16(), started.elapsed());
     Ok(resp)
+}
+
+/// The Kubernetes verb of a request on objects (what RBAC rules name).
+fn verb_of(method: &Method, t: &route::Target, q: &Query) -> &'static str {
+    let collection = t.name.is_none();
+    match *method {
+        Method::GET if collection && q.flag("watch") => "watch",
+        Method::GET if collection => "list",
+        Method::GET | Method::HEAD => "get",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if collection => "deletecollection",
+        Method::DELETE => "delete",
+        _ => "unknown",
+    }
 }
 
 /// The verb and resource a request counts under in `/metrics`.
@@ -354,9 +392,13 @@ fn classify(req: &Request<Incoming>) -> (&'static str, &'static str) {
 async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Status> {
     let path = req.uri().path().to_owned();
     let route = route::parse(&path);
-    if !matches!(route, Some(Route::Health | Route::Version)) && !authenticated(&state, &req) {
+    let user = authenticated(&state, &req);
+    let Some(user) = user.or_else(|| {
+        // Health checks and the version are public, as in Kubernetes.
+        matches!(route, Some(Route::Health | Route::Version)).then(auth::User::admin)
+    }) else {
         return Err(Status::unauthorized());
-    }
+    };
     let q = Query::parse(req.uri().query());
     let method = req.method().clone();
     let Some(route) = route else {
@@ -380,6 +422,15 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Status
                 .map(|d| ok(&d))
                 .ok_or_else(Status::no_route);
         }
+        Route::Metrics if !user.is_master() => {
+            return Err(Status::new(
+                Reason::Forbidden,
+                format!(
+                    "forbidden: User {:?} cannot get path \"/metrics\"",
+                    user.name
+                ),
+            ));
+        }
         Route::Metrics => {
             let mut resp = http::text_owned(200, state.metrics.render());
             resp.headers_mut().insert(
@@ -395,11 +446,36 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Status
             return Ok(ok(&discovery::resources(group, version)));
         }
     };
-    if method == Method::GET && target.name.is_none() && q.flag("watch") {
-        return watch::watch(state, target, &q, req.headers()).await;
-    }
+    let verb = verb_of(&method, &target, &q);
     let headers = req.headers().clone();
-    let body = read_body(req).await?;
+    let body = if verb == "watch" {
+        Bytes::new()
+    } else {
+        read_body(req).await?
+    };
+    let created = (verb == "create")
+        .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
+        .flatten()
+        .and_then(|b| b["metadata"]["name"].as_str().map(str::to_owned));
+    let attrs = auth::Attributes {
+        verb,
+        res: target.res,
+        subresource: target.sub.map(|s| s.name()),
+        namespace: target.namespace.as_deref(),
+        name: target.name.as_deref(),
+        created: created.as_deref(),
+    };
+    // Asking "may I?" is always allowed; everything else needs a rule.
+    if target.res.kind != "SelfSubjectAccessReview" && !auth::allowed(&state, &user, &attrs).await?
+    {
+        return Err(attrs.forbidden(&user));
+    }
+    if verb == "watch" {
+        return watch::watch(state, target, &q, &headers).await;
+    }
+    if target.res.kind == "SelfSubjectAccessReview" && method == Method::POST {
+        return auth::review(&state, &user, &headers, &body).await;
+    }
     match tokio::time::timeout(
         REQUEST_TIMEOUT,
         objects::handle(&state, &method, &target, &q, &headers, &body),

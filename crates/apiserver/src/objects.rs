@@ -225,7 +225,7 @@ fn bad_request(e: impl std::fmt::Display) -> Status {
 
 /// Parses a JSON request body into an object of `res` (kind and apiVersion
 /// filled in when absent, refused when they name another kind).
-fn parse_body(res: &Resource, headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
+pub(crate) fn parse_body(res: &Resource, headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     let ct = http::content_type(headers);
     if ct == protobuf::MEDIA_TYPE {
         let obj = protobuf::decode(body).map_err(|e| match e {
@@ -418,11 +418,8 @@ async fn dispatch(
     }
     let res = t.res;
     if res.kind == "SelfSubjectAccessReview" {
-        if *method != Method::POST || t.name.is_some() {
-            return Err(not_allowed());
-        }
-        let review = parse_body(res, headers, body)?;
-        return Ok(out.one(res, 201, &access_review(review)));
+        // POSTs are answered by `auth::review`; nothing else is served.
+        return Err(not_allowed());
     }
     if let Some(sub @ (Subresource::Binding | Subresource::Eviction)) = t.sub {
         let (&Method::POST, Some(name)) = (method, &t.name) else {
@@ -1334,17 +1331,6 @@ async fn delete_collection(state: &State, t: &Target, q: &Query, body: &[u8]) ->
         "metadata": {"resourceVersion": listed.revision.to_string()},
         "items": deleted,
     })))
-}
-
-/// The answer to "may I?". Every authenticated client holds the admin token
-/// (the only credential the server issues so far), and the admin may do anything.
-fn access_review(mut review: Value) -> Value {
-    review["status"] = json!({
-        "allowed": true,
-        "reason": "bosun: the admin token is allowed everything",
-    });
-    meta_mut(&mut review).insert("creationTimestamp".into(), Value::Null);
-    review
 }
 
 /// `pods/<name>/binding`: puts the pod on the node the Binding names, once.

@@ -62,6 +62,8 @@ fn top_fields(kind: &str) -> &'static [&'static str] {
         "EndpointSlice" => &["addressType", "endpoints", "ports"],
         "SelfSubjectAccessReview" => &["spec", "status"],
         "Lease" => &["spec"],
+        "Role" | "ClusterRole" => &["rules", "aggregationRule"],
+        "RoleBinding" | "ClusterRoleBinding" => &["subjects", "roleRef"],
         _ => &["spec", "status"],
     }
 }

@@ -1127,3 +1127,224 @@ async fn pods_are_bound_once_and_evicted() {
         .await;
     assert_eq!(r.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rbac_and_the_node_authorizer_decide_what_other_tokens_may_do() {
+    let tokens = tempfile::tempdir().unwrap();
+    let file = tokens.path().join("tokens.csv");
+    std::fs::write(
+        &file,
+        "viewer-token,viewer,1\nnobody-token,nobody,2\nnode-token,system:node:n1,3,\"system:nodes\"\n",
+    )
+    .unwrap();
+    let c = Cluster::start_with(|cfg| cfg.token_auth_file = Some(file.clone())).await;
+    let as_user = |token: &'static str, method: &'static str, path: String, body: Option<Value>| {
+        let c = &c;
+        async move {
+            let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+            c.raw(
+                method,
+                &path,
+                Some(token),
+                &[("Content-Type", "application/json")],
+                &bytes,
+            )
+            .await
+        }
+    };
+    let rbac = "/apis/rbac.authorization.k8s.io/v1";
+    let binding = json!({"metadata": {"name": "viewer"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "User", "name": "viewer"}]});
+    let r = c
+        .call(
+            "POST",
+            &format!("{rbac}/clusterrolebindings"),
+            Some(&binding),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let secret = json!({"metadata": {"name": "s"}, "stringData": {"p": "hunter2"}});
+    c.call("POST", "/api/v1/namespaces/default/secrets", Some(&secret))
+        .await;
+    c.call("POST", CM, Some(&configmap("cm", json!({})))).await;
+
+    // The read-only role reads, and cannot write or read secrets.
+    assert_eq!(
+        as_user("viewer-token", "GET", CM.to_owned(), None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        as_user(
+            "viewer-token",
+            "GET",
+            format!("{CM}?watch=1&timeoutSeconds=1"),
+            None
+        )
+        .await
+        .status,
+        200
+    );
+    let r = as_user(
+        "viewer-token",
+        "POST",
+        CM.to_owned(),
+        Some(configmap("x", json!({}))),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let s = r.json();
+    assert_eq!(s["reason"], "Forbidden");
+    assert_eq!(
+        s["message"],
+        "configmaps is forbidden: User \"viewer\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"default\""
+    );
+    let r = as_user(
+        "viewer-token",
+        "GET",
+        "/api/v1/namespaces/default/secrets/s".to_owned(),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let text = String::from_utf8_lossy(&r.body);
+    assert!(
+        !text.contains("aHVudGVyMg") && !text.contains("hunter2"),
+        "{text}"
+    );
+    assert_eq!(
+        as_user("viewer-token", "GET", "/metrics".to_owned(), None)
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        as_user("viewer-token", "GET", "/apis/apps/v1".to_owned(), None)
+            .await
+            .status,
+        200,
+        "discovery is open to every user"
+    );
+
+    // Nobody bound: nothing, until a RoleBinding grants one namespace.
+    let r = as_user("nobody-token", "GET", CM.to_owned(), None).await;
+    assert_eq!(r.status, 403);
+    assert!(r.json()["message"].as_str().unwrap().contains("\"nobody\""));
+    c.call(
+        "POST",
+        "/api/v1/namespaces",
+        Some(&json!({"metadata": {"name": "team"}})),
+    )
+    .await;
+    let rb = json!({"metadata": {"name": "nobody-edits"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"kind": "User", "name": "nobody"}]});
+    assert_eq!(
+        c.call(
+            "POST",
+            &format!("{rbac}/namespaces/team/rolebindings"),
+            Some(&rb)
+        )
+        .await
+        .status,
+        201
+    );
+    let r = as_user(
+        "nobody-token",
+        "POST",
+        "/api/v1/namespaces/team/configmaps".to_owned(),
+        Some(configmap("mine", json!({}))),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let r = as_user(
+        "nobody-token",
+        "POST",
+        CM.to_owned(),
+        Some(configmap("x", json!({}))),
+    )
+    .await;
+    assert_eq!(r.status, 403, "the binding is for team only");
+
+    // A node: its own Node and the status of its pods; never secrets.
+    let node = |name: &str| json!({"metadata": {"name": name}});
+    assert_eq!(
+        as_user(
+            "node-token",
+            "POST",
+            "/api/v1/nodes".to_owned(),
+            Some(node("n1"))
+        )
+        .await
+        .status,
+        201
+    );
+    assert_eq!(
+        as_user(
+            "node-token",
+            "POST",
+            "/api/v1/nodes".to_owned(),
+            Some(node("n2"))
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        as_user(
+            "node-token",
+            "GET",
+            "/api/v1/namespaces/default/secrets".to_owned(),
+            None
+        )
+        .await
+        .status,
+        403
+    );
+    let pods = "/api/v1/namespaces/default/pods";
+    for (name, node) in [("mine", "n1"), ("theirs", "n2")] {
+        let pod = json!({"metadata": {"name": name},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "nginx"}]}});
+        c.call("POST", pods, Some(&pod)).await;
+    }
+    assert_eq!(
+        as_user("node-token", "GET", pods.to_owned(), None)
+            .await
+            .status,
+        200
+    );
+    let running = json!({"status": {"phase": "Running"}});
+    let patch_status = |pod: &str| {
+        let (c, path, body) = (&c, format!("{pods}/{pod}/status"), running.to_string());
+        async move {
+            c.raw(
+                "PATCH",
+                &path,
+                Some("node-token"),
+                &[("Content-Type", "application/merge-patch+json")],
+                body.as_bytes(),
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(patch_status("mine").await, 200);
+    assert_eq!(patch_status("theirs").await, 403);
+
+    // "May I?" answers for the asking user.
+    let ask = |verb: &str| {
+        json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+               "spec": {"resourceAttributes": {"verb": verb, "resource": "configmaps",
+                                               "namespace": "default"}}})
+    };
+    let ssar = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews".to_owned();
+    let r = as_user("viewer-token", "POST", ssar.clone(), Some(ask("list"))).await;
+    assert_eq!(
+        (r.status, r.json()["status"]["allowed"].as_bool()),
+        (201, Some(true))
+    );
+    let r = as_user("viewer-token", "POST", ssar, Some(ask("create"))).await;
+    assert_eq!(r.json()["status"]["allowed"], false);
+}

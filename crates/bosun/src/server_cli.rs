@@ -14,6 +14,7 @@ use bosun_apiserver::{Config, Server};
 const USAGE: &str = "\
 Usage: bosun server [--data-dir DIR] [--listen ADDR] [--etcd-endpoints URLS]
                     [--bookmark-interval SECONDS] [--compaction-interval SECONDS]
+                    [--token-auth-file FILE]
 
 Serves the Kubernetes API (what kubectl and client libraries speak) over TLS
 until interrupted. The first start makes a CA, an admin token and
@@ -26,6 +27,9 @@ Options:
   --etcd-endpoints URLS        keep objects in etcd (comma-separated http:// URLs)
                                instead of the embedded store in DIR
   --bookmark-interval SECONDS  how often watches that allow bookmarks get one (default 60)
+  --token-auth-file FILE       more bearer tokens, one `token,user,uid[,\"g1,g2\"]`
+                               a line (kube-apiserver's format); they are authorized
+                               by RBAC, or as nodes for system:node:NAME in system:nodes
   --compaction-interval SECONDS
                                history older than this is compacted away; watches and
                                lists from before it get 410 Gone (default 300)
@@ -60,6 +64,7 @@ fn parse(args: &[OsString]) -> Result<Option<Config>, String> {
     let mut etcd = None;
     let mut bookmarks = Duration::from_secs(60);
     let mut compaction = Duration::from_secs(300);
+    let mut tokens = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let arg = arg
@@ -89,6 +94,7 @@ fn parse(args: &[OsString]) -> Result<Option<Config>, String> {
             "--etcd-endpoints" => etcd = Some(value()?),
             "--bookmark-interval" => bookmarks = seconds(flag, &value()?)?,
             "--compaction-interval" => compaction = seconds(flag, &value()?)?,
+            "--token-auth-file" => tokens = Some(PathBuf::from(value()?)),
             other => return Err(format!("unexpected argument {other:?}")),
         }
     }
@@ -96,6 +102,7 @@ fn parse(args: &[OsString]) -> Result<Option<Config>, String> {
     config.etcd_endpoints = etcd;
     config.bookmark_interval = bookmarks;
     config.compaction_interval = compaction;
+    config.token_auth_file = tokens;
     Ok(Some(config))
 }
 

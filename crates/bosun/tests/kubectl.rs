@@ -20,6 +20,8 @@ use std::time::Duration;
 use common::bosun;
 use serde_json::Value;
 
+const VIEWER_TOKEN: &str = "viewer-0123456789abcdef";
+
 /// Guards against a hang; never a performance bound.
 const PATIENCE: Duration = Duration::from_secs(120);
 
@@ -105,9 +107,14 @@ impl Cluster {
             .tempdir()
             .unwrap();
         std::fs::create_dir(dir.path().join("home")).unwrap();
+        // A second user, with no rights until a test binds a role to it.
+        let tokens = dir.path().join("tokens.csv");
+        std::fs::write(&tokens, format!("{VIEWER_TOKEN},viewer,1000\n")).unwrap();
         let mut child = Command::new(bosun())
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("data"))
+            .arg("--token-auth-file")
+            .arg(&tokens)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -866,4 +873,50 @@ fn kubectl_validates_through_openapi_v3_and_field_validation() {
             && explained.contains("spec"),
         "{explained}"
     );
+}
+
+#[test]
+fn kubectl_as_a_user_bound_to_the_view_role() {
+    let c = Cluster::start();
+    let token = format!("--token={VIEWER_TOKEN}");
+    let err = c.fails(&[&token, "get", "configmaps"]);
+    assert!(
+        err.contains("Forbidden") && err.contains("\"viewer\""),
+        "{err}"
+    );
+    let binding = c.file(
+        "binding.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  \
+         name: viewer\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  \
+         name: view\nsubjects:\n- kind: User\n  name: viewer\n",
+    );
+    c.ok(&["apply", "-f", &binding]);
+    c.ok(&["create", "configmap", "cfg", "--from-literal=a=b"]);
+    c.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "s",
+        "--from-literal=p=hunter2",
+    ]);
+    assert_eq!(
+        c.ok(&[&token, "get", "configmaps", "cfg", "-o", "name"])
+            .trim(),
+        "configmap/cfg"
+    );
+    let err = c.fails(&[&token, "get", "secret", "s", "-o", "json"]);
+    assert!(
+        err.contains("Forbidden") && !err.contains("aHVudGVyMg"),
+        "{err}"
+    );
+    let err = c.fails(&[&token, "create", "configmap", "x", "--from-literal=a=b"]);
+    assert!(err.contains("is forbidden"), "{err}");
+    // `auth can-i` answers for the asking user (and exits 1 for "no").
+    assert_eq!(
+        c.ok(&[&token, "auth", "can-i", "list", "pods"]).trim(),
+        "yes"
+    );
+    let out = c.run(&[&token, "auth", "can-i", "create", "pods"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no");
+    assert_eq!(c.ok(&["auth", "can-i", "create", "pods"]).trim(), "yes");
 }
