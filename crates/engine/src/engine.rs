@@ -767,12 +767,21 @@ impl Engine {
             Ok(()) => Ok(true),
             Err(e) => {
                 let msg = e.to_string();
-                let _ = c.update(|r| {
+                let rec = c.update(|r| {
                     r.state.error = msg.clone();
                     if r.state.status == Status::Restarting {
                         r.state.status = Status::Exited;
                     }
                 });
+                // `docker run --rm` waits for the removal after a failed start.
+                if rec.is_ok_and(|r| r.host_config.auto_remove) {
+                    drop(_op);
+                    let engine = self.clone();
+                    let id = c.id.clone();
+                    tokio::spawn(async move {
+                        let _ = engine.remove(&id, true, true).await;
+                    });
+                }
                 Err(e)
             }
         }
@@ -814,7 +823,8 @@ impl Engine {
             Some(("created", pid)) => pid.parse().unwrap_or(0),
             Some(("error", msg)) => {
                 let _ = child.wait().await;
-                return Err(start_error(msg, &fail(String::new()).await));
+                fail(String::new()).await;
+                return Err(start_error(msg));
             }
             _ => {
                 let _ = child.wait().await;
@@ -857,6 +867,20 @@ impl Engine {
             // /etc/hosts names the container by its address.
             let _ = write_hosts(&c.dir, rec, endpoints[0].ip.as_str());
         }
+        // Connected before `go`: a process that ends at once still finds the
+        // daemon connected, and the shim keeps the connection open until the
+        // exit record is written.
+        let stream = match UnixStream::connect(self.shim_socket(&c.id)).await {
+            Ok(s) => s,
+            Err(e) => {
+                drop(to_shim);
+                let _ = child.wait().await;
+                let engine = self.clone();
+                let id = c.id.clone();
+                let _ = tokio::task::spawn_blocking(move || engine.net.disconnect(&id)).await;
+                return Err(EngineError::internal("connect to the container's shim", e));
+            }
+        };
         let go = to_shim.write_all(b"go\n").await;
         line.clear();
         let _ = from_shim.read_line(&mut line).await;
@@ -869,14 +893,14 @@ impl Engine {
                 .trim_end()
                 .strip_prefix("error ")
                 .unwrap_or("the shim ended during start");
-            return Err(start_error(msg, &EngineError::Internal(String::new())));
+            return Err(start_error(msg));
         }
         drop(to_shim);
         // The shim lives on in its own session; tokio reaps it when it ends.
         drop(child);
-        let stream = UnixStream::connect(self.shim_socket(&c.id))
-            .await
-            .map_err(|e| EngineError::internal("connect to the container's shim", e))?;
+        let (read, write) = stream.into_split();
+        // Control before the status: an attach waiting for Running finds it.
+        *c.control.lock().await = Some(write);
         let rec = c.update(|r| {
             r.state.status = Status::Running;
             r.state.pid = pid;
@@ -890,7 +914,7 @@ impl Engine {
             r.ports = published;
         })?;
         self.emit_container("start", &rec, &[]);
-        self.adopt(c.clone(), stream).await;
+        self.monitor(c.clone(), read);
         Ok(())
     }
 
@@ -980,15 +1004,18 @@ impl Engine {
     /// Keep the control connection to a running container's shim, and learn
     /// of its exit when the shim closes it.
     async fn adopt(self: &Arc<Self>, c: Arc<Container>, stream: UnixStream) {
-        let (mut read, write) = stream.into_split();
+        let (read, write) = stream.into_split();
         *c.control.lock().await = Some(write);
+        self.monitor(c, read);
+    }
+
+    /// Learn of the container's end: the shim closes the connection then.
+    fn monitor(self: &Arc<Self>, c: Arc<Container>, mut read: tokio::net::unix::OwnedReadHalf) {
         let engine = self.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 64];
-            // The shim never writes; EOF means it has ended.
-            while let Ok(n @ 1..) = read.read(&mut buf).await {
-                let _ = n;
-            }
+            // The shim never writes; EOF (or a reset) means it has ended.
+            while let Ok(1..) = read.read(&mut buf).await {}
             *c.control.lock().await = None;
             engine.on_exit(c).await;
         });
@@ -1326,17 +1353,19 @@ impl Engine {
     }
 }
 
-fn start_error(msg: &str, _: &EngineError) -> EngineError {
-    // What the runtime reported at create or start: a missing executable is
-    // the user's mistake (Docker: 400 with the runtime's message).
-    if msg.contains("not found")
-        || msg.contains("No such file")
-        || msg.contains("permission denied")
-        || msg.contains("Permission denied")
-    {
-        EngineError::Invalid(format!("failed to create task for container: {msg}"))
-    } else {
-        EngineError::Internal(format!("failed to create task for container: {msg}"))
+/// What the runtime reported at create or start, in the words the docker CLI
+/// looks for to choose its exit code (127: no such program, 126: cannot run it).
+fn start_error(msg: &str) -> EngineError {
+    let missing = msg.contains("not found") || msg.contains("No such file");
+    let denied = msg.contains("ermission denied");
+    match (missing, denied) {
+        (true, _) => EngineError::Invalid(format!(
+            "failed to create task for container: {msg}: exec: executable file not found in $PATH"
+        )),
+        (_, true) => EngineError::Invalid(format!(
+            "failed to create task for container: {msg}: permission denied"
+        )),
+        _ => EngineError::Internal(format!("failed to create task for container: {msg}")),
     }
 }
 

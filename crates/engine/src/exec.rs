@@ -179,6 +179,9 @@ impl Engine {
         for e in &req.env {
             crate::spec::set_env(&mut env, e);
         }
+        if req.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
         process["env"] = json!(env);
         if !req.working_dir.is_empty() {
             process["cwd"] = json!(req.working_dir);

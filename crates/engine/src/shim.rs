@@ -438,10 +438,12 @@ pub fn exec_main(arg: &str) -> i32 {
             Ok(a) => a,
             Err(e) => {
                 status(serde_json::json!({"error": e.to_string()}));
-                return Ok(match e.kind() {
-                    bosun_oci::ErrorKind::NotFound => 127,
-                    _ => 126,
-                });
+                // Docker's codes: 127 for a program that is not there, 126
+                // for one that cannot be run.
+                let missing = e.kind() == bosun_oci::ErrorKind::NotFound
+                    || e.to_string().contains("not found")
+                    || e.to_string().contains("No such file");
+                return Ok(if missing { 127 } else { 126 });
             }
         };
         status(serde_json::json!({"pid": pid}));

@@ -10,6 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+pub mod engine;
+
 use serde_json::Value;
 
 pub use bosun_testkit::{Bundle, ConsoleSocket, require_root, unique_id};

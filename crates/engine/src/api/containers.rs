@@ -516,6 +516,17 @@ fn attach(
         let input = want_stdin.then(|| {
             let c = c.clone();
             tokio::spawn(async move {
+                // `docker run -i` attaches before it starts the container:
+                // input waits for the shim.
+                let mut rx = c.subscribe();
+                let exits = rx.borrow().exits;
+                let started = rx
+                    .wait_for(|ch| ch.status.is_live() || ch.exits > exits || ch.removed)
+                    .await
+                    .is_ok_and(|ch| ch.status.is_live());
+                if !started {
+                    return;
+                }
                 let mut buf = vec![0u8; 16 * 1024];
                 loop {
                     match rd.read(&mut buf).await {

@@ -1,0 +1,465 @@
+//! The real docker CLI against `bosun engine` (root): each test starts an
+//! engine of its own (see `common/engine.rs`) and checks what the docker
+//! CLI prints and returns, and that nothing is left behind.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::engine::TestEngine;
+
+#[test]
+fn run_prints_output_and_returns_the_exit_code() {
+    let e = TestEngine::start();
+    assert_eq!(
+        e.docker_ok(&["run", "--rm", "busybox", "echo", "hi"]),
+        "hi\n"
+    );
+    let out = e.docker(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    // --rm removed them.
+    assert_eq!(e.docker_ok(&["ps", "-aq"]), "");
+    // stdin, with -i, until the client closes it.
+    let mut child = e
+        .docker_command()
+        .args(["run", "-i", "--rm", "busybox", "sh", "-c", "cat; echo done"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"piped\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "piped\ndone\n");
+}
+
+#[test]
+fn detached_web_server_with_a_published_port() {
+    let e = TestEngine::start();
+    // A port below the ephemeral range that nothing else here uses.
+    let port = 20000 + (e.subnet_third * 37) % 9000;
+    let mapping = format!("{port}:80");
+    let id = e.docker_ok(&[
+        "run", "-d", "--name", "web", "-p", &mapping, "busybox", "httpd", "-f", "-vv", "-p", "80",
+        "-h", "/var/www",
+    ]);
+    assert_eq!(id.trim().len(), 64, "docker run -d prints the id: {id:?}");
+    // From the host's own loopback.
+    let mut page = String::new();
+    e.eventually("the page over the published port", || {
+        page = TestEngine::http_get(&format!("127.0.0.1:{port}"), "/").unwrap_or_default();
+        page.contains("hello-from-bosun")
+    });
+    assert!(
+        page.starts_with("HTTP/1.0 200") || page.starts_with("HTTP/1.1 200"),
+        "{page}"
+    );
+    // From another container, through the host (hairpin).
+    let url = format!("http://{}:{port}/", e.gateway());
+    let fetched = e.docker_ok(&["run", "--rm", "busybox", "wget", "-qO-", &url]);
+    assert_eq!(fetched, "hello-from-bosun\n");
+
+    let ps = e.docker_ok(&["ps", "--format", "{{.Names}} {{.Status}} {{.Ports}}"]);
+    assert!(ps.starts_with("web Up"), "{ps}");
+    assert!(ps.contains(&format!("0.0.0.0:{port}->80/tcp")), "{ps}");
+    let ip = e.docker_ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"]);
+    assert!(
+        ip.trim().starts_with(&format!("10.89.{}.", e.subnet_third)),
+        "{ip}"
+    );
+    let fields = e.docker_ok(&[
+        "inspect", "-f", "{{.Name}} {{.State.Status}} {{.State.Running}} {{.Config.Image}} {{.HostConfig.NetworkMode}}",
+        "web",
+    ]);
+    assert_eq!(fields.trim(), "/web running true busybox default");
+
+    // exec, without and with stdin.
+    assert_eq!(
+        e.docker_ok(&["exec", "web", "cat", "/var/www/index.html"]),
+        "hello-from-bosun\n"
+    );
+    let out = e.docker(&["exec", "web", "sh", "-c", "exit 4"]);
+    assert_eq!(out.status.code(), Some(4));
+    let mut child = e
+        .docker_command()
+        .args(["exec", "-i", "web", "tr", "a-z", "A-Z"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"shout\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "SHOUT\n");
+    let out = e.docker(&["exec", "web", "no-such-program"]);
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+
+    // httpd -vv logs each request to stderr: logs shows it.
+    let logs = e.docker(&["logs", "web"]);
+    assert!(
+        String::from_utf8_lossy(&logs.stderr).contains("url:/"),
+        "{logs:?}"
+    );
+
+    assert_eq!(e.owned_rules(), 2, "DNAT rules for the published port");
+    let t0 = Instant::now();
+    e.docker_ok(&["stop", "-t", "2", "web"]);
+    // httpd is PID 1 and ignores SIGTERM: SIGKILL after the timeout.
+    assert!(t0.elapsed() >= Duration::from_secs(2));
+    let code = e.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{.State.ExitCode}} {{.State.Status}}",
+        "web",
+    ]);
+    assert_eq!(code.trim(), "137 exited");
+    assert_eq!(
+        e.owned_rules(),
+        0,
+        "the rules go with the container's process"
+    );
+    assert_eq!(e.veths(), 0);
+    e.docker_ok(&["rm", "web"]);
+    assert_eq!(e.docker_ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn logs_follow_and_filters() {
+    let e = TestEngine::start();
+    e.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo tick $i; sleep 0.3; done; echo bye >&2",
+    ]);
+    // Follow until the container ends.
+    let out = e.docker(&["logs", "-f", "ticker"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "tick 1\ntick 2\ntick 3\n"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "bye\n");
+    // The tail counts entries of both streams.
+    let tail = e.docker(&["logs", "--tail", "2", "ticker"]);
+    assert_eq!(String::from_utf8_lossy(&tail.stdout), "tick 3\n");
+    assert_eq!(String::from_utf8_lossy(&tail.stderr), "bye\n");
+    let stamped = e.docker_ok(&["logs", "-t", "--tail", "2", "ticker"]);
+    assert!(
+        stamped.starts_with("20") && stamped.contains("Z tick 3"),
+        "{stamped}"
+    );
+    assert_eq!(
+        e.docker_ok(&["logs", "--since", "2099-01-01T00:00:00Z", "ticker"]),
+        ""
+    );
+    assert_eq!(e.docker_ok(&["wait", "ticker"]).trim(), "0");
+}
+
+#[test]
+fn exec_with_a_terminal() {
+    let e = TestEngine::start();
+    e.docker_ok(&["run", "-d", "--name", "box", "busybox", "sleep", "60"]);
+    // A real pseudo-terminal for the docker CLI, as a user's shell has.
+    let script = format!(
+        "import os, pty, select, time, sys\n\
+         pid, fd = pty.fork()\n\
+         if pid == 0:\n\
+         \x20   os.environ['DOCKER_HOST'] = 'unix://{}'\n\
+         \x20   os.execvp('docker', ['docker', 'exec', '-it', 'box', 'sh'])\n\
+         time.sleep(1)\n\
+         os.write(fd, b'tty; echo term=$TERM; exit 3\\r')\n\
+         out = b''\n\
+         end = time.time() + 15\n\
+         while time.time() < end:\n\
+         \x20   r, _, _ = select.select([fd], [], [], 0.5)\n\
+         \x20   if r:\n\
+         \x20       try:\n\
+         \x20           d = os.read(fd, 4096)\n\
+         \x20       except OSError:\n\
+         \x20           break\n\
+         \x20       if not d:\n\
+         \x20           break\n\
+         \x20       out += d\n\
+         _, st = os.waitpid(pid, 0)\n\
+         sys.stdout.write(out.decode(errors='replace'))\n\
+         sys.exit(os.waitstatus_to_exitcode(st))\n",
+        e.socket.display()
+    );
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert!(text.contains("term=xterm"), "{text}");
+    e.docker_ok(&["rm", "-f", "box"]);
+}
+
+#[test]
+fn named_volumes_persist_across_containers() {
+    let e = TestEngine::start();
+    e.docker_ok(&["volume", "create", "data"]);
+    e.docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ]);
+    assert_eq!(
+        e.docker_ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "data:/data:ro",
+            "busybox",
+            "cat",
+            "/data/f"
+        ]),
+        "kept\n"
+    );
+    let ro = e.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/data:ro",
+        "busybox",
+        "touch",
+        "/data/g",
+    ]);
+    assert_ne!(
+        ro.status.code(),
+        Some(0),
+        "a read-only volume refused the write"
+    );
+    assert!(
+        e.docker_ok(&["volume", "ls", "-q"])
+            .lines()
+            .any(|l| l == "data")
+    );
+    // In use: refused.
+    e.docker_ok(&[
+        "create",
+        "--name",
+        "holder",
+        "-v",
+        "data:/data",
+        "busybox",
+        "true",
+    ]);
+    let busy = e.docker(&["volume", "rm", "data"]);
+    assert!(!busy.status.success());
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("in use"),
+        "{busy:?}"
+    );
+    e.docker_ok(&["rm", "holder"]);
+    e.docker_ok(&["volume", "rm", "data"]);
+    let gone = e.docker(&["volume", "inspect", "data"]);
+    assert!(!gone.status.success());
+    // Bind mounts and tmpfs.
+    let host_dir = e.dir.path().join("shared");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("in"), "from the host\n").unwrap();
+    let bind = format!("{}:/mnt", host_dir.display());
+    assert_eq!(
+        e.docker_ok(&["run", "--rm", "-v", &bind, "busybox", "cat", "/mnt/in"]),
+        "from the host\n"
+    );
+    let fs = e.docker_ok(&[
+        "run",
+        "--rm",
+        "--tmpfs",
+        "/scratch",
+        "busybox",
+        "sh",
+        "-c",
+        "grep ' /scratch ' /proc/mounts | cut -d' ' -f3",
+    ]);
+    assert_eq!(fs, "tmpfs\n");
+}
+
+#[test]
+fn bad_input_gets_docker_errors_and_leaves_nothing() {
+    let e = TestEngine::start();
+    let out = e.docker(&["run", "--rm", "no-such-image"]);
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    e.docker_ok(&["create", "--name", "taken", "busybox", "true"]);
+    let out = e.docker(&["run", "--name", "taken", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already in use"),
+        "{out:?}"
+    );
+    let out = e.docker(&["run", "--rm", "busybox", "/no/such/program"]);
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    let out = e.docker(&["run", "--rm", "--restart", "sometimes", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    // A host port that a process holds: refused, and nothing is made.
+    let holder = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let out = e.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "clash",
+        "-p",
+        &format!("{port}:80"),
+        "busybox",
+        "sleep",
+        "5",
+    ]);
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already"),
+        "{out:?}"
+    );
+    assert_eq!(e.owned_rules(), 0);
+    assert_eq!(e.veths(), 0);
+    let out = e.docker(&["rm", "nothing-by-this-name"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("No such container"),
+        "{out:?}"
+    );
+    // Invalid JSON straight at the API: 400 with a message.
+    let mut s = std::os::unix::net::UnixStream::connect(&e.socket).unwrap();
+    let body = "{\"Image\": ";
+    write!(
+        s,
+        "POST /v1.47/containers/create HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.0 400") || answer.starts_with("HTTP/1.1 400"),
+        "{answer}"
+    );
+    assert!(answer.contains("\"message\""), "{answer}");
+    drop(holder);
+}
+
+#[test]
+fn restart_policy_on_failure_retries_then_stops() {
+    let e = TestEngine::start();
+    e.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run; exit 1",
+    ]);
+    e.eventually("two restarts then exited", || {
+        e.docker_ok(&[
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.Status}}",
+            "flaky",
+        ])
+        .trim()
+            == "2 exited"
+    });
+    let runs = e.docker_ok(&["logs", "flaky"]);
+    assert_eq!(runs.matches("run").count(), 3, "{runs}");
+}
+
+#[test]
+fn live_restore_after_the_engine_is_killed() {
+    let mut e = TestEngine::start();
+    e.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "survivor",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; echo before; while true; do sleep 0.1; done",
+    ]);
+    e.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "short",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; exit 5",
+    ]);
+    let pid = e.docker_ok(&["inspect", "-f", "{{.State.Pid}}", "survivor"]);
+    e.crash();
+    // While the engine is down, one container ends.
+    std::thread::sleep(Duration::from_millis(1500));
+    e.spawn();
+    assert_eq!(
+        e.docker_ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.Pid}}",
+            "survivor"
+        ])
+        .trim(),
+        format!("running {}", pid.trim())
+    );
+    assert_eq!(
+        e.docker_ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "short"
+        ])
+        .trim(),
+        "exited 5"
+    );
+    assert!(
+        e.docker_ok(&["ps", "--format", "{{.Names}}"])
+            .contains("survivor")
+    );
+    assert_eq!(e.docker_ok(&["logs", "survivor"]), "before\n");
+    assert_eq!(
+        e.docker_ok(&["exec", "survivor", "echo", "still here"]),
+        "still here\n"
+    );
+    e.docker_ok(&["stop", "survivor"]);
+    assert_eq!(
+        e.docker_ok(&["inspect", "-f", "{{.State.ExitCode}}", "survivor"])
+            .trim(),
+        "0"
+    );
+    // A clean stop of the engine leaves containers running too.
+    e.docker_ok(&["start", "survivor"]);
+    e.stop();
+    e.spawn();
+    assert_eq!(
+        e.docker_ok(&["inspect", "-f", "{{.State.Status}}", "survivor"])
+            .trim(),
+        "running"
+    );
+}
