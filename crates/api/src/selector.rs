@@ -179,6 +179,10 @@ impl FieldSelector {
         Ok(FieldSelector { terms })
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.terms.is_empty()
+    }
+
     /// The field names the selector uses, for checking them against the resource.
     pub fn fields(&self) -> impl Iterator<Item = &str> {
         self.terms.iter().map(|(f, _, _)| f.as_str())

@@ -127,6 +127,7 @@ pub(crate) struct State {
     address: String,
     pub(crate) bookmark_interval: Duration,
     pub(crate) metrics: Arc<metrics::Metrics>,
+    pub(crate) event_lines: Arc<watch::EventLines>,
 }
 
 /// A bound server, ready to [`run`](Server::run).
@@ -185,6 +186,7 @@ impl Server {
             address: addr.to_string(),
             bookmark_interval: config.bookmark_interval,
             metrics: Arc::default(),
+            event_lines: Arc::default(),
         });
         bootstrap(&state, addr.port()).await?;
         namespaces::resume(&state).await?;

@@ -312,6 +312,10 @@ impl Filter {
         Ok(Filter { labels, fields })
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+
     pub(crate) fn matches(&self, obj: &Value) -> bool {
         (self.labels.is_empty() || self.labels.matches(&labels_of(obj)))
             && self.fields.matches(|f| field_value(obj, f))

@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bosun_api::{Reason, Status};
-use bosun_store::{KeyRange, Revision, WatchEvent};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use bosun_store::{Key, KeyRange, Revision, WatchEvent};
 use bytes::Bytes;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{HeaderMap, Response};
@@ -84,6 +87,7 @@ pub(crate) async fn watch(
         out,
         tx,
         metrics: state.metrics.clone(),
+        lines: state.event_lines.clone(),
         _open: open,
     };
     let interval = state.bookmark_interval;
@@ -104,6 +108,46 @@ pub(crate) async fn watch(
     Ok(resp)
 }
 
+/// One event line: `{"type": ..., "object": ...}` and a newline.
+fn line(ty: &str, object: Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({"type": ty, "object": object}))
+        .expect("a Value always serializes");
+    line.push(b'\n');
+    line.into()
+}
+
+/// Event lines recently made, by revision, key and type, shared by watches.
+#[derive(Debug, Default)]
+pub(crate) struct EventLines {
+    lines: Mutex<HashMap<(Revision, Key, &'static str), Bytes>>,
+}
+
+/// Lines kept before the cache starts over (a watch that comes later makes its own).
+const LINES_KEPT: usize = 4096;
+
+impl EventLines {
+    fn get_or(
+        &self,
+        rev: Revision,
+        key: &Key,
+        ty: &'static str,
+        make: impl FnOnce() -> Option<Bytes>,
+    ) -> Option<Bytes> {
+        let id = (rev, key.clone(), ty);
+        if let Some(line) = self.lines.lock().expect("event lines").get(&id) {
+            return Some(line.clone());
+        }
+        // Made outside the lock: two watches may both make it; either copy is right.
+        let line = make()?;
+        let mut lines = self.lines.lock().expect("event lines");
+        if lines.len() >= LINES_KEPT {
+            lines.clear();
+        }
+        lines.insert(id, line.clone());
+        Some(line)
+    }
+}
+
 struct Options {
     bookmarks: bool,
     send_initial: bool,
@@ -117,6 +161,7 @@ struct Stream {
     out: Output,
     tx: mpsc::Sender<Bytes>,
     metrics: Arc<Metrics>,
+    lines: Arc<EventLines>,
     /// Counts this watch as open for as long as its task runs.
     _open: OpenWatch,
 }
@@ -136,14 +181,20 @@ impl Stream {
         } else {
             object
         };
-        let mut line = serde_json::to_vec(&json!({"type": ty, "object": object}))
-            .expect("a Value always serializes");
-        line.push(b'\n');
-        let sent = self.tx.send(line.into()).await.is_ok();
+        self.send_line(line(ty, object)).await
+    }
+
+    async fn send_line(&self, line: Bytes) -> bool {
+        let sent = self.tx.send(line).await.is_ok();
         if sent {
             self.metrics.watch_event();
         }
         sent
+    }
+
+    /// Whether this watch sends events as they are (no selectors, no Tables).
+    fn plain(&self) -> bool {
+        !self.out.table && self.filter.is_empty()
     }
 
     fn bookmark(&self, rev: Revision, initial_end: bool) -> Value {
@@ -187,6 +238,35 @@ impl Stream {
                 event = watch.recv() => event,
             };
             let keep_going = match event {
+                // Without selectors or Tables every watcher of the range sends
+                // the same line for an event: the first one to get there makes
+                // it, the others reuse it (hundreds of watchers, one encoding).
+                Ok(WatchEvent::Put { kv, prev }) if self.plain() => {
+                    let ty = if prev.is_some() { "MODIFIED" } else { "ADDED" };
+                    let line = self.lines.get_or(kv.mod_revision, &kv.key, ty, || {
+                        decode(&kv).ok().map(|o| line(ty, o))
+                    });
+                    match line {
+                        Some(l) => self.send_line(l).await,
+                        None => true,
+                    }
+                }
+                Ok(WatchEvent::Delete {
+                    key,
+                    revision,
+                    prev: Some(p),
+                }) if self.plain() => {
+                    let line = self.lines.get_or(revision, &key, "DELETED", || {
+                        decode(&p).ok().map(|mut o| {
+                            set_rv(&mut o, revision);
+                            line("DELETED", o)
+                        })
+                    });
+                    match line {
+                        Some(l) => self.send_line(l).await,
+                        None => true,
+                    }
+                }
                 Ok(WatchEvent::Put { kv, prev }) => {
                     let Ok(new) = decode(&kv) else { continue };
                     let old = prev.as_ref().and_then(|p| decode(p).ok());
