@@ -628,12 +628,13 @@ async fn list(state: &State, t: &Target, q: &Query, out: &Output) -> ApiResult<R
         let t = table::table(t.res, &listed.items, meta, now(), out.include);
         return Ok(json_response(200, TABLE, &t));
     }
-    Ok(http::ok(&json!({
-        "kind": t.res.list_kind(),
-        "apiVersion": t.res.api_version(),
-        "metadata": meta,
-        "items": listed.items,
-    })))
+    // Built by moving the items in: `json!` would copy every one of them.
+    let mut list = serde_json::Map::new();
+    list.insert("kind".into(), t.res.list_kind().into());
+    list.insert("apiVersion".into(), t.res.api_version().into());
+    list.insert("metadata".into(), meta);
+    list.insert("items".into(), Value::Array(listed.items));
+    Ok(http::ok(&Value::Object(list)))
 }
 
 /// Letters Kubernetes uses for generated name suffixes (no vowels: no words).
