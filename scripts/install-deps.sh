@@ -11,6 +11,8 @@ packages=(
   python3
   # the API server's tests drive it with the Python kubernetes client (run by /usr/bin/python3)
   python3-kubernetes
+  # the engine's tests drive it with the Docker SDK for Python, installed from PyPI into a venv
+  python3-venv
   # registry peers (distribution 2.8) and the TLS test's certificate
   docker-registry openssl
   # the store's etcd v3 backend: its conformance, HA and benchmark runs start etcd
@@ -25,6 +27,15 @@ done
 if ((${#missing[@]})); then
   apt-get update
   apt-get install -y "${missing[@]}"
+fi
+# The Docker SDK for Python (PyPI's `docker`), for tests/docker_py.rs.
+if [ ! -x /opt/bosun-py/bin/python ] || ! /opt/bosun-py/bin/python -c 'import docker' 2>/dev/null; then
+  /usr/bin/python3 -m venv /opt/bosun-py
+  /opt/bosun-py/bin/pip install --quiet 'docker>=7,<8'
+fi
+if ! command -v docker >/dev/null; then
+  echo "the docker CLI is not on PATH: the engine's tests drive bosun with it" >&2
+  exit 1
 fi
 if ! command -v cargo >/dev/null; then
   echo "cargo not found: install a Rust toolchain >= 1.90 (rustup) first" >&2

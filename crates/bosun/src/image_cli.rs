@@ -195,7 +195,9 @@ fn run(args: &Args) -> Result<Result<i32, Usage>> {
             let snapshots = bosun_image::snapshot::Snapshotter::open(&dir)?;
             // Builders that died leave RUN containers, mounts and active
             // snapshots behind; the snapshots they hold would survive the prune.
-            let runner = crate::build_cli::ChildRuntime::current()?;
+            let runner = bosun_engine::ChildRuntime::new(
+                std::env::current_exe().context("find this binary")?,
+            );
             bosun_image::build::sweep_stale_work(&store, &snapshots, &runner);
             let pruned = bosun_image::snapshot::prune(&store, &snapshots)?;
             for d in &pruned.blobs {

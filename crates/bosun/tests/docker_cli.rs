@@ -463,3 +463,159 @@ fn live_restore_after_the_engine_is_killed() {
         "running"
     );
 }
+
+#[test]
+fn build_push_and_pull_through_a_bosun_registry() {
+    use std::io::BufRead;
+    let e = TestEngine::start();
+    let ctx = e.dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN echo built > /built.txt\nCOPY hello.txt /hello.txt\nCMD [\"cat\", \"/built.txt\", \"/hello.txt\"]\n",
+    )
+    .unwrap();
+    std::fs::write(ctx.join("hello.txt"), "from the context\n").unwrap();
+    let out = e.docker_ok(&["build", "-t", "app:1", ctx.to_str().unwrap()]);
+    assert!(out.contains("Successfully tagged app:1"), "{out}");
+    assert_eq!(
+        e.docker_ok(&["run", "--rm", "app:1"]),
+        "built\nfrom the context\n"
+    );
+    // A failing step fails the build, naming the line.
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN exit 3\n").unwrap();
+    let failed = e.docker(&["build", "-t", "app:broken", ctx.to_str().unwrap()]);
+    assert!(!failed.status.success());
+    assert!(
+        String::from_utf8_lossy(&failed.stderr).contains("exited with code 3"),
+        "{failed:?}"
+    );
+
+    // bosun's registry on a free loopback port.
+    let reg_dir = e.dir.path().join("registry");
+    let mut registry = std::process::Command::new(common::bosun())
+        .args(["registry", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(&reg_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(registry.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no registry address in {line:?}"))
+        .to_owned();
+    let port = addr.rsplit(':').next().unwrap();
+    let remote = format!("localhost:{port}/team/app:1");
+    e.docker_ok(&["tag", "app:1", &remote]);
+    let pushed = e.docker_ok(&["push", &remote]);
+    assert!(pushed.contains("digest: sha256:"), "{pushed}");
+    e.docker_ok(&["rmi", &remote]);
+    let pulled = e.docker_ok(&["pull", &remote]);
+    assert!(pulled.contains("Digest: sha256:"), "{pulled}");
+    assert_eq!(
+        e.docker_ok(&["run", "--rm", &remote]),
+        "built\nfrom the context\n"
+    );
+    let images = e.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(
+        images
+            .lines()
+            .any(|l| l == format!("localhost:{port}/team/app:1")),
+        "{images}"
+    );
+    let missing = e.docker(&["pull", &format!("localhost:{port}/team/nothing:1")]);
+    assert!(!missing.status.success());
+    let _ = registry.kill();
+    let _ = registry.wait();
+}
+
+#[test]
+fn user_networks_resolve_containers_by_name_and_alias() {
+    let e = TestEngine::start();
+    let subnet = format!("10.91.{}.0/24", e.subnet_third);
+    e.docker_ok(&["network", "create", "--subnet", &subnet, "appnet"]);
+    assert!(
+        e.docker_ok(&["network", "ls", "--format", "{{.Name}}"])
+            .lines()
+            .any(|l| l == "appnet")
+    );
+    e.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        "appnet",
+        "--network-alias",
+        "database",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/var/www",
+    ]);
+    for host in ["db", "database"] {
+        let url = format!("http://{host}/");
+        let mut page = String::new();
+        e.eventually("the page by name", || {
+            page = String::from_utf8_lossy(
+                &e.docker(&[
+                    "run",
+                    "--rm",
+                    "--network",
+                    "appnet",
+                    "busybox",
+                    "wget",
+                    "-qO-",
+                    &url,
+                ])
+                .stdout,
+            )
+            .into_owned();
+            page == "hello-from-bosun\n"
+        });
+    }
+    // Not on the default network.
+    let other = e.docker(&[
+        "run",
+        "--rm",
+        "busybox",
+        "wget",
+        "-T",
+        "2",
+        "-qO-",
+        "http://db/",
+    ]);
+    assert!(!other.status.success());
+    let inspect = e.docker_ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .Containers}}{{.Name}}{{end}}",
+        "appnet",
+    ]);
+    assert_eq!(inspect.trim(), "db");
+    let busy = e.docker(&["network", "rm", "appnet"]);
+    assert!(!busy.status.success(), "a network in use is not removed");
+    e.docker_ok(&["rm", "-f", "db"]);
+    e.docker_ok(&["network", "rm", "appnet"]);
+    let addrs = std::process::Command::new("ip")
+        .args(["-o", "addr"])
+        .output()
+        .unwrap();
+    let gateway = format!("10.91.{}.1/", e.subnet_third);
+    assert!(
+        !String::from_utf8_lossy(&addrs.stdout).contains(&gateway),
+        "the bridge went with the network"
+    );
+    let dup = e.docker(&["network", "create", "bridge"]);
+    assert!(!dup.status.success());
+}

@@ -131,6 +131,8 @@ pub struct Engine {
     containers: Mutex<BTreeMap<String, Arc<Container>>>,
     pub(crate) execs: Mutex<HashMap<String, Arc<crate::exec::Exec>>>,
     events: broadcast::Sender<Event>,
+    /// The DNS server of each user-defined network.
+    dns: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
 }
 
 /// How `wait` decides it is done.
@@ -203,6 +205,7 @@ impl Engine {
             containers: Mutex::new(BTreeMap::new()),
             execs: Mutex::new(HashMap::new()),
             events,
+            dns: Mutex::new(HashMap::new()),
         });
         engine.load_records()?;
         Ok(engine)
@@ -249,6 +252,9 @@ impl Engine {
     /// network leftovers nobody owns any more; restart what the restart
     /// policies ask for.
     pub async fn restore(self: &Arc<Self>) {
+        for net in self.net.list() {
+            self.start_dns(&net);
+        }
         let all: Vec<Arc<Container>> = self.all();
         for c in &all {
             let rec = c.record();
@@ -323,12 +329,71 @@ impl Engine {
         &self.cfg.data_dir
     }
 
-    pub(crate) fn network_subnet(&self) -> bosun_net::Subnet {
-        self.net.subnet()
+    pub(crate) fn networks(&self) -> &Networks {
+        &self.net
     }
 
-    pub(crate) fn bridge_name(&self) -> &str {
-        self.net.bridge_name()
+    /// Serve DNS on a user-defined network's gateway for its containers.
+    pub(crate) fn start_dns(self: &Arc<Self>, net: &network::NetworkInfo) {
+        if !net.has_dns() {
+            return;
+        }
+        let addr = std::net::SocketAddr::from((net.subnet().gateway(), 53));
+        let socket = match std::net::UdpSocket::bind(addr)
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
+            .and_then(tokio::net::UdpSocket::from_std)
+        {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!(
+                    "bosun engine: no DNS for network {}: bind {addr}: {e}",
+                    net.name
+                );
+                return;
+            }
+        };
+        let weak = Arc::downgrade(self);
+        let name = net.name.clone();
+        let lookup: crate::dns::Lookup = Arc::new(move |q: &str| {
+            let Some(engine) = weak.upgrade() else {
+                return Vec::new();
+            };
+            engine.resolve_on(&name, q)
+        });
+        let task = tokio::spawn(crate::dns::serve(socket, lookup, crate::dns::upstreams()));
+        if let Some(old) = self
+            .dns
+            .lock()
+            .expect("dns lock")
+            .insert(net.name.clone(), task)
+        {
+            old.abort();
+        }
+    }
+
+    pub(crate) fn stop_dns(&self, network: &str) {
+        if let Some(task) = self.dns.lock().expect("dns lock").remove(network) {
+            task.abort();
+        }
+    }
+
+    /// Addresses on `network` of the running containers that `name` names:
+    /// container name, alias, short id or hostname.
+    fn resolve_on(&self, network: &str, name: &str) -> Vec<std::net::Ipv4Addr> {
+        let mut out = Vec::new();
+        for c in self.all() {
+            let r = c.record();
+            for e in r.endpoints.iter().filter(|e| e.network == network) {
+                let hit = r.name.eq_ignore_ascii_case(name)
+                    || r.short_id() == name
+                    || r.config.hostname.eq_ignore_ascii_case(name)
+                    || e.aliases.iter().any(|a| a.eq_ignore_ascii_case(name));
+                if hit && let Ok(ip) = e.ip.parse() {
+                    out.push(ip);
+                }
+            }
+        }
+        out
     }
 
     pub(crate) fn events(&self) -> broadcast::Receiver<Event> {
@@ -460,16 +525,18 @@ impl Engine {
             "" | "default" => network::DEFAULT_NETWORK.to_owned(),
             m => m.to_owned(),
         };
-        match mode.as_str() {
-            network::DEFAULT_NETWORK | "host" | "none" => {}
+        let bridged = match mode.as_str() {
+            "host" | "none" => false,
             m if m.starts_with("container:") => {
                 self.find(&m["container:".len()..])?;
+                false
             }
             m => {
-                return Err(EngineError::NotFound(format!("network {m} not found")));
+                self.net.get(m)?;
+                true
             }
-        }
-        if !ports.is_empty() && mode != network::DEFAULT_NETWORK {
+        };
+        if !ports.is_empty() && !bridged {
             return Err(EngineError::Invalid(format!(
                 "published ports need a bridge network, not {mode:?}"
             )));
@@ -833,26 +900,27 @@ impl Engine {
         };
         // The network goes in between create and start, into the new netns.
         let netns_mode = rec.network_mode().to_owned();
-        let connected = if netns_mode == network::DEFAULT_NETWORK {
+        let bridged = !matches!(netns_mode.as_str(), "host" | "none")
+            && !netns_mode.starts_with("container:");
+        let connected = if bridged {
+            let net = netns_mode.clone();
             let engine = self.clone();
             let id = c.id.clone();
             let taken2 = taken.clone();
             let ports2: Vec<PortRequest> = ports.clone();
-            tokio::task::spawn_blocking(move || engine.net.connect(&id, pid, &ports2, &taken2))
-                .await
-                .map_err(|e| EngineError::internal("network", e))
-                .and_then(|r| r)
-                .map(Some)
+            tokio::task::spawn_blocking(move || {
+                engine.net.connect(&net, &id, pid, &ports2, &taken2)
+            })
+            .await
+            .map_err(|e| EngineError::internal("network", e))
+            .and_then(|r| r)
+            .map(Some)
         } else {
             Ok(None)
         };
         let (endpoints, published) = match connected {
             Ok(Some((mut ep, published))) => {
-                ep.aliases = rec
-                    .aliases
-                    .get(network::DEFAULT_NETWORK)
-                    .cloned()
-                    .unwrap_or_default();
+                ep.aliases = rec.aliases.get(&netns_mode).cloned().unwrap_or_default();
                 (vec![ep], published)
             }
             Ok(None) => (Vec::new(), Vec::new()),
@@ -954,7 +1022,16 @@ impl Engine {
             };
             let mut env = spec::environment(&rec.config, &image, &hostname)?;
             env.retain(|e| !e.starts_with("HOSTNAME=") || e == &format!("HOSTNAME={hostname}"));
-            let etc = write_etc_files(&c.dir, rec, &hostname, &netns)?;
+            let dns_server = match &netns {
+                NetNs::New => self
+                    .net
+                    .get(rec.network_mode())
+                    .ok()
+                    .filter(|n| n.has_dns())
+                    .map(|n| n.subnet().gateway()),
+                _ => None,
+            };
+            let etc = write_etc_files(&c.dir, rec, &hostname, dns_server)?;
             let cwd = match rec.config.working_dir.as_str() {
                 "" => "/".to_owned(),
                 w => w.to_owned(),
@@ -1304,6 +1381,52 @@ impl Engine {
         Ok(())
     }
 
+    /// `network connect`/`disconnect`. A container is on one network (its
+    /// network mode); a running one keeps its interface until it restarts,
+    /// so changing it while it runs is refused.
+    pub(crate) fn set_network(
+        &self,
+        name_or_id: &str,
+        network: &str,
+        aliases: Vec<String>,
+        connect: bool,
+        force: bool,
+    ) -> Result<()> {
+        let c = self.find(name_or_id)?;
+        let rec = c.record();
+        if rec.state.status.is_live() && !(force && !connect) {
+            return Err(EngineError::Conflict(format!(
+                "container {} is running: bosun changes a container's network only while it is stopped",
+                rec.id
+            )));
+        }
+        if !connect && rec.network_mode() != network {
+            return Err(EngineError::Conflict(format!(
+                "container {} is not connected to network {network}",
+                rec.id
+            )));
+        }
+        let rec = c.update(|r| {
+            r.host_config.network_mode = if connect {
+                network.to_owned()
+            } else {
+                "none".into()
+            };
+            r.aliases.clear();
+            if connect && !aliases.is_empty() {
+                r.aliases.insert(network.to_owned(), aliases);
+            }
+        })?;
+        let action = if connect { "connect" } else { "disconnect" };
+        self.emit(
+            "network",
+            action,
+            &crate::network::network_id(network),
+            &[("container", &rec.id), ("name", network)],
+        );
+        Ok(())
+    }
+
     pub(crate) fn rename(&self, name_or_id: &str, new_name: &str) -> Result<()> {
         let new_name = new_name.trim_start_matches('/');
         if !volumes::valid_name(new_name) {
@@ -1350,6 +1473,10 @@ impl Engine {
 
     pub(crate) fn image_store(&self) -> &ImageStore {
         &self.images
+    }
+
+    pub(crate) fn snapshotter(&self) -> Snapshotter {
+        self.snapshots.clone()
     }
 }
 
@@ -1469,14 +1596,17 @@ fn write_etc_files(
     dir: &Path,
     rec: &Record,
     hostname: &str,
-    netns: &NetNs,
+    dns_server: Option<std::net::Ipv4Addr>,
 ) -> Result<Vec<(&'static str, PathBuf)>> {
     let io = |e| EngineError::internal("write the container's /etc files", e);
     let hostname_file = dir.join("hostname");
     std::fs::write(&hostname_file, format!("{hostname}\n")).map_err(io)?;
     let resolv = dir.join("resolv.conf");
-    let text = match (&rec.host_config.dns[..], netns) {
-        ([], _) => host_resolv_conf(),
+    let text = match (&rec.host_config.dns[..], dns_server) {
+        ([], None) => host_resolv_conf(),
+        // The network's embedded DNS answers container names and forwards
+        // the rest to the host's resolvers.
+        ([], Some(gw)) => format!("nameserver {gw}\noptions ndots:0\n"),
         (servers, _) => servers
             .iter()
             .map(|s| format!("nameserver {s}\n"))

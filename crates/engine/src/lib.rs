@@ -9,6 +9,8 @@
 #![recursion_limit = "256"]
 
 mod api;
+mod build;
+mod dns;
 mod engine;
 mod error;
 mod exec;
@@ -22,6 +24,7 @@ mod time;
 mod volumes;
 
 pub use api::{API_VERSION, MIN_API_VERSION, serve};
+pub use build::ChildRuntime;
 pub use engine::{Engine, EngineConfig};
 pub use error::EngineError;
 pub use network::NetworkConfig;

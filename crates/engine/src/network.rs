@@ -4,8 +4,12 @@
 //! carry the container's id, so a crash never strands one (they are found
 //! again by owner at the next start).
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
 
 use bosun_net::{Attachment, Firewall, IfName, Ipam, PortMapping, Protocol, Subnet};
 
@@ -93,57 +97,236 @@ pub(crate) fn parse_port_bindings(
     Ok(out)
 }
 
+/// One bridge network: the default `bridge` or a user-defined one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct NetworkInfo {
+    pub name: String,
+    pub id: String,
+    pub bridge: String,
+    pub subnet: String,
+    pub created: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl NetworkInfo {
+    pub(crate) fn subnet(&self) -> Subnet {
+        self.subnet.parse().expect("subnets are checked when saved")
+    }
+
+    /// User-defined networks resolve container names (embedded DNS).
+    pub(crate) fn has_dns(&self) -> bool {
+        self.name != DEFAULT_NETWORK
+    }
+}
+
 /// The networks of one engine.
 #[derive(Debug)]
 pub(crate) struct Networks {
-    config: NetworkConfig,
-    bridge: IfName,
-    ipam: Ipam,
+    state_dir: PathBuf,
     firewall: Firewall,
+    nets: Mutex<BTreeMap<String, NetworkInfo>>,
+}
+
+/// The owner tag of a network's own rules (its outbound NAT).
+fn net_owner(id: &str) -> String {
+    format!("net-{}", &id[..12])
 }
 
 impl Networks {
-    /// Set the default network up (idempotent: a restarted engine finds it).
+    /// Set the networks up (idempotent: a restarted engine finds them).
     pub(crate) fn open(state_dir: &Path, config: NetworkConfig) -> Result<Self> {
-        let bridge = IfName::new(&config.bridge)
-            .map_err(|e| EngineError::Invalid(format!("bridge name: {e}")))?;
-        let ipam = Ipam::open(&state_dir.join("ipam"), config.subnet)
-            .map_err(|e| EngineError::internal("open the address allocator", e))?;
         let firewall = Firewall::new(&config.nft_table)
             .map_err(|e| EngineError::Invalid(format!("nftables table: {e}")))?;
-        bosun_net::ensure_bridge(&bridge, config.subnet)
-            .map_err(|e| EngineError::internal("set up the bridge", e))?;
         firewall
             .ensure()
             .map_err(|e| EngineError::internal("set up nftables", e))?;
-        // The outbound NAT rules carry no owner; add them once.
-        let rules = firewall
+        std::fs::create_dir_all(state_dir)
+            .map_err(|e| EngineError::internal(state_dir.display(), e))?;
+        let mut nets: BTreeMap<String, NetworkInfo> =
+            match std::fs::read(state_dir.join("networks.json")) {
+                Ok(t) => serde_json::from_slice(&t)
+                    .map_err(|e| EngineError::internal("networks.json", e))?,
+                Err(_) => BTreeMap::new(),
+            };
+        nets.insert(
+            DEFAULT_NETWORK.into(),
+            NetworkInfo {
+                name: DEFAULT_NETWORK.into(),
+                id: network_id(DEFAULT_NETWORK),
+                bridge: config.bridge.clone(),
+                subnet: config.subnet.to_string(),
+                created: crate::time::ZERO.into(),
+                labels: BTreeMap::new(),
+            },
+        );
+        let me = Self {
+            state_dir: state_dir.to_owned(),
+            firewall,
+            nets: Mutex::new(nets.clone()),
+        };
+        let rules = me
+            .firewall
             .rules()
             .map_err(|e| EngineError::internal("list nftables rules", e))?;
-        if !rules
-            .iter()
-            .any(|(r, owner)| owner.is_none() && r.chain == "postrouting")
-        {
-            firewall
-                .masquerade(config.subnet)
-                .map_err(|e| EngineError::internal("set up outbound NAT", e))?;
+        for net in nets.values() {
+            me.bring_up(net, &rules)?;
         }
         // Published ports from outside the host need forwarding.
         let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
-        Ok(Self {
-            config,
-            bridge,
-            ipam,
-            firewall,
-        })
+        Ok(me)
     }
 
-    pub(crate) fn subnet(&self) -> Subnet {
-        self.config.subnet
+    fn bring_up(
+        &self,
+        net: &NetworkInfo,
+        rules: &[(bosun_net::RuleHandle, Option<String>)],
+    ) -> Result<()> {
+        let bridge = IfName::new(&net.bridge)
+            .map_err(|e| EngineError::Invalid(format!("bridge name: {e}")))?;
+        bosun_net::ensure_bridge(&bridge, net.subnet())
+            .map_err(|e| EngineError::internal(format!("set up bridge {}", net.bridge), e))?;
+        let owner = net_owner(&net.id);
+        if !rules
+            .iter()
+            .any(|(_, o)| o.as_deref() == Some(owner.as_str()))
+        {
+            self.firewall
+                .masquerade(net.subnet(), Some(&owner))
+                .map_err(|e| EngineError::internal("set up outbound NAT", e))?;
+        }
+        Ok(())
     }
 
-    pub(crate) fn bridge_name(&self) -> &str {
-        &self.config.bridge
+    fn ipam(&self, net: &NetworkInfo) -> Result<Ipam> {
+        Ipam::open(&self.state_dir.join("ipam"), net.subnet())
+            .map_err(|e| EngineError::internal("open the address allocator", e))
+    }
+
+    fn save(&self, nets: &BTreeMap<String, NetworkInfo>) -> Result<()> {
+        let user: BTreeMap<&String, &NetworkInfo> =
+            nets.iter().filter(|(k, _)| *k != DEFAULT_NETWORK).collect();
+        let text =
+            serde_json::to_vec_pretty(&user).map_err(|e| EngineError::internal("networks", e))?;
+        crate::fsutil::write_atomic(&self.state_dir.join("networks.json"), &text)
+            .map_err(|e| EngineError::internal("save networks.json", e))
+    }
+
+    /// Every bridge network, the default first.
+    pub(crate) fn list(&self) -> Vec<NetworkInfo> {
+        let nets = self.nets.lock().expect("networks lock");
+        let mut out: Vec<NetworkInfo> = nets.values().cloned().collect();
+        out.sort_by_key(|n| (n.name != DEFAULT_NETWORK, n.name.clone()));
+        out
+    }
+
+    /// A network by name, id or unique id prefix.
+    pub(crate) fn get(&self, key: &str) -> Result<NetworkInfo> {
+        let nets = self.nets.lock().expect("networks lock");
+        if let Some(n) = nets.get(key) {
+            return Ok(n.clone());
+        }
+        let found: Vec<&NetworkInfo> = nets
+            .values()
+            .filter(|n| !key.is_empty() && n.id.starts_with(key))
+            .collect();
+        match found.as_slice() {
+            [one] => Ok((*one).clone()),
+            _ => Err(EngineError::NotFound(format!("network {key} not found"))),
+        }
+    }
+
+    /// `docker network create`: a bridge, a subnet (given or the next free
+    /// /24 of 10.90.0.0/16), outbound NAT, and (for its containers) DNS.
+    pub(crate) fn create(
+        &self,
+        name: &str,
+        subnet: Option<&str>,
+        labels: BTreeMap<String, String>,
+    ) -> Result<NetworkInfo> {
+        if !crate::volumes::valid_name(name) || matches!(name, "host" | "none" | "default") {
+            return Err(EngineError::Invalid(format!(
+                "invalid network name {name:?}"
+            )));
+        }
+        let mut nets = self.nets.lock().expect("networks lock");
+        if nets.contains_key(name) {
+            return Err(EngineError::Conflict(format!(
+                "network with name {name} already exists"
+            )));
+        }
+        let overlaps = |s: Subnet, nets: &BTreeMap<String, NetworkInfo>| {
+            nets.values().any(|n| {
+                let o = n.subnet();
+                o.contains(s.network()) || s.contains(o.network())
+            })
+        };
+        let subnet: Subnet = match subnet {
+            Some(s) => {
+                let s: Subnet = s
+                    .parse()
+                    .map_err(|e| EngineError::Invalid(format!("invalid subnet {s:?}: {e}")))?;
+                if overlaps(s, &nets) {
+                    return Err(EngineError::Conflict(format!(
+                        "invalid pool request: Pool overlaps with other one on this address space ({s})"
+                    )));
+                }
+                s
+            }
+            None => (0..=255u8)
+                .filter_map(|i| Subnet::new(std::net::Ipv4Addr::new(10, 90, i, 0), 24).ok())
+                .find(|s| !overlaps(*s, &nets))
+                .ok_or_else(|| {
+                    EngineError::Conflict("no free subnet left in 10.90.0.0/16".into())
+                })?,
+        };
+        let id = network_id(&format!("{name}-{}", crate::time::now_rfc3339_nano()));
+        let net = NetworkInfo {
+            name: name.to_owned(),
+            bridge: format!("bn{}", &id[..12]),
+            id,
+            subnet: subnet.to_string(),
+            created: crate::time::now_rfc3339_nano(),
+            labels,
+        };
+        if let Err(e) = self.bring_up(&net, &[]) {
+            self.tear_down(&net);
+            return Err(e);
+        }
+        nets.insert(name.to_owned(), net.clone());
+        if let Err(e) = self.save(&nets) {
+            nets.remove(name);
+            self.tear_down(&net);
+            return Err(e);
+        }
+        Ok(net)
+    }
+
+    fn tear_down(&self, net: &NetworkInfo) {
+        let _ = self.firewall.remove_owner(&net_owner(&net.id));
+        if let Ok(b) = IfName::new(&net.bridge) {
+            let _ = bosun_net::delete_bridge(&b);
+        }
+        if let Ok(ipam) = self.ipam(net) {
+            let _ = std::fs::remove_file(ipam.state_path());
+        }
+    }
+
+    /// `docker network rm` (the caller checks no container uses it).
+    pub(crate) fn remove(&self, key: &str) -> Result<NetworkInfo> {
+        let net = self.get(key)?;
+        if net.name == DEFAULT_NETWORK {
+            return Err(EngineError::Conflict(format!(
+                "{} is a pre-defined network and cannot be removed",
+                net.name
+            )));
+        }
+        let mut nets = self.nets.lock().expect("networks lock");
+        nets.remove(&net.name);
+        self.save(&nets)?;
+        drop(nets);
+        self.tear_down(&net);
+        Ok(net)
     }
 
     /// Fail before anything is created if a host port is taken, by a process
@@ -177,27 +360,29 @@ impl Networks {
         Ok(())
     }
 
-    /// Give the container whose init is `pid` an address on the default
-    /// bridge and publish its ports. Blocking (netlink, nft). On failure
-    /// nothing is left.
+    /// Give the container whose init is `pid` an address on `network` and
+    /// publish its ports. Blocking (netlink, nft). On failure nothing is left.
     pub(crate) fn connect(
         &self,
+        network: &str,
         id: &str,
         pid: i32,
         ports: &[PortRequest],
         taken: &[Published],
     ) -> Result<(Endpoint, Vec<Published>)> {
-        let ip = self
-            .ipam
+        let net = self.get(network)?;
+        let ipam = self.ipam(&net)?;
+        let ip = ipam
             .allocate(id)
             .map_err(|e| EngineError::internal("allocate an address", e))?;
         let host_veth = veth_name(id);
         let attach = Attachment {
-            bridge: self.bridge.clone(),
+            bridge: IfName::new(&net.bridge)
+                .map_err(|e| EngineError::Invalid(format!("bridge name: {e}")))?,
             host_veth: host_veth.clone(),
             netns: PathBuf::from(format!("/proc/{pid}/ns/net")),
             address: ip,
-            subnet: self.config.subnet,
+            subnet: net.subnet(),
         };
         let result = bosun_net::attach(&attach)
             .map_err(|e| EngineError::internal("connect the container", e))
@@ -205,11 +390,11 @@ impl Networks {
         match result {
             Ok(published) => Ok((
                 Endpoint {
-                    network: DEFAULT_NETWORK.into(),
-                    network_id: network_id(DEFAULT_NETWORK),
+                    network: net.name.clone(),
+                    network_id: net.id.clone(),
                     ip: ip.to_string(),
-                    prefix: self.config.subnet.prefix(),
-                    gateway: self.config.subnet.gateway().to_string(),
+                    prefix: net.subnet().prefix(),
+                    gateway: net.subnet().gateway().to_string(),
                     mac: String::new(),
                     host_veth: host_veth.as_str().to_owned(),
                     aliases: Vec::new(),
@@ -258,26 +443,35 @@ impl Networks {
         Ok(out)
     }
 
-    /// Remove everything the container got: rules, address, veth (gone with
+    /// Remove everything the container got: rules, addresses, veth (gone with
     /// its netns already, unless the container is still alive). Idempotent,
     /// so it also serves crash reconciliation.
     pub(crate) fn disconnect(&self, id: &str) {
         let _ = self.firewall.remove_owner(id);
         let _ = bosun_net::detach(&veth_name(id));
-        let _ = self.ipam.release_owner(id);
+        for net in self.list() {
+            if let Ok(ipam) = self.ipam(&net) {
+                let _ = ipam.release_owner(id);
+            }
+        }
     }
 
-    /// Owners holding addresses or rules: what reconciliation compares with
-    /// the containers that still run.
+    /// Containers holding addresses or rules: what reconciliation compares
+    /// with the containers that still run.
     pub(crate) fn owners(&self) -> Vec<String> {
-        let mut owners: Vec<String> = self
-            .ipam
-            .leases()
-            .map(|l| l.iter().map(|(_, o)| o.to_owned()).collect())
-            .unwrap_or_default();
+        let mut owners: Vec<String> = Vec::new();
+        for net in self.list() {
+            if let Ok(leases) = self
+                .ipam(&net)
+                .and_then(|i| i.leases().map_err(|e| EngineError::internal("leases", e)))
+            {
+                owners.extend(leases.iter().map(|(_, o)| o.to_owned()));
+            }
+        }
         if let Ok(rules) = self.firewall.rules() {
             owners.extend(rules.into_iter().filter_map(|(_, o)| o));
         }
+        owners.retain(|o| !o.starts_with("net-"));
         owners.sort();
         owners.dedup();
         owners

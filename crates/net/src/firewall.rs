@@ -194,8 +194,13 @@ impl Firewall {
     /// to a container on the same bridge: without masquerading, the reply would
     /// go straight back over the bridge from an address the client never
     /// called), and connections from the host's loopback to a published port.
-    /// Returns the handles of the three rules.
-    pub fn masquerade(&self, subnet: Subnet) -> Result<Vec<RuleHandle>, FirewallError> {
+    /// Returns the handles of the three rules, which carry `owner` (a network)
+    /// when given, so `remove_owner` removes them with it.
+    pub fn masquerade(
+        &self,
+        subnet: Subnet,
+        owner: Option<&str>,
+    ) -> Result<Vec<RuleHandle>, FirewallError> {
         let outbound = vec![
             matches(payload("ip", "saddr"), prefix(subnet), Operator::EQ),
             matches(payload("ip", "daddr"), prefix(subnet), Operator::NEQ),
@@ -237,7 +242,7 @@ impl Firewall {
                 (POSTROUTING, hairpin),
                 (POSTROUTING, loopback),
             ],
-            None,
+            owner,
             &format!("masquerade {subnet}"),
         )
     }

@@ -47,7 +47,9 @@ fn rules_are_added_and_removed_by_handle_in_our_table_only() {
 
     fw.ensure().unwrap();
     fw.ensure().unwrap();
-    let masq = fw.masquerade("10.198.0.0/24".parse().unwrap()).unwrap();
+    let masq = fw
+        .masquerade("10.198.0.0/24".parse().unwrap(), None)
+        .unwrap();
     let ports = fw
         .publish(
             &PortMapping {

@@ -114,7 +114,7 @@ fn published_port_reaches_the_container_from_the_host() {
 
     let fw = Firewall::new(&table).unwrap();
     fw.ensure().unwrap();
-    let masq = fw.masquerade(subnet).unwrap();
+    let masq = fw.masquerade(subnet, None).unwrap();
     let mapping = PortMapping {
         protocol: Protocol::Tcp,
         host_port: 18081,

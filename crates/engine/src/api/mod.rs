@@ -3,9 +3,12 @@
 //! Handlers live in `containers.rs` and `system.rs`; they translate requests
 //! into [`Engine`] calls and never hold engine state of their own.
 
+mod build;
 mod containers;
+mod networks;
 mod stream;
 mod system;
+mod transfer;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -297,11 +300,12 @@ async fn dispatch(
         (Method::GET, ["info"]) => Ok(system::info(engine)),
         (Method::GET, ["events"]) => system::events(engine, &call),
         (Method::GET, ["system", "df"]) => system::df(engine),
+        (Method::POST, ["build"]) => build::build(engine, call, req).await,
         (_, ["containers", ..]) => containers::dispatch(engine, call, req).await,
         (_, ["exec", ..]) => containers::dispatch_exec(engine, call, req).await,
         (_, ["images", ..]) => system::images(engine, call, req).await,
         (_, ["volumes", ..]) => system::volumes(engine, call, req).await,
-        (_, ["networks", ..]) => system::networks(engine, call, req).await,
+        (_, ["networks", ..]) => networks::dispatch(engine, call, req).await,
         _ => Err(EngineError::NotFound(format!(
             "page not found: {} {}",
             call.method,

@@ -17,7 +17,7 @@ use super::{
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::model::Status;
-use crate::network::{DEFAULT_NETWORK, network_id};
+use crate::network::network_id;
 use crate::time::{now_unix, parse_filter_time, unix_of};
 
 pub(super) fn ping(method: &Method) -> Response<Body> {
@@ -368,84 +368,18 @@ pub(super) async fn volumes(
     }
 }
 
-fn network_json(engine: &Engine, name: &str) -> Value {
-    let (driver, subnet, gateway) = match name {
-        DEFAULT_NETWORK => (
-            "bridge",
-            engine.network_subnet().to_string(),
-            engine.network_subnet().gateway().to_string(),
-        ),
-        "host" => ("host", String::new(), String::new()),
-        _ => ("null", String::new(), String::new()),
-    };
-    let mut containers = serde_json::Map::new();
-    for c in engine.all() {
-        let r = c.record();
-        for e in r.endpoints.iter().filter(|e| e.network == name) {
-            containers.insert(
-                r.id.clone(),
-                json!({"Name": r.name, "EndpointID": "", "MacAddress": e.mac,
-                       "IPv4Address": format!("{}/{}", e.ip, e.prefix), "IPv6Address": ""}),
-            );
-        }
-    }
-    let config = match subnet.is_empty() {
-        true => json!([]),
-        false => json!([{"Subnet": subnet, "Gateway": gateway}]),
-    };
-    let options = match name {
-        DEFAULT_NETWORK => json!({"com.docker.network.bridge.name": engine.bridge_name()}),
-        _ => json!({}),
-    };
-    json!({
-        "Name": name, "Id": network_id(name), "Created": crate::time::ZERO, "Scope": "local",
-        "Driver": driver, "EnableIPv6": false, "IPAM": {"Driver": "default", "Options": null, "Config": config},
-        "Internal": false, "Attachable": false, "Ingress": false, "ConfigFrom": {"Network": ""},
-        "ConfigOnly": false, "Containers": containers, "Options": options, "Labels": {},
-    })
-}
-
-pub(super) async fn networks(
-    engine: &Arc<Engine>,
-    call: Call,
-    _req: Request<Incoming>,
-) -> Result<Response<Body>, EngineError> {
-    let seg: Vec<&str> = call.segments.iter().map(String::as_str).collect();
-    let names = [DEFAULT_NETWORK, "host", "none"];
-    let find = |key: &str| {
-        names
-            .iter()
-            .find(|n| **n == key || network_id(n).starts_with(key))
-            .copied()
-            .ok_or_else(|| EngineError::NotFound(format!("network {key} not found")))
-    };
-    match (call.method.clone(), &seg[1..]) {
-        (Method::GET, []) => Ok(ok_json(&Value::Array(
-            names.iter().map(|n| network_json(engine, n)).collect(),
-        ))),
-        (Method::GET, [key]) => Ok(ok_json(&network_json(engine, find(key)?))),
-        (Method::DELETE, [key]) => {
-            let n = find(key)?;
-            Err(EngineError::Conflict(format!(
-                "{n} is a pre-defined network and cannot be removed"
-            )))
-        }
-        _ => Err(EngineError::NotFound(format!(
-            "page not found: {} /{}",
-            call.method,
-            call.segments.join("/")
-        ))),
-    }
-}
-
 pub(super) async fn images(
     engine: &Arc<Engine>,
     call: Call,
-    _req: Request<Incoming>,
+    req: Request<Incoming>,
 ) -> Result<Response<Body>, EngineError> {
     let seg: Vec<&str> = call.segments.iter().map(String::as_str).collect();
     let store = engine.image_store();
     match (call.method.clone(), &seg[1..]) {
+        (Method::POST, ["create"]) => super::transfer::pull(engine, &call, &req),
+        (Method::POST, [name @ .., "push"]) if !name.is_empty() => {
+            super::transfer::push(engine, &name.join("/"), &call, &req)
+        }
         (Method::GET, ["json"]) => {
             let mut by_id: BTreeMap<String, Value> = BTreeMap::new();
             for i in store.list()? {
@@ -544,7 +478,7 @@ pub(super) async fn images(
 }
 
 /// `docker.io/library/busybox:latest` → `busybox:latest`, as Docker shows it.
-fn short_ref(full: &str) -> String {
+pub(super) fn short_ref(full: &str) -> String {
     full.strip_prefix("docker.io/library/")
         .or_else(|| full.strip_prefix("docker.io/"))
         .unwrap_or(full)
