@@ -136,6 +136,66 @@ pub(crate) fn validate(kind: &str, obj: &Value) -> Vec<Cause> {
     causes
 }
 
+/// What an update may not change: a ConfigMap's or Secret's data once
+/// `immutable` is set, a workload's selector, and a pod's spec beyond its
+/// images, active deadline, tolerations and grace period.
+pub(crate) fn immutable(kind: &str, cur: &Value, new: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    match kind {
+        "ConfigMap" | "Secret" if cur["immutable"] == Value::Bool(true) => {
+            for field in ["data", "binaryData", "immutable"] {
+                if cur.get(field) != new.get(field) {
+                    causes.push(Cause {
+                        reason: "FieldValueForbidden",
+                        field: field.to_owned(),
+                        message: "Forbidden: field is immutable when `immutable` is set".to_owned(),
+                    });
+                }
+            }
+        }
+        "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" | "Job"
+            if cur["spec"]["selector"] != new["spec"]["selector"] =>
+        {
+            causes.push(Cause::immutable("spec.selector"));
+        }
+        "Pod" => {
+            let mutable_removed = |spec: &Value| {
+                let mut spec = spec.clone();
+                if let Some(m) = spec.as_object_mut() {
+                    for f in [
+                        "activeDeadlineSeconds",
+                        "tolerations",
+                        "terminationGracePeriodSeconds",
+                    ] {
+                        m.remove(f);
+                    }
+                    for list in ["containers", "initContainers"] {
+                        if let Some(Value::Array(cs)) = m.get_mut(list) {
+                            for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                                c.remove("image");
+                            }
+                        }
+                    }
+                }
+                spec
+            };
+            if mutable_removed(&cur["spec"]) != mutable_removed(&new["spec"]) {
+                causes.push(Cause {
+                    reason: "FieldValueForbidden",
+                    field: "spec".to_owned(),
+                    message: "Forbidden: pod updates may not change fields other than \
+                              `spec.containers[*].image`, `spec.initContainers[*].image`, \
+                              `spec.activeDeadlineSeconds`, `spec.tolerations` and \
+                              `spec.terminationGracePeriodSeconds`"
+                        .to_owned(),
+                });
+            }
+        }
+        _ => {}
+    }
+    causes
+}
+
 fn containers(spec: &Value, at: &str, causes: &mut Vec<Cause>) {
     let list = spec["containers"].as_array().map_or(&[][..], Vec::as_slice);
     if list.is_empty() {
@@ -170,6 +230,24 @@ mod tests {
         );
         assert!(validate("Secret", &s).is_empty());
         assert_eq!(validate("Secret", &json!({"data": {"a": "!!"}})).len(), 1);
+    }
+
+    #[test]
+    fn immutable_fields() {
+        let cm = json!({"immutable": true, "data": {"a": "1"}});
+        assert!(immutable("ConfigMap", &cm, &cm).is_empty());
+        let changed = json!({"immutable": true, "data": {"a": "2"}});
+        assert_eq!(immutable("ConfigMap", &cm, &changed)[0].field, "data");
+        let mutable = json!({"data": {"a": "1"}});
+        assert!(immutable("ConfigMap", &mutable, &changed).is_empty());
+        let pod = json!({"spec": {"containers": [{"name": "c", "image": "a"}]}});
+        let new_image = json!({"spec": {"containers": [{"name": "c", "image": "b"}]}});
+        assert!(immutable("Pod", &pod, &new_image).is_empty());
+        let new_name = json!({"spec": {"containers": [{"name": "d", "image": "a"}]}});
+        assert_eq!(immutable("Pod", &pod, &new_name).len(), 1);
+        let d = json!({"spec": {"selector": {"matchLabels": {"a": "b"}}}});
+        let d2 = json!({"spec": {"selector": {"matchLabels": {"a": "c"}}}});
+        assert_eq!(immutable("Deployment", &d, &d2)[0].field, "spec.selector");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! `metav1.Status` bodies with Kubernetes' codes and reasons.
 
 mod alloc;
+mod audit;
 mod auth;
 mod discovery;
 mod http;
@@ -128,6 +129,7 @@ pub(crate) struct State {
     pub(crate) bookmark_interval: Duration,
     pub(crate) metrics: Arc<metrics::Metrics>,
     pub(crate) event_lines: Arc<watch::EventLines>,
+    audit: audit::Audit,
 }
 
 /// A bound server, ready to [`run`](Server::run).
@@ -187,6 +189,7 @@ impl Server {
             bookmark_interval: config.bookmark_interval,
             metrics: Arc::default(),
             event_lines: Arc::default(),
+            audit: audit::Audit::open(&dir.join("audit.log"))?,
         });
         bootstrap(&state, addr.port()).await?;
         namespaces::resume(&state).await?;
@@ -470,7 +473,9 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Status
     // Asking "may I?" is always allowed; everything else needs a rule.
     if target.res.kind != "SelfSubjectAccessReview" && !auth::allowed(&state, &user, &attrs).await?
     {
-        return Err(attrs.forbidden(&user));
+        let denied = attrs.forbidden(&user);
+        state.audit.write(&user, &attrs, denied.code());
+        return Err(denied);
     }
     if verb == "watch" {
         return watch::watch(state, target, &q, &headers).await;
@@ -478,7 +483,7 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Status
     if target.res.kind == "SelfSubjectAccessReview" && method == Method::POST {
         return auth::review(&state, &user, &headers, &body).await;
     }
-    match tokio::time::timeout(
+    let result = match tokio::time::timeout(
         REQUEST_TIMEOUT,
         objects::handle(&state, &method, &target, &q, &headers, &body),
     )
@@ -489,7 +494,13 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Status
             Reason::Timeout,
             "the request did not complete within the allowed duration",
         )),
-    }
+    };
+    let code = match &result {
+        Ok(resp) => resp.status().as_u16(),
+        Err(s) => s.code(),
+    };
+    state.audit.write(&user, &attrs, code);
+    result
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, Status> {

@@ -943,6 +943,10 @@ async fn write_update(
     kinds::default(res.kind, &mut new).map_err(|c| Status::invalid(res, name, vec![c]))?;
     alloc::assign(&state.store, res, name, &mut new, Some(&cur)).await?;
     invalid_if_any(res, name, &new, &meta)?;
+    let frozen = kinds::immutable(res.kind, &cur, &new);
+    if !frozen.is_empty() {
+        return Err(Status::invalid(res, name, frozen));
+    }
     let old_meta = ObjectMeta::of(&cur).map_err(bad_request)?;
     if old_meta.deletion_timestamp.is_some()
         && let Some(added) = meta

@@ -1347,4 +1347,32 @@ async fn rbac_and_the_node_authorizer_decide_what_other_tokens_may_do() {
     );
     let r = as_user("viewer-token", "POST", ssar, Some(ask("create"))).await;
     assert_eq!(r.json()["status"]["allowed"], false);
+
+    // Every write is in the audit log, refused ones too; reads are not.
+    let audit = std::fs::read_to_string(c.dir.path().join("audit.log")).unwrap();
+    let lines: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let refused = lines
+        .iter()
+        .find(|l| l["user"] == "viewer" && l["verb"] == "create")
+        .expect("the viewer's refused create");
+    assert_eq!(
+        (
+            refused["code"].as_i64(),
+            refused["resource"].as_str(),
+            refused["name"].as_str()
+        ),
+        (Some(403), Some("configmaps"), Some("x"))
+    );
+    assert!(lines.iter().any(|l| l["user"] == "admin"
+        && l["verb"] == "create"
+        && l["resource"] == "clusterrolebindings"
+        && l["code"] == 201));
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["verb"] != "get" && l["verb"] != "list")
+    );
 }
