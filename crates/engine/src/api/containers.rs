@@ -215,6 +215,13 @@ fn mounts_json(rec: &Record) -> Value {
     )
 }
 
+/// The stored HostConfig plus what bosun fixes: logs are json-file.
+fn host_config_json(rec: &Record) -> Value {
+    let mut v = serde_json::to_value(&rec.host_config).unwrap_or(Value::Null);
+    v["LogConfig"] = json!({"Type": "json-file", "Config": {}});
+    v
+}
+
 /// `GET /containers/{id}/json`.
 pub(super) fn inspect(rec: &Record) -> Value {
     let s = &rec.state;
@@ -256,7 +263,7 @@ pub(super) fn inspect(rec: &Record) -> Value {
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "ExecIDs": null,
-        "HostConfig": rec.host_config,
+        "HostConfig": host_config_json(rec),
         "GraphDriver": {"Name": "overlay", "Data": null},
         "Mounts": mounts_json(rec),
         "Config": rec.config,
