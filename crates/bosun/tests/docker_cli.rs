@@ -619,3 +619,103 @@ fn user_networks_resolve_containers_by_name_and_alias() {
     let dup = e.docker(&["network", "create", "bridge"]);
     assert!(!dup.status.success());
 }
+
+#[test]
+fn health_pause_top_stats_rename_and_events() {
+    let e = TestEngine::start();
+    let mut events = e
+        .docker_command()
+        .args([
+            "events",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}",
+            "--filter",
+            "type=container",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    e.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "checked",
+        "--health-cmd",
+        "test -f /tmp/ready",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let health = || {
+        e.docker_ok(&["inspect", "-f", "{{.State.Health.Status}}", "checked"])
+            .trim()
+            .to_owned()
+    };
+    e.eventually("unhealthy while the file is missing", || {
+        health() == "unhealthy"
+    });
+    e.docker_ok(&["exec", "checked", "touch", "/tmp/ready"]);
+    e.eventually("healthy once it exists", || health() == "healthy");
+    assert!(
+        e.docker_ok(&["ps", "--format", "{{.Status}}"])
+            .contains("(healthy)")
+    );
+
+    let top = e.docker_ok(&["top", "checked"]);
+    assert!(top.contains("sleep 60"), "{top}");
+    let stats = e.docker_ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.MemUsage}}",
+        "checked",
+    ]);
+    assert!(stats.starts_with("checked "), "{stats}");
+    e.docker_ok(&["pause", "checked"]);
+    assert_eq!(
+        e.docker_ok(&["inspect", "-f", "{{.State.Status}}", "checked"])
+            .trim(),
+        "paused"
+    );
+    e.docker_ok(&["unpause", "checked"]);
+    assert_eq!(
+        e.docker_ok(&["inspect", "-f", "{{.State.Status}}", "checked"])
+            .trim(),
+        "running"
+    );
+    e.docker_ok(&["rename", "checked", "renamed"]);
+    assert_eq!(
+        e.docker_ok(&["inspect", "-f", "{{.Name}}", "renamed"])
+            .trim(),
+        "/renamed"
+    );
+    e.docker_ok(&["rm", "-f", "renamed"]);
+
+    let _ = events.kill();
+    let mut seen = String::new();
+    events
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut seen)
+        .unwrap();
+    let _ = events.wait();
+    for want in [
+        "create checked",
+        "start checked",
+        "health_status: healthy checked",
+        "pause checked",
+        "rename renamed",
+        "destroy renamed",
+    ] {
+        assert!(
+            seen.lines().any(|l| l == want),
+            "no {want:?} event in:\n{seen}"
+        );
+    }
+}

@@ -93,6 +93,10 @@ impl Container {
         Ok(rec.clone())
     }
 
+    pub(crate) fn set_health(&self, health: Option<crate::model::Health>) -> Result<Record> {
+        self.update(|r| r.state.health = health)
+    }
+
     /// Send a control frame to the shim (stdin, resize); false if none runs.
     pub(crate) async fn control(&self, bytes: &[u8]) -> bool {
         let mut guard = self.control.lock().await;
@@ -414,6 +418,10 @@ impl Engine {
                 .collect(),
             time_nano: now.as_nanos() as i64,
         });
+    }
+
+    pub(crate) fn emit_health(&self, c: &Container, status: &str) {
+        self.emit_container(&format!("health_status: {status}"), &c.record(), &[]);
     }
 
     fn emit_container(&self, action: &str, rec: &Record, extra: &[(&str, &str)]) {
@@ -983,6 +991,7 @@ impl Engine {
         })?;
         self.emit_container("start", &rec, &[]);
         self.monitor(c.clone(), read);
+        self.start_health(c.clone());
         Ok(())
     }
 
@@ -1390,11 +1399,10 @@ impl Engine {
         network: &str,
         aliases: Vec<String>,
         connect: bool,
-        force: bool,
     ) -> Result<()> {
         let c = self.find(name_or_id)?;
         let rec = c.record();
-        if rec.state.status.is_live() && !(force && !connect) {
+        if rec.state.status.is_live() {
             return Err(EngineError::Conflict(format!(
                 "container {} is running: bosun changes a container's network only while it is stopped",
                 rec.id

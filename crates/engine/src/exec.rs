@@ -142,6 +142,19 @@ impl Engine {
 
     /// Start the helper for exec `exec`; its stdio are pipes for the caller.
     pub(crate) fn exec_spawn(&self, exec: &Exec) -> Result<Running> {
+        let running = self.exec_spawn_quiet(exec)?;
+        let c = self.find(&exec.container)?.record();
+        self.emit(
+            "container",
+            &format!("exec_start: {}", exec_cmd_line(&exec.request.cmd)),
+            &c.id,
+            &[("name", &c.name), ("execID", &exec.id)],
+        );
+        Ok(running)
+    }
+
+    /// `exec_spawn` without the event (healthchecks run quietly, as in Docker).
+    pub(crate) fn exec_spawn_quiet(&self, exec: &Exec) -> Result<Running> {
         {
             let mut s = exec.state.lock().expect("exec lock");
             if s.started {
@@ -223,12 +236,6 @@ impl Engine {
             let mut s = exec.state.lock().expect("exec lock");
             s.running = true;
         }
-        self.emit(
-            "container",
-            &format!("exec_start: {}", exec_cmd_line(&req.cmd)),
-            &rec.id,
-            &[("name", &rec.name), ("execID", &exec.id)],
-        );
         Ok(Running { child, status_file })
     }
 

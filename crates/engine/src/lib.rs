@@ -15,6 +15,7 @@ mod engine;
 mod error;
 mod exec;
 mod fsutil;
+mod health;
 mod logs;
 mod model;
 mod network;

@@ -131,7 +131,15 @@ fn status_text(rec: &Record) -> String {
     let since = |t: &str| human_duration(now_unix() - unix_of(t).unwrap_or(now_unix()));
     match rec.state.status {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", since(&rec.state.started_at)),
+        Status::Running => {
+            let health = match rec.state.health.as_ref().map(|h| h.status.as_str()) {
+                Some("starting") => " (health: starting)",
+                Some("healthy") => " (healthy)",
+                Some("unhealthy") => " (unhealthy)",
+                _ => "",
+            };
+            format!("Up {}{health}", since(&rec.state.started_at))
+        }
         Status::Paused => format!("Up {} (Paused)", since(&rec.state.started_at)),
         Status::Restarting => format!(
             "Restarting ({}) {} ago",

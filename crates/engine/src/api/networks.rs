@@ -90,7 +90,6 @@ struct IpamConfig {
 struct Connect {
     container: String,
     endpoint_config: Option<EndpointConfig>,
-    force: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -231,13 +230,7 @@ pub(super) async fn dispatch(
                 .endpoint_config
                 .and_then(|e| e.aliases)
                 .unwrap_or_default();
-            engine.set_network(
-                &body.container,
-                &name,
-                aliases,
-                *action == "connect",
-                body.force,
-            )?;
+            engine.set_network(&body.container, &name, aliases, *action == "connect")?;
             Ok(status_only(StatusCode::OK))
         }
         _ => Err(EngineError::NotFound(format!(
