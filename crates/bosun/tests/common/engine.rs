@@ -264,9 +264,14 @@ impl TestEngine {
 impl Drop for TestEngine {
     fn drop(&mut self) {
         let mut leftovers = Vec::new();
+        let mut ids: Vec<String> = Vec::new();
         if self.child.is_some() {
-            let ids = self.docker(&["ps", "-aq"]);
-            for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            let listed = self.docker(&["ps", "-aq", "--no-trunc"]);
+            ids = String::from_utf8_lossy(&listed.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
+            for id in &ids {
                 let _ = self.docker(&["rm", "-f", id]);
             }
             if self.owned_rules() != 0 {
@@ -298,6 +303,20 @@ impl Drop for TestEngine {
                 ])
                 .status();
             leftovers.push(format!("{shims} shims"));
+        }
+        // Every container's cgroups (spec cgroupsPath /bosun/<id>) are gone.
+        for id in &ids {
+            let left: Vec<String> = std::fs::read_dir("/sys/fs/cgroup")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|c| c.path().join("bosun").join(id))
+                .filter(|p| p.exists())
+                .map(|p| p.display().to_string())
+                .collect();
+            if !left.is_empty() {
+                leftovers.push(format!("cgroups {left:?}"));
+            }
         }
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
