@@ -5,7 +5,10 @@
 #![allow(clippy::print_stdout, reason = "a CLI prints its results")]
 
 mod build_cli;
+mod container_cli;
+mod container_fmt;
 mod engine_cli;
+mod engine_client;
 mod image_cli;
 mod registry_cli;
 mod runc_args;
@@ -58,6 +61,9 @@ fn top_level(args: &[OsString]) -> i32 {
         Some("pull") => registry_cli::pull(&args[2..]),
         Some("push") => registry_cli::push(&args[2..]),
         Some("server") => server_cli::main(&args[2..]),
+        Some("-H" | "--host") => container_cli::with_host(&args[1..]),
+        Some(h) if h.starts_with("--host=") => container_cli::with_host(&args[1..]),
+        Some(verb) if container_cli::VERBS.contains(&verb) => container_cli::main(verb, &args[2..]),
         Some("help" | "--help" | "-h") | None => {
             println!(
                 "bosun {}: containers and clusters in one binary\n\n\
@@ -67,6 +73,10 @@ fn top_level(args: &[OsString]) -> i32 {
                  bosun pull NAME / push NAME      move images to and from registries\n  \
                  bosun registry [options]         serve images (OCI distribution API); `gc`\n  \
                  bosun engine [options]           the Docker-compatible engine daemon\n  \
+                 bosun [-H URL] VERB [options]    containers through the engine (BOSUN_HOST, default\n  \
+                 \x20                                unix:///run/bosun/engine.sock): run, create, start,\n  \
+                 \x20                                stop, kill, rm, ps, logs, exec, inspect, top, stats,\n  \
+                 \x20                                events, images, rmi, tag, volume, network\n  \
                  bosun server [options]           the cluster API server kubectl talks to\n  \
                  bosun version\n",
                 env!("CARGO_PKG_VERSION")
