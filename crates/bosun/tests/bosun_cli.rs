@@ -1,0 +1,606 @@
+//! bosun's own container verbs (`bosun run`, `ps`, `logs`, …) against a
+//! `bosun engine` of each test's own (root; see `common/engine.rs`): what they
+//! print and the exit codes they return.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::bosun;
+use common::engine::TestEngine;
+use serde_json::Value;
+
+fn host(e: &TestEngine) -> String {
+    format!("unix://{}", e.socket.display())
+}
+
+/// `bosun VERB …` aimed at the test engine through `BOSUN_HOST`.
+fn cmd(e: &TestEngine) -> Command {
+    let mut c = Command::new(bosun());
+    c.env("BOSUN_HOST", host(e));
+    c
+}
+
+/// Wait for a child, killing it if it hangs: a stuck CLI must fail the
+/// test, not hang the suite.
+fn finish(child: Child, what: &str) -> Output {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let out = child.wait_with_output().expect("wait for bosun");
+        let _ = tx.send(());
+        out
+    });
+    if rx.recv_timeout(Duration::from_secs(90)).is_err() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let out = waiter.join().unwrap();
+        panic!("{what} hung: {out:?}");
+    }
+    waiter.join().unwrap()
+}
+
+fn run(e: &TestEngine, args: &[&str]) -> Output {
+    let child = cmd(e)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn bosun");
+    finish(child, &format!("bosun {args:?}"))
+}
+
+fn ok(e: &TestEngine, args: &[&str]) -> String {
+    let out = run(e, args);
+    assert!(
+        out.status.success(),
+        "bosun {args:?} failed ({}): {}\nengine log:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        e.log()
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A raw HTTP/1.0 POST on the engine's socket; the whole answer.
+fn raw_post(e: &TestEngine, path: &str, body: &str) -> String {
+    use std::io::Read;
+    let mut s = std::os::unix::net::UnixStream::connect(&e.socket).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn run_prints_output_and_returns_exit_codes() {
+    let e = TestEngine::start();
+    assert_eq!(ok(&e, &["run", "--rm", "busybox", "echo", "hi"]), "hi\n");
+
+    // stdout and stderr stay apart; the container's code is ours.
+    let out = run(
+        &e,
+        &[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 7",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_eq!(text(&out.stdout), "out\n");
+    assert_eq!(text(&out.stderr), "err\n");
+
+    // -i: our stdin until we close it.
+    let mut child = cmd(&e)
+        .args(["run", "-i", "--rm", "busybox", "sh", "-c", "cat; echo done"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"piped\n").unwrap();
+    let out = finish(child, "run -i");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text(&out.stdout), "piped\ndone\n");
+
+    // -t: raw terminal bytes, stderr merged, \r\n from the pty.
+    let out = run(
+        &e,
+        &[
+            "run",
+            "--rm",
+            "-t",
+            "busybox",
+            "sh",
+            "-c",
+            "tty; echo e >&2",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text(&out.stdout), "/dev/pts/0\r\ne\r\n");
+
+    // A missing command: 127, as Docker.
+    let out = run(&e, &["run", "--rm", "busybox", "no-such-program"]);
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+
+    // Everything ran with --rm: nothing left.
+    assert_eq!(ok(&e, &["ps", "-aq"]), "");
+
+    // An image the engine lacks and cannot pull: it tries, then 125 with the
+    // daemon's message, and no container is left behind.
+    let out = run(&e, &["run", "--rm", "127.0.0.1:1/nosuch:v1", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("Unable to find image '127.0.0.1:1/nosuch:v1' locally"),
+        "{err}"
+    );
+    assert!(err.contains("Error response from daemon: "), "{err}");
+    // A daemon error on create (an unknown network): exit 125 with the
+    // message the API itself answers for the same request.
+    let ours = run(&e, &["run", "--network", "nonet", "busybox", "true"]);
+    assert_eq!(ours.status.code(), Some(125), "{ours:?}");
+    let answer = raw_post(
+        &e,
+        "/containers/create",
+        r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"NetworkMode":"nonet"}}"#,
+    );
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("{answer}"));
+    let message = v["message"].as_str().expect("an error message");
+    assert!(
+        text(&ours.stderr).contains(&format!("Error response from daemon: {message}")),
+        "ours: {}\nthe API: {message}",
+        text(&ours.stderr)
+    );
+    assert_eq!(ok(&e, &["ps", "-aq"]), "");
+}
+
+#[test]
+fn detached_server_ps_exec_logs_inspect_stop_rm() {
+    let e = TestEngine::start();
+    let port = 30000 + (e.subnet_third * 37) % 9000;
+    let mapping = format!("{port}:80");
+    let id = ok(
+        &e,
+        &[
+            "run", "-d", "--name", "web", "-p", &mapping, "busybox", "httpd", "-f", "-vv", "-p",
+            "80", "-h", "/var/www",
+        ],
+    );
+    let id = id.trim().to_owned();
+    assert_eq!(id.len(), 64, "run -d prints the id: {id:?}");
+    let mut page = String::new();
+    e.eventually("the page over the published port", || {
+        page = TestEngine::http_get(&format!("127.0.0.1:{port}"), "/").unwrap_or_default();
+        page.contains("hello-from-bosun")
+    });
+
+    // ps: Docker's table, templates, ids.
+    let table = ok(&e, &["ps"]);
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    for col in [
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ] {
+        assert!(header.contains(col), "{header}");
+    }
+    let row = lines.next().expect("one row");
+    assert!(row.starts_with(&id[..12]), "{row}");
+    assert!(
+        row.contains("busybox") && row.trim_end().ends_with("web"),
+        "{row}"
+    );
+    assert!(row.contains(&format!("0.0.0.0:{port}->80/tcp")), "{row}");
+    assert!(row.contains("\"httpd -f -vv -p 80 …\""), "{row}");
+    let formatted = ok(
+        &e,
+        &[
+            "ps",
+            "--format",
+            "{{.Names}} {{.Status}} {{.Ports}} {{.Image}}",
+        ],
+    );
+    assert!(formatted.starts_with("web Up"), "{formatted}");
+    assert!(
+        formatted
+            .trim_end()
+            .ends_with(&format!("0.0.0.0:{port}->80/tcp busybox")),
+        "{formatted}"
+    );
+    assert_eq!(ok(&e, &["ps", "-q"]), format!("{}\n", &id[..12]));
+    assert_eq!(ok(&e, &["ps", "-q", "--no-trunc"]), format!("{id}\n"));
+    assert_eq!(
+        ok(&e, &["ps", "-q", "--filter", "name=nothing-like-it"]),
+        ""
+    );
+
+    // exec: output, exit codes, stdin, a missing program.
+    assert_eq!(
+        ok(&e, &["exec", "web", "cat", "/var/www/index.html"]),
+        "hello-from-bosun\n"
+    );
+    let out = run(
+        &e,
+        &["exec", "web", "sh", "-c", "echo o; echo e >&2; exit 4"],
+    );
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert_eq!(
+        (text(&out.stdout), text(&out.stderr)),
+        ("o\n".into(), "e\n".into())
+    );
+    let mut child = cmd(&e)
+        .args(["exec", "-i", "web", "tr", "a-z", "A-Z"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"shout\n").unwrap();
+    assert_eq!(text(&finish(child, "exec -i").stdout), "SHOUT\n");
+    let out = run(&e, &["exec", "web", "no-such-program"]);
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    let out = run(&e, &["exec", "-t", "web", "tty"]);
+    assert_eq!(text(&out.stdout), "/dev/pts/0\r\n", "{out:?}");
+
+    // logs: httpd -vv logs each request to stderr.
+    let logs = run(&e, &["logs", "web"]);
+    assert!(logs.status.success(), "{logs:?}");
+    assert!(text(&logs.stderr).contains("url:/"), "{logs:?}");
+
+    // inspect: Docker's JSON, and templates over it.
+    let json: Value = serde_json::from_str(&ok(&e, &["inspect", "web"])).unwrap();
+    assert_eq!(json[0]["Id"], id.as_str());
+    assert_eq!(json[0]["Name"], "/web");
+    assert_eq!(json[0]["State"]["Running"], true);
+    assert_eq!(
+        ok(
+            &e,
+            &[
+                "inspect",
+                "-f",
+                "{{.State.Status}} {{.Config.Image}}",
+                "web"
+            ]
+        ),
+        "running busybox\n"
+    );
+    let missing = run(&e, &["inspect", "nothing-like-it"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stderr).contains("No such object: nothing-like-it"));
+
+    // top and stats see httpd.
+    let top = ok(&e, &["top", "web"]);
+    assert!(top.starts_with("UID") && top.contains("httpd -f"), "{top}");
+    let stats = ok(&e, &["stats", "--no-stream", "web"]);
+    assert!(stats.starts_with("CONTAINER ID"), "{stats}");
+    assert!(
+        stats.lines().nth(1).is_some_and(|l| l.contains(" web ")),
+        "{stats}"
+    );
+
+    // stop: httpd ignores SIGTERM, so SIGKILL after the timeout.
+    assert_eq!(ok(&e, &["stop", "-t", "1", "web"]), "web\n");
+    assert_eq!(
+        ok(
+            &e,
+            &[
+                "inspect",
+                "-f",
+                "{{.State.ExitCode}} {{.State.Status}}",
+                "web"
+            ]
+        ),
+        "137 exited\n"
+    );
+    assert_eq!(ok(&e, &["ps", "-q"]), "");
+    let all = ok(&e, &["ps", "-a", "--format", "{{.Names}}: {{.Status}}"]);
+    assert!(all.starts_with("web: Exited (137)"), "{all}");
+    // rm of a missing one fails, the others still go.
+    let out = run(&e, &["rm", "nothing-like-it", "web"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "web\n");
+    assert!(text(&out.stderr).contains("No such container: nothing-like-it"));
+    assert_eq!(ok(&e, &["ps", "-aq"]), "");
+
+    // rm -f of a running one; kill.
+    ok(&e, &["run", "-d", "--name", "aa", "busybox", "sleep", "60"]);
+    let trap = "trap 'exit 3' TERM; while true; do sleep 0.1; done";
+    let bb = ok(&e, &["create", "--name", "bb", "busybox", "sh", "-c", trap]);
+    assert_eq!(bb.trim().len(), 64, "create prints the id: {bb}");
+    assert_eq!(ok(&e, &["start", "bb"]), "bb\n");
+    assert_eq!(ok(&e, &["kill", "-s", "TERM", "bb"]), "bb\n");
+    e.eventually("bb exits 3 on SIGTERM", || {
+        ok(
+            &e,
+            &[
+                "inspect",
+                "-f",
+                "{{.State.Status}} {{.State.ExitCode}}",
+                "bb",
+            ],
+        ) == "exited 3\n"
+    });
+    assert!(run(&e, &["rm", "aa"]).status.code() == Some(1), "aa runs");
+    assert_eq!(ok(&e, &["rm", "-f", "aa", "bb"]), "aa\nbb\n");
+    assert_eq!(ok(&e, &["ps", "-aq"]), "");
+}
+
+#[test]
+fn logs_follow_until_the_container_ends() {
+    let e = TestEngine::start();
+    ok(
+        &e,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "ticker",
+            "busybox",
+            "sh",
+            "-c",
+            "for i in 1 2 3; do echo tick $i; sleep 0.3; done; echo bye >&2",
+        ],
+    );
+    let out = run(&e, &["logs", "-f", "ticker"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text(&out.stdout), "tick 1\ntick 2\ntick 3\n");
+    assert_eq!(text(&out.stderr), "bye\n");
+    let tail = run(&e, &["logs", "--tail", "2", "ticker"]);
+    assert_eq!(text(&tail.stdout), "tick 3\n");
+    assert_eq!(text(&tail.stderr), "bye\n");
+    let stamped = ok(&e, &["logs", "-t", "--tail", "2", "ticker"]);
+    assert!(
+        stamped.starts_with("20") && stamped.contains("Z tick 3"),
+        "{stamped}"
+    );
+    let missing = run(&e, &["logs", "nothing-like-it"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing.stderr).contains("Error response from daemon: No such container"),
+        "{missing:?}"
+    );
+}
+
+#[test]
+fn volumes_and_networks() {
+    let e = TestEngine::start();
+    assert_eq!(ok(&e, &["volume", "create", "data"]), "data\n");
+    let ls = ok(&e, &["volume", "ls"]);
+    assert!(ls.starts_with("DRIVER    VOLUME NAME\n"), "{ls}");
+    assert!(ls.contains("local     data\n"), "{ls}");
+    assert_eq!(ok(&e, &["volume", "ls", "-q"]), "data\n");
+    ok(
+        &e,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "data:/data",
+            "busybox",
+            "sh",
+            "-c",
+            "echo kept > /data/f",
+        ],
+    );
+    assert_eq!(
+        ok(
+            &e,
+            &[
+                "run",
+                "--rm",
+                "-v",
+                "data:/data",
+                "busybox",
+                "cat",
+                "/data/f"
+            ]
+        ),
+        "kept\n"
+    );
+    let v: Value = serde_json::from_str(&ok(&e, &["volume", "inspect", "data"])).unwrap();
+    assert_eq!(v[0]["Name"], "data");
+    assert_eq!(
+        ok(&e, &["volume", "inspect", "-f", "{{.Driver}}", "data"]),
+        "local\n"
+    );
+
+    let subnet = format!("10.90.{}.0/24", e.subnet_third);
+    let net_id = ok(&e, &["network", "create", "--subnet", &subnet, "appnet"]);
+    assert_eq!(net_id.trim().len(), 64, "{net_id}");
+    let ls = ok(&e, &["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    assert!(ls.lines().any(|l| l == "appnet bridge"), "{ls}");
+    let table = ok(&e, &["network", "ls"]);
+    assert!(table.starts_with("NETWORK ID"), "{table}");
+    ok(
+        &e,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "srv",
+            "--network",
+            "appnet",
+            "--network-alias",
+            "db",
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/var/www",
+        ],
+    );
+    for name in ["srv", "db"] {
+        let url = format!("http://{name}/");
+        let mut got = String::new();
+        e.eventually(&format!("{name} resolves and answers"), || {
+            let out = run(
+                &e,
+                &[
+                    "run",
+                    "--rm",
+                    "--network",
+                    "appnet",
+                    "busybox",
+                    "wget",
+                    "-qO-",
+                    &url,
+                ],
+            );
+            got = text(&out.stdout);
+            out.status.success()
+        });
+        assert_eq!(got, "hello-from-bosun\n");
+    }
+    let n: Value = serde_json::from_str(&ok(&e, &["network", "inspect", "appnet"])).unwrap();
+    assert_eq!(n[0]["Name"], "appnet");
+    assert_eq!(n[0]["IPAM"]["Config"][0]["Subnet"], subnet.as_str());
+    // The containers that used it are gone (--rm): it can go.
+    assert_eq!(ok(&e, &["volume", "rm", "data"]), "data\n");
+    ok(&e, &["rm", "-f", "srv"]);
+    assert_eq!(ok(&e, &["network", "rm", "appnet"]), "appnet\n");
+    let gone = run(&e, &["network", "inspect", "appnet"]);
+    assert_eq!(gone.status.code(), Some(1));
+}
+
+#[test]
+fn images_tags_events_and_the_host_flag() {
+    let e = TestEngine::start();
+    let images = ok(&e, &["images"]);
+    let mut lines = images.lines();
+    let header = lines.next().unwrap();
+    for col in ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"] {
+        assert!(header.contains(col), "{header}");
+    }
+    assert!(
+        lines.any(|l| l.starts_with("busybox ") && l.contains(" latest ")),
+        "{images}"
+    );
+
+    // Events: watch until our own probe shows up, then the real action.
+    let mut events = cmd(&e)
+        .args([
+            "events",
+            "--format",
+            "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let stdout = events.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut n = 0;
+    e.eventually("events are being watched", || {
+        n += 1;
+        ok(&e, &["tag", "busybox", &format!("probe:{n}")]);
+        rx.recv_timeout(Duration::from_millis(200)).is_ok()
+    });
+    assert_eq!(
+        ok(&e, &["run", "--rm", "--name", "evt", "busybox", "true"]),
+        ""
+    );
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !seen.iter().any(|l: &String| l == "container destroy evt") && Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push(l);
+        }
+    }
+    let _ = events.kill();
+    let _ = events.wait();
+    for want in [
+        "container create evt",
+        "container start evt",
+        "container die evt",
+    ] {
+        assert!(seen.iter().any(|l| l == want), "{want} not in {seen:?}");
+    }
+
+    // tag and rmi go through the daemon.
+    assert_eq!(ok(&e, &["tag", "busybox", "mybox:v1"]), "");
+    let tags = ok(&e, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(tags.lines().any(|l| l == "mybox:v1"), "{tags}");
+    let ids = ok(&e, &["images", "-q"]);
+    assert_eq!(ids.lines().count(), 1, "one image under many tags: {ids}");
+    assert_eq!(ok(&e, &["rmi", "mybox:v1"]), "Untagged: mybox:v1\n");
+    let missing = run(&e, &["rmi", "mybox:v1"]);
+    assert_eq!(missing.status.code(), Some(1));
+
+    // -H before the verb, -H after it, and BOSUN_HOST, each without the others.
+    let plain = || {
+        let mut c = Command::new(bosun());
+        c.env_remove("BOSUN_HOST").stdin(Stdio::null());
+        c
+    };
+    let out = plain()
+        .args(["-H", &host(&e), "run", "--rm", "busybox", "echo", "global"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "global\n", "{out:?}");
+    let out = plain()
+        .args(["ps", "-a", "-H", &host(&e), "-q"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = plain()
+        .args(["--host", &host(&e), "images", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), ids);
+    // A socket nobody serves: the daemon cannot be reached.
+    let nowhere = format!("unix://{}/nobody.sock", e.dir.path().display());
+    let out = Command::new(bosun())
+        .env("BOSUN_HOST", &nowhere)
+        .args(["run", "--rm", "busybox", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("Cannot connect to the bosun engine"),
+        "{out:?}"
+    );
+    let out = Command::new(bosun())
+        .env("BOSUN_HOST", &nowhere)
+        .args(["ps"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    // A bad flag: Docker's 125.
+    let out = run(&e, &["run", "--no-such-flag", "busybox"]);
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    assert!(text(&out.stderr).contains("unknown flag: --no-such-flag"));
+}
