@@ -604,3 +604,87 @@ fn images_tags_events_and_the_host_flag() {
     assert_eq!(out.status.code(), Some(125), "{out:?}");
     assert!(text(&out.stderr).contains("unknown flag: --no-such-flag"));
 }
+
+/// `bosun ARGS` in a pseudo-terminal of 33 rows × 111 columns, as a user's
+/// shell has, typing `input`; returns (exit code, output, whether the
+/// terminal echoes again afterwards).
+fn in_terminal(e: &TestEngine, args: &[&str], input: &str) -> (i32, String, bool) {
+    let argv: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    let script = format!(
+        "import os, pty, select, struct, sys, termios, fcntl, time\n\
+         pid, fd = pty.fork()\n\
+         if pid == 0:\n\
+         \x20   fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack('HHHH', 33, 111, 0, 0))\n\
+         \x20   os.environ['BOSUN_HOST'] = 'unix://{}'\n\
+         \x20   os.execv({:?}, [{:?}, {}])\n\
+         time.sleep(0.5)\n\
+         os.write(fd, {input:?}.encode())\n\
+         out = b''\n\
+         end = time.time() + 60\n\
+         while time.time() < end:\n\
+         \x20   r, _, _ = select.select([fd], [], [], 0.5)\n\
+         \x20   if r:\n\
+         \x20       try:\n\
+         \x20           d = os.read(fd, 4096)\n\
+         \x20       except OSError:\n\
+         \x20           break\n\
+         \x20       if not d:\n\
+         \x20           break\n\
+         \x20       out += d\n\
+         _, st = os.waitpid(pid, 0)\n\
+         echo = termios.tcgetattr(fd)[3] & termios.ECHO\n\
+         sys.stdout.write(out.decode(errors='replace'))\n\
+         sys.stdout.write('\\n[echo=%d]' % (1 if echo else 0))\n\
+         sys.exit(os.waitstatus_to_exitcode(st))\n",
+        e.socket.display(),
+        bosun().display().to_string(),
+        bosun().display().to_string(),
+        argv.join(", "),
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let all = text(&out.stdout);
+    let (output, echo) = all.rsplit_once("\n[echo=").expect("the script's report");
+    (
+        out.status.code().unwrap_or(-1),
+        output.to_owned(),
+        echo.starts_with('1'),
+    )
+}
+
+#[test]
+fn interactive_terminals() {
+    let e = TestEngine::start();
+    let (code, out, echo) = in_terminal(
+        &e,
+        &["run", "-it", "--rm", "busybox", "sh"],
+        "stty size; tty; echo term=$TERM; exit 3\r",
+    );
+    assert_eq!(code, 3, "{out}\nengine log:\n{}", e.log());
+    assert!(
+        out.contains("33 111"),
+        "the container's terminal has our size: {out}"
+    );
+    assert!(out.contains("/dev/pts/"), "{out}");
+    assert!(out.contains("term=xterm"), "{out}");
+    assert!(echo, "our terminal is restored (cooked) after the run");
+
+    ok(
+        &e,
+        &["run", "-d", "--name", "box", "busybox", "sleep", "600"],
+    );
+    let (code, out, echo) = in_terminal(
+        &e,
+        &["exec", "-it", "box", "sh"],
+        "stty size; tty; exit 5\r",
+    );
+    assert_eq!(code, 5, "{out}");
+    assert!(out.contains("33 111"), "{out}");
+    assert!(out.contains("/dev/pts/"), "{out}");
+    assert!(echo);
+    ok(&e, &["rm", "-f", "box"]);
+}
