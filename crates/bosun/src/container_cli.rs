@@ -21,7 +21,8 @@ use crate::engine_client::{
 /// The verbs this module serves (also reachable as `bosun -H URL VERB …`).
 pub(crate) const VERBS: &[&str] = &[
     "run", "create", "start", "stop", "kill", "rm", "ps", "logs", "exec", "inspect", "images",
-    "rmi", "tag", "volume", "network", "top", "stats", "events",
+    "rmi", "tag", "volume", "network", "top", "stats", "events", "attach", "restart", "pause",
+    "unpause", "rename", "wait", "port",
 ];
 
 /// A mistake in the command line: Docker exits 125 for those.
@@ -257,7 +258,14 @@ Options:
       --dns IP, --add-host HOST:IP, --stop-signal SIG, --stop-timeout SECONDS
 "
         }
-        "start" => "Usage: bosun start CONTAINER...\n",
+        "start" => "Usage: bosun start [-a|--attach] [-i|--interactive] CONTAINER...\n",
+        "attach" => "Usage: bosun attach [--no-stdin] CONTAINER\n",
+        "restart" => "Usage: bosun restart [-t|--time SECONDS] CONTAINER...\n",
+        "pause" => "Usage: bosun pause CONTAINER...\n",
+        "unpause" => "Usage: bosun unpause CONTAINER...\n",
+        "rename" => "Usage: bosun rename CONTAINER NEW_NAME\n",
+        "wait" => "Usage: bosun wait CONTAINER...\n",
+        "port" => "Usage: bosun port CONTAINER [PORT[/PROTO]]\n",
         "stop" => "Usage: bosun stop [-t|--time SECONDS] [-s|--signal SIG] CONTAINER...\n",
         "kill" => "Usage: bosun kill [-s|--signal SIG] CONTAINER...\n",
         "rm" => "Usage: bosun rm [-f|--force] [-v|--volumes] CONTAINER...\n",
@@ -379,7 +387,13 @@ async fn run_verb(verb: &str, args: &[OsString], host: Option<String>) -> Result
             ],
             true,
         ),
-        "start" => (&[], false),
+        "start" => (
+            &[(&["--attach", "-a"], B), (&["--interactive", "-i"], B)],
+            false,
+        ),
+        "attach" => (&[(&["--no-stdin"], B), (&["--sig-proxy"], B)], false),
+        "restart" => (&[(&["--time", "-t"], V)], false),
+        "pause" | "unpause" | "wait" | "rename" | "port" => (&[], false),
         "stop" => (&[(&["--time", "-t"], V), (&["--signal", "-s"], V)], false),
         "kill" => (&[(&["--signal", "-s"], V)], false),
         "rm" => (
@@ -466,13 +480,60 @@ async fn run_verb(verb: &str, args: &[OsString], host: Option<String>) -> Result
         "run" => run(&client, &opts, true).await,
         "create" => run(&client, &opts, false).await,
         "exec" => exec(&client, &opts).await,
-        "start" => {
+        "start" => start(&client, &opts).await,
+        "attach" => attach(&client, &opts).await,
+        "port" => port(&client, &opts).await,
+        "pause" | "unpause" => {
             each(&opts, 1, |n| {
-                let path = format!("/containers/{}/start", encode(n));
+                let path = format!("/containers/{}/{verb}", encode(n));
                 let c = &client;
                 async move { c.post(&path, None).await.map(|_| ()) }
             })
             .await
+        }
+        "restart" => {
+            let mut q = Vec::new();
+            if let Some(t) = opts.int("--time")? {
+                q.push(("t", t.to_string()));
+            }
+            each(&opts, 1, |n| {
+                let path = with_query(&format!("/containers/{}/restart", encode(n)), &q);
+                let c = &client;
+                async move { c.post(&path, None).await.map(|_| ()) }
+            })
+            .await
+        }
+        "rename" => {
+            let [old, new] = opts.args.as_slice() else {
+                return Err(
+                    Usage("requires exactly 2 arguments: CONTAINER NEW_NAME".into()).into(),
+                );
+            };
+            let path = with_query(
+                &format!("/containers/{}/rename", encode(old)),
+                &[("name", new.clone())],
+            );
+            client.post(&path, None).await?;
+            Ok(0)
+        }
+        "wait" => {
+            if opts.args.is_empty() {
+                return Err(Usage("requires at least 1 argument".into()).into());
+            }
+            let mut code = 0;
+            for n in &opts.args {
+                match client
+                    .post(&format!("/containers/{}/wait", encode(n)), None)
+                    .await
+                {
+                    Ok(v) => println!("{}", v["StatusCode"].as_i64().unwrap_or(-1)),
+                    Err(e) => {
+                        eprintln!("{e:#}");
+                        code = 1;
+                    }
+                }
+            }
+            Ok(code)
         }
         "stop" => {
             let mut q = Vec::new();
@@ -897,57 +958,181 @@ async fn run(client: &EngineClient, opts: &Opts, start: bool) -> Result<i32> {
         println!("{id}");
         return Ok(0);
     }
-    let tty = opts.has("--tty");
-    let stdin = opts.has("--interactive");
-    let auto_remove = opts.has("--rm");
-    let mut q = vec![
-        ("stream", "1".to_owned()),
-        ("stdout", "1".to_owned()),
-        ("stderr", "1".to_owned()),
-    ];
-    if stdin {
-        q.push(("stdin", "1".to_owned()));
-    }
-    let io = client
-        .upgrade(&with_query(&format!("/containers/{id}/attach"), &q), None)
-        .await?;
-    // Waiting starts before the container does, so its exit cannot be missed.
-    let condition = if auto_remove { "removed" } else { "next-exit" };
-    let wait = client
-        .stream(
-            Method::POST,
-            &format!("/containers/{id}/wait?condition={condition}"),
-            None,
-        )
-        .await?;
-    let waiter = tokio::spawn(async move {
-        let bytes = wait.into_body().collect().await?.to_bytes();
-        let v: Value = serde_json::from_slice(&bytes).context("the engine's wait answer")?;
-        if let Some(e) = v["Error"]["Message"].as_str().filter(|m| !m.is_empty()) {
-            bail!("Error response from daemon: {e}");
+    let session = Session {
+        tty: opts.has("--tty"),
+        stdin: opts.has("--interactive"),
+        auto_remove: opts.has("--rm"),
+        start: true,
+    };
+    session.run(client, &id).await
+}
+
+/// An attached container: `run` without `-d`, `start -a`, `attach`.
+#[derive(Debug, Clone, Copy)]
+struct Session {
+    /// The container has a terminal: raw bytes, our terminal raw too.
+    tty: bool,
+    /// Our stdin goes to the container.
+    stdin: bool,
+    /// The container goes when it exits (`--rm`): wait for its removal.
+    auto_remove: bool,
+    /// Start it once attached (else it is running already).
+    start: bool,
+}
+
+impl Session {
+    /// Attach, start, stream until the output ends; the container's exit code.
+    async fn run(self, client: &EngineClient, id: &str) -> Result<i32> {
+        let mut q = vec![
+            ("stream", "1".to_owned()),
+            ("stdout", "1".to_owned()),
+            ("stderr", "1".to_owned()),
+        ];
+        if self.stdin {
+            q.push(("stdin", "1".to_owned()));
         }
-        Ok::<i32, anyhow::Error>(v["StatusCode"].as_i64().unwrap_or(125) as i32)
-    });
-    let raw = if tty && stdin { RawMode::enter() } else { None };
-    if let Err(e) = client.post(&start_path, None).await {
+        let io = client
+            .upgrade(&with_query(&format!("/containers/{id}/attach"), &q), None)
+            .await?;
+        // Waiting starts before the container does, so its exit cannot be missed.
+        let condition = if self.auto_remove {
+            "removed"
+        } else {
+            "next-exit"
+        };
+        let wait = client
+            .stream(
+                Method::POST,
+                &format!("/containers/{id}/wait?condition={condition}"),
+                None,
+            )
+            .await?;
+        let waiter = tokio::spawn(async move {
+            let bytes = wait.into_body().collect().await?.to_bytes();
+            let v: Value = serde_json::from_slice(&bytes).context("the engine's wait answer")?;
+            if let Some(e) = v["Error"]["Message"].as_str().filter(|m| !m.is_empty()) {
+                bail!("Error response from daemon: {e}");
+            }
+            Ok::<i32, anyhow::Error>(v["StatusCode"].as_i64().unwrap_or(125) as i32)
+        });
+        let raw = if self.tty && self.stdin {
+            RawMode::enter()
+        } else {
+            None
+        };
+        if self.start
+            && let Err(e) = client.post(&format!("/containers/{id}/start"), None).await
+        {
+            drop(raw);
+            waiter.abort();
+            if self.auto_remove {
+                let _ = client.delete(&format!("/containers/{id}?force=1")).await;
+            }
+            eprintln!("{e:#}");
+            return Err(Exit(start_failure_code(&e.to_string())).into());
+        }
+        if self.tty {
+            resize_task(client, format!("/containers/{id}/resize"));
+        } else {
+            forward_signals(client, id);
+        }
+        stream_io(io, self.tty, self.stdin).await?;
         drop(raw);
-        waiter.abort();
-        if auto_remove {
-            let _ = client.delete(&format!("/containers/{id}?force=1")).await;
+        waiter.await.context("wait for the container")?
+    }
+}
+
+/// `start -a [-i]`: attached, like `run`; plain `start` prints each name.
+async fn start(client: &EngineClient, opts: &Opts) -> Result<i32> {
+    if !opts.has("--attach") && !opts.has("--interactive") {
+        return each(opts, 1, |n| {
+            let path = format!("/containers/{}/start", encode(n));
+            async move { client.post(&path, None).await.map(|_| ()) }
+        })
+        .await;
+    }
+    let [name] = opts.args.as_slice() else {
+        return Err(Usage("you cannot start and attach multiple containers at once".into()).into());
+    };
+    let info = client
+        .get(&format!("/containers/{}/json", encode(name)))
+        .await?;
+    let id = info["Id"].as_str().context("inspect has no Id")?;
+    let session = Session {
+        tty: info["Config"]["Tty"].as_bool().unwrap_or(false),
+        stdin: opts.has("--interactive") && info["Config"]["OpenStdin"].as_bool().unwrap_or(false),
+        auto_remove: info["HostConfig"]["AutoRemove"].as_bool().unwrap_or(false),
+        start: true,
+    };
+    session.run(client, id).await
+}
+
+/// `attach`: to a running container's output (and input, if it has one open).
+async fn attach(client: &EngineClient, opts: &Opts) -> Result<i32> {
+    let [name] = opts.args.as_slice() else {
+        return Err(Usage("requires exactly 1 argument: CONTAINER".into()).into());
+    };
+    let info = client
+        .get(&format!("/containers/{}/json", encode(name)))
+        .await?;
+    let id = info["Id"].as_str().context("inspect has no Id")?;
+    if !info["State"]["Running"].as_bool().unwrap_or(false) {
+        bail!("You cannot attach to a stopped container, start it first");
+    }
+    let session = Session {
+        tty: info["Config"]["Tty"].as_bool().unwrap_or(false),
+        stdin: !opts.has("--no-stdin") && info["Config"]["OpenStdin"].as_bool().unwrap_or(false),
+        auto_remove: info["HostConfig"]["AutoRemove"].as_bool().unwrap_or(false),
+        start: false,
+    };
+    session.run(client, id).await
+}
+
+/// `port`: the published ports of a container, `80/tcp -> 0.0.0.0:8080`.
+async fn port(client: &EngineClient, opts: &Opts) -> Result<i32> {
+    let [name, filter @ ..] = opts.args.as_slice() else {
+        return Err(Usage("requires at least 1 argument: CONTAINER [PORT[/PROTO]]".into()).into());
+    };
+    let info = client
+        .get(&format!("/containers/{}/json", encode(name)))
+        .await?;
+    let want = filter.first().map(|p| {
+        if p.contains('/') {
+            p.clone()
+        } else {
+            format!("{p}/tcp")
         }
-        eprintln!("bosun run: {e:#}");
-        return Err(Exit(start_failure_code(&e.to_string())).into());
+    });
+    let mut lines = Vec::new();
+    for (key, bindings) in info["NetworkSettings"]["Ports"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        if want.as_ref().is_some_and(|w| w != key) {
+            continue;
+        }
+        for b in bindings.as_array().into_iter().flatten() {
+            let ip = b["HostIp"]
+                .as_str()
+                .filter(|i| !i.is_empty())
+                .unwrap_or("0.0.0.0");
+            let port = b["HostPort"].as_str().unwrap_or("");
+            lines.push(match want {
+                Some(_) => format!("{ip}:{port}"),
+                None => format!("{key} -> {ip}:{port}"),
+            });
+        }
     }
-    if tty {
-        resize_task(client, format!("/containers/{id}/resize"));
+    if lines.is_empty()
+        && let Some(w) = want
+    {
+        bail!("Error: No public port '{w}' published for {name}");
     }
-    if !tty {
-        forward_signals(client, &id);
+    for l in lines {
+        println!("{l}");
     }
-    stream_io(io, tty, stdin).await?;
-    drop(raw);
-    let code = waiter.await.context("wait for the container")??;
-    Ok(code)
+    Ok(0)
 }
 
 /// The local terminal in raw mode for `-it`, restored on drop.

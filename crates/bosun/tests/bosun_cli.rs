@@ -688,3 +688,124 @@ fn interactive_terminals() {
     assert!(echo);
     ok(&e, &["rm", "-f", "box"]);
 }
+
+#[test]
+fn attach_start_a_rename_pause_restart_wait_port() {
+    let e = TestEngine::start();
+    // start -a -i: attached like run, with our stdin.
+    ok(
+        &e,
+        &[
+            "create",
+            "-i",
+            "--name",
+            "cat1",
+            "busybox",
+            "sh",
+            "-c",
+            "cat; exit 2",
+        ],
+    );
+    let mut child = cmd(&e)
+        .args(["start", "-a", "-i", "cat1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"through\n").unwrap();
+    let out = finish(child, "start -a -i");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(text(&out.stdout), "through\n");
+    assert_eq!(ok(&e, &["wait", "cat1"]), "2\n");
+
+    // attach: output from when we attach until the container exits, and its code.
+    let script = "while [ ! -f /tmp/go ]; do echo tick; sleep 0.1; done; echo done; exit 6";
+    ok(
+        &e,
+        &["run", "-d", "--name", "att", "busybox", "sh", "-c", script],
+    );
+    let mut child = cmd(&e)
+        .args(["attach", "att"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push(line);
+        }
+        all
+    });
+    let first = rx.recv_timeout(Duration::from_secs(60));
+    assert_eq!(first.as_deref(), Ok("tick"), "attached output");
+    ok(&e, &["exec", "att", "touch", "/tmp/go"]);
+    let status = finish(child, "attach");
+    let lines = reader.join().unwrap();
+    assert_eq!(status.status.code(), Some(6), "{lines:?}");
+    assert_eq!(lines.last().map(String::as_str), Some("done"), "{lines:?}");
+    let stopped = run(&e, &["attach", "att"]);
+    assert_eq!(stopped.status.code(), Some(1));
+    assert!(
+        text(&stopped.stderr).contains("start it first"),
+        "{stopped:?}"
+    );
+
+    // rename, pause/unpause, restart, port.
+    let port = 31000 + (e.subnet_third * 37) % 9000;
+    ok(
+        &e,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "one",
+            "-p",
+            &format!("127.0.0.1:{port}:80"),
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    );
+    assert_eq!(ok(&e, &["rename", "one", "two"]), "");
+    assert_eq!(
+        ok(&e, &["ps", "--format", "{{.Names}}"]),
+        "two\n",
+        "renamed"
+    );
+    assert_eq!(
+        ok(&e, &["port", "two"]),
+        format!("80/tcp -> 127.0.0.1:{port}\n")
+    );
+    assert_eq!(
+        ok(&e, &["port", "two", "80"]),
+        format!("127.0.0.1:{port}\n")
+    );
+    assert_eq!(run(&e, &["port", "two", "81"]).status.code(), Some(1));
+    assert_eq!(ok(&e, &["pause", "two"]), "two\n");
+    assert_eq!(
+        ok(&e, &["inspect", "-f", "{{.State.Status}}", "two"]),
+        "paused\n"
+    );
+    let status = ok(&e, &["ps", "--format", "{{.Status}}"]);
+    assert!(status.contains("(Paused)"), "{status}");
+    assert_eq!(ok(&e, &["unpause", "two"]), "two\n");
+    let before = ok(&e, &["inspect", "-f", "{{.State.StartedAt}}", "two"]);
+    assert_eq!(ok(&e, &["restart", "-t", "0", "two"]), "two\n");
+    let after = ok(
+        &e,
+        &[
+            "inspect",
+            "-f",
+            "{{.State.StartedAt}} {{.State.Status}}",
+            "two",
+        ],
+    );
+    assert!(after.trim_end().ends_with(" running"), "{after}");
+    assert_ne!(before.trim(), after.split(' ').next().unwrap(), "restarted");
+    ok(&e, &["rm", "-f", "two", "att", "cat1"]);
+}
