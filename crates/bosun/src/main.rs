@@ -75,7 +75,8 @@ fn top_level(args: &[OsString]) -> i32 {
                  bosun engine [options]           the Docker-compatible engine daemon\n  \
                  bosun [-H URL] VERB [options]    containers through the engine (BOSUN_HOST, default\n  \
                  \x20                                unix:///run/bosun/engine.sock): run, create, start,\n  \
-                 \x20                                stop, kill, rm, ps, logs, exec, inspect, top, stats,\n  \
+                 \x20                                stop, restart, kill, pause, unpause, rm, rename, ps,\n  \
+                 \x20                                logs, exec, attach, wait, port, inspect, top, stats,\n  \
                  \x20                                events, images, rmi, tag, volume, network\n  \
                  bosun server [options]           the cluster API server kubectl talks to\n  \
                  bosun version\n",
