@@ -280,7 +280,7 @@ Options:
             "Usage: bosun exec [-d] [-i] [-t] [-e K=V] [-w DIR] [-u USER] [--privileged] CONTAINER COMMAND [ARG...]\n"
         }
         "inspect" => {
-            "Usage: bosun inspect [-f|--format TEMPLATE] [--type container|image] NAME...\n"
+            "Usage: bosun inspect [-f|--format TEMPLATE] [--type container|image|volume|network] NAME...\n"
         }
         "images" => "Usage: bosun images [-a] [-q|--quiet] [--no-trunc] [--format TEMPLATE]\n",
         "rmi" => "Usage: bosun rmi [-f|--force] IMAGE...\n",
@@ -391,19 +391,12 @@ async fn run_verb(verb: &str, args: &[OsString], host: Option<String>) -> Result
             &[(&["--attach", "-a"], B), (&["--interactive", "-i"], B)],
             false,
         ),
-        "attach" => (&[(&["--no-stdin"], B), (&["--sig-proxy"], B)], false),
+        "attach" => (&[(&["--no-stdin"], B)], false),
         "restart" => (&[(&["--time", "-t"], V)], false),
         "pause" | "unpause" | "wait" | "rename" | "port" => (&[], false),
         "stop" => (&[(&["--time", "-t"], V), (&["--signal", "-s"], V)], false),
         "kill" => (&[(&["--signal", "-s"], V)], false),
-        "rm" => (
-            &[
-                (&["--force", "-f"], B),
-                (&["--volumes", "-v"], B),
-                (&["--link", "-l"], B),
-            ],
-            false,
-        ),
+        "rm" => (&[(&["--force", "-f"], B), (&["--volumes", "-v"], B)], false),
         "ps" => (
             &[
                 (&["--all", "-a"], B),
@@ -413,7 +406,6 @@ async fn run_verb(verb: &str, args: &[OsString], host: Option<String>) -> Result
                 (&["--latest", "-l"], B),
                 (&["--no-trunc"], B),
                 (&["--format"], V),
-                (&["--size", "-s"], B),
             ],
             false,
         ),
@@ -424,25 +416,16 @@ async fn run_verb(verb: &str, args: &[OsString], host: Option<String>) -> Result
                 (&["--timestamps", "-t"], B),
                 (&["--since"], V),
                 (&["--until"], V),
-                (&["--details"], B),
             ],
             false,
         ),
-        "inspect" => (
-            &[
-                (&["--format", "-f"], V),
-                (&["--type"], V),
-                (&["--size", "-s"], B),
-            ],
-            false,
-        ),
+        "inspect" => (&[(&["--format", "-f"], V), (&["--type"], V)], false),
         "images" => (
             &[
                 (&["--all", "-a"], B),
                 (&["--quiet", "-q"], B),
                 (&["--no-trunc"], B),
                 (&["--format"], V),
-                (&["--filter", "-f"], V),
             ],
             false,
         ),
