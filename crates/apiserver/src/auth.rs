@@ -200,9 +200,7 @@ async fn list(
         name: None,
         sub: None,
     };
-    Ok(read_list(state, &t, &Filter::default(), None, None, None)
-        .await?
-        .items)
+    Ok(read_list(state, &t, &Filter::default()).await?.items)
 }
 
 async fn role_rules(

@@ -64,6 +64,17 @@ pub(crate) fn json_response(code: u16, content_type: &str, body: &Value) -> Resp
     resp
 }
 
+/// A response of bytes already encoded as `content_type`.
+pub(crate) fn bytes_response(code: u16, content_type: &str, body: Vec<u8>) -> Resp {
+    let mut resp = Response::new(Body::Full(Some(body.into())));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static(JSON)),
+    );
+    resp
+}
+
 pub(crate) fn ok(body: &Value) -> Resp {
     json_response(200, JSON, body)
 }

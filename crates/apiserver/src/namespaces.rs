@@ -52,7 +52,7 @@ async fn sweep(state: &State, name: &str) -> ApiResult<bool> {
             name: None,
             sub: None,
         };
-        let listed = read_list(state, &t, &Filter::default(), None, None, None).await?;
+        let listed = read_list(state, &t, &Filter::default()).await?;
         for obj in listed.items {
             let meta =
                 ObjectMeta::of(&obj).map_err(|e| bosun_api::Status::internal(e.to_string()))?;
@@ -62,10 +62,7 @@ async fn sweep(state: &State, name: &str) -> ApiResult<bool> {
                 Err(s) => return Err(s),
             }
         }
-        left += read_list(state, &t, &Filter::default(), None, None, None)
-            .await?
-            .items
-            .len();
+        left += read_list(state, &t, &Filter::default()).await?.items.len();
     }
     if left > 0 {
         return Ok(false);
@@ -99,7 +96,7 @@ pub(crate) async fn resume(state: &Arc<State>) -> Result<(), ServerError> {
         name: None,
         sub: None,
     };
-    let listed = read_list(state, &t, &Filter::default(), None, None, None)
+    let listed = read_list(state, &t, &Filter::default())
         .await
         .map_err(|s| ServerError::Bootstrap {
             name: "(terminating namespaces)".to_owned(),

@@ -544,21 +544,39 @@ async fn list_revision(state: &State, q: &Query) -> ApiResult<Option<Revision>> 
     }
 }
 
-/// The objects of a list: matching ones, up to `limit`, read at one revision.
+/// Every matching object of a list, read at one revision.
 pub(crate) struct Listed {
     pub(crate) items: Vec<Value>,
     pub(crate) revision: Revision,
-    pub(crate) next: Option<String>,
 }
 
-pub(crate) async fn read_list(
+pub(crate) async fn read_list(state: &State, t: &Target, filter: &Filter) -> ApiResult<Listed> {
+    let mut items = Vec::new();
+    let (revision, _) = read_each(state, t, filter, None, None, None, &mut |obj| {
+        items.push(obj);
+        Ok(())
+    })
+    .await?;
+    Ok(Listed { items, revision })
+}
+
+/// Store pages read for a list without a limit: memory stays at one page of
+/// stored bytes whatever the list's length.
+const LIST_PAGE: usize = 1000;
+
+/// Calls `each` with every matching object of a list, in key order, at most
+/// `limit`, all read at one revision; returns that revision and the continue
+/// token when more remain.
+#[allow(clippy::too_many_arguments, reason = "a list's parameters")]
+async fn read_each(
     state: &State,
     t: &Target,
     filter: &Filter,
     limit: Option<usize>,
     cont: Option<&str>,
     at: Option<Revision>,
-) -> ApiResult<Listed> {
+    each: &mut (dyn FnMut(Value) -> ApiResult<()> + Send),
+) -> ApiResult<(Revision, Option<String>)> {
     let res = t.res;
     let prefix = prefix(res, t.namespace.as_deref());
     let whole = KeyRange::prefix(&prefix);
@@ -569,41 +587,36 @@ pub(crate) async fn read_list(
         }
         None => (whole.clone(), at),
     };
-    let mut items = Vec::new();
+    let mut found = 0;
     loop {
-        let page = limit.and_then(|l| NonZeroUsize::new(l.saturating_sub(items.len()).max(1)));
-        let got = state.store.range(&range, at, page).await.map_err(|e| match e {
-            bosun_store::Error::Compacted { .. } if cont.is_some() => Status::expired(
-                "The provided continue parameter is too old to display a consistent list result. \
-                 You can start a new list without the continue parameter.",
-            ),
-            e => store_error(e, res, ""),
-        })?;
+        let want = limit.map_or(LIST_PAGE, |l| l.saturating_sub(found).clamp(1, LIST_PAGE));
+        let got = state
+            .store
+            .range(&range, at, NonZeroUsize::new(want))
+            .await
+            .map_err(|e| match e {
+                bosun_store::Error::Compacted { .. } if cont.is_some() => Status::expired(
+                    "The provided continue parameter is too old to display a consistent list result. \
+                     You can start a new list without the continue parameter.",
+                ),
+                e => store_error(e, res, ""),
+            })?;
         at = Some(got.revision);
         let count = got.kvs.len();
         for (i, kv) in got.kvs.iter().enumerate() {
             let obj = decode(kv)?;
             if filter.matches(&obj) {
-                items.push(obj);
+                each(obj)?;
+                found += 1;
             }
-            let full = limit.is_some_and(|l| items.len() >= l);
+            let full = limit.is_some_and(|l| found >= l);
             if full && (i + 1 < count || got.more) {
-                return Ok(Listed {
-                    items,
-                    revision: got.revision,
-                    next: Some(continue_token(got.revision, &kv.key)),
-                });
+                return Ok((got.revision, Some(continue_token(got.revision, &kv.key))));
             }
         }
         match got.kvs.last() {
             Some(last) if got.more => range = whole.continue_after(&last.key),
-            _ => {
-                return Ok(Listed {
-                    items,
-                    revision: got.revision,
-                    next: None,
-                });
-            }
+            _ => return Ok((got.revision, None)),
         }
     }
 }
@@ -619,22 +632,61 @@ async fn list(state: &State, t: &Target, q: &Query, out: &Output) -> ApiResult<R
         },
     };
     let at = list_revision(state, q).await?;
-    let listed = read_list(state, t, &filter, limit, q.non_empty("continue"), at).await?;
-    let mut meta = json!({"resourceVersion": listed.revision.to_string()});
-    if let Some(next) = &listed.next {
-        meta["continue"] = next.clone().into();
-    }
+    // The answer is written as the objects are read, each dropped once
+    // written, so a list of 30,000 pods never holds 30,000 decoded objects.
+    // `metadata` comes last because the continue token is known only then.
+    let mut body = Vec::new();
+    let now = now();
+    let (kind, api_version) = if out.table {
+        ("Table".to_owned(), "meta.k8s.io/v1".to_owned())
+    } else {
+        (t.res.list_kind(), t.res.api_version())
+    };
+    body.extend_from_slice(
+        format!("{{\"kind\":{kind:?},\"apiVersion\":{api_version:?},").as_bytes(),
+    );
     if out.table {
-        let t = table::table(t.res, &listed.items, meta, now(), out.include);
-        return Ok(json_response(200, TABLE, &t));
+        body.extend_from_slice(b"\"columnDefinitions\":");
+        write_json(&mut body, &table::column_definitions(t.res));
+        body.extend_from_slice(b",\"rows\":[");
+    } else {
+        body.extend_from_slice(b"\"items\":[");
     }
-    // Built by moving the items in: `json!` would copy every one of them.
-    let mut list = serde_json::Map::new();
-    list.insert("kind".into(), t.res.list_kind().into());
-    list.insert("apiVersion".into(), t.res.api_version().into());
-    list.insert("metadata".into(), meta);
-    list.insert("items".into(), Value::Array(listed.items));
-    Ok(http::ok(&Value::Object(list)))
+    let mut first = true;
+    let (revision, next) = read_each(
+        state,
+        t,
+        &filter,
+        limit,
+        q.non_empty("continue"),
+        at,
+        &mut |obj| {
+            if !first {
+                body.push(b',');
+            }
+            first = false;
+            if out.table {
+                write_json(&mut body, &table::row(t.res.kind, &obj, now, out.include));
+            } else {
+                write_json(&mut body, &obj);
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    let mut meta = json!({"resourceVersion": revision.to_string()});
+    if let Some(next) = next {
+        meta["continue"] = next.into();
+    }
+    body.extend_from_slice(b"],\"metadata\":");
+    write_json(&mut body, &meta);
+    body.extend_from_slice(b"}\n");
+    let ct = if out.table { TABLE } else { JSON };
+    Ok(http::bytes_response(200, ct, body))
+}
+
+fn write_json(buf: &mut Vec<u8>, v: &Value) {
+    serde_json::to_writer(buf, v).expect("a Value always serializes");
 }
 
 /// Letters Kubernetes uses for generated name suffixes (no vowels: no words).
@@ -1319,7 +1371,7 @@ pub(crate) async fn delete(
 async fn delete_collection(state: &State, t: &Target, q: &Query, body: &[u8]) -> ApiResult<Resp> {
     let filter = Filter::from_query(t.res, q)?;
     let opts = delete_options(body)?;
-    let listed = read_list(state, t, &filter, None, None, None).await?;
+    let listed = read_list(state, t, &filter).await?;
     let mut deleted = Vec::new();
     for obj in listed.items {
         let meta = ObjectMeta::of(&obj).map_err(bad_request)?;

@@ -381,7 +381,7 @@ fn cells(kind: &str, obj: &Value, now: i64) -> Vec<Value> {
     std::iter::once(name).chain(rest).collect()
 }
 
-fn row(kind: &str, obj: &Value, now: i64, include: Include) -> Value {
+pub(crate) fn row(kind: &str, obj: &Value, now: i64, include: Include) -> Value {
     let mut row = json!({"cells": cells(kind, obj, now)});
     match include {
         Include::None => {}
@@ -397,6 +397,24 @@ fn row(kind: &str, obj: &Value, now: i64, include: Include) -> Value {
     row
 }
 
+/// The Table columns of a kind.
+pub(crate) fn column_definitions(res: &Resource) -> Value {
+    Value::Array(
+        columns(res.kind)
+            .iter()
+            .map(|(name, ty, priority, description)| {
+                json!({
+                    "name": name,
+                    "type": ty,
+                    "format": if *name == "Name" { "name" } else { "" },
+                    "description": description,
+                    "priority": priority,
+                })
+            })
+            .collect(),
+    )
+}
+
 /// A Table of `objects`; `list_meta` is the list's metadata (resourceVersion, continue).
 pub(crate) fn table(
     res: &Resource,
@@ -405,23 +423,11 @@ pub(crate) fn table(
     now: i64,
     include: Include,
 ) -> Value {
-    let defs: Vec<Value> = columns(res.kind)
-        .iter()
-        .map(|(name, ty, priority, description)| {
-            json!({
-                "name": name,
-                "type": ty,
-                "format": if *name == "Name" { "name" } else { "" },
-                "description": description,
-                "priority": priority,
-            })
-        })
-        .collect();
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": list_meta,
-        "columnDefinitions": defs,
+        "columnDefinitions": column_definitions(res),
         "rows": objects.iter().map(|o| row(res.kind, o, now, include)).collect::<Vec<_>>(),
     })
 }

@@ -69,7 +69,7 @@ pub(crate) async fn watch(
     let (initial, after) = match rv {
         Some(rv) if !send_initial => (Vec::new(), rv),
         _ => {
-            let listed = objects::read_list(&state, &t, &filter, None, None, None).await?;
+            let listed = objects::read_list(&state, &t, &filter).await?;
             (listed.items, listed.revision)
         }
     };
