@@ -1460,6 +1460,74 @@ impl Engine {
         Ok(())
     }
 
+    /// `update`: new resource limits (applied to a running container's
+    /// cgroup at once) and restart policy.
+    pub(crate) fn update_container(
+        &self,
+        name_or_id: &str,
+        req: &crate::model::HostConfig,
+        policy: Option<crate::model::RestartPolicy>,
+    ) -> Result<()> {
+        let c = self.find(name_or_id)?;
+        let rec = c.record();
+        let mut host = rec.host_config.clone();
+        if req.memory != 0 {
+            host.memory = req.memory;
+        }
+        if req.nano_cpus != 0 {
+            host.nano_cpus = req.nano_cpus;
+        }
+        if req.cpu_shares != 0 {
+            host.cpu_shares = req.cpu_shares;
+        }
+        if !req.cpuset_cpus.is_empty() {
+            host.cpuset_cpus = req.cpuset_cpus.clone();
+        }
+        if req.pids_limit.is_some() {
+            host.pids_limit = req.pids_limit;
+        }
+        if let Some(p) = &policy {
+            check_restart_policy(p)?;
+            host.restart_policy = p.clone();
+        }
+        let resources = spec::resources(&host)?;
+        if rec.state.status.is_live() {
+            let mut resources: oci_spec::runtime::LinuxResources =
+                serde_json::from_value(resources)
+                    .map_err(|e| EngineError::internal("resources", e))?;
+            // The device rules stay as created.
+            resources.set_devices(None);
+            let cid: ContainerId = c.id.parse().map_err(|e| EngineError::internal("id", e))?;
+            self.runtime.update(&cid, &resources)?;
+        }
+        let rec = c.update(|r| r.host_config = host)?;
+        self.emit_container("update", &rec, &[]);
+        Ok(())
+    }
+
+    /// `export`: the container's file system as a tar, written to `out`.
+    /// A stopped container's writable layer is mounted for the while.
+    pub(crate) fn export(&self, name_or_id: &str, out: &mut dyn std::io::Write) -> Result<()> {
+        let c = self.find(name_or_id)?;
+        let rootfs = c.rootfs();
+        let live = c.record().state.status.is_live();
+        let active = self.snapshots.active(&c.id)?;
+        if !live {
+            active.mount(&rootfs)?;
+        }
+        let result = (|| {
+            let mut tar = tar::Builder::new(out);
+            // Links stay links: following them could leave the container's tree.
+            tar.follow_symlinks(false);
+            tar.append_dir_all(".", &rootfs)?;
+            tar.finish()
+        })();
+        if !live {
+            let _ = active.unmount(&rootfs);
+        }
+        result.map_err(|e| EngineError::internal("export", e))
+    }
+
     /// Host pids of the container's processes (`top`).
     pub(crate) fn pids(&self, name_or_id: &str) -> Result<Vec<i32>> {
         let c = self.find(name_or_id)?;

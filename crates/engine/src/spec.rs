@@ -285,7 +285,7 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Value> {
 }
 
 /// `-m`, `--cpus`, `--cpu-shares`, `--cpuset-cpus`, `--pids-limit`.
-fn resources(host: &HostConfig) -> Result<Value> {
+pub(crate) fn resources(host: &HostConfig) -> Result<Value> {
     let mut r = json!({"devices": [{"allow": false, "access": "rwm"}]});
     if host.memory < 0 || host.nano_cpus < 0 || host.cpu_shares < 0 {
         return Err(EngineError::Invalid(

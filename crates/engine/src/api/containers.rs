@@ -89,6 +89,30 @@ pub(super) async fn dispatch(
             Ok(status_only(StatusCode::OK))
         }
         (Method::GET, [id, "logs"]) => logs(engine, id, &call),
+        (Method::POST, [id, "update"]) => {
+            #[derive(serde::Deserialize, Default)]
+            #[serde(rename_all = "PascalCase", default)]
+            struct Update {
+                #[serde(flatten)]
+                host: crate::model::HostConfig,
+                restart_policy: Option<crate::model::RestartPolicy>,
+            }
+            let body: Update = read_json(req).await?;
+            let policy = body.restart_policy.filter(|p| !p.name.is_empty());
+            engine.update_container(id, &body.host, policy)?;
+            Ok(ok_json(&json!({"Warnings": []})))
+        }
+        (Method::GET, [id, "export"]) => {
+            engine.find(id)?;
+            let (tx, resp) = stream::channel("application/x-tar");
+            let engine = engine.clone();
+            let id = id.to_string();
+            tokio::task::spawn_blocking(move || {
+                let mut w = stream::BlockingWriter(tx);
+                let _ = engine.export(&id, &mut w);
+            });
+            Ok(resp)
+        }
         (Method::GET, [id, "top"]) => top(engine, id),
         (Method::GET, [id, "stats"]) => stats(engine, id, &call),
         (Method::POST, [id, "exec"]) => {

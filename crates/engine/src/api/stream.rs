@@ -38,6 +38,24 @@ impl hyper::body::Body for ChannelBody {
     }
 }
 
+/// Blocking code's output into a streaming response.
+pub(crate) struct BlockingWriter(pub mpsc::Sender<Bytes>);
+
+impl std::io::Write for BlockingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Bytes::copy_from_slice(buf))
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+            })?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A streaming response and the sender that feeds it.
 pub(crate) fn channel(content_type: &'static str) -> (mpsc::Sender<Bytes>, Response<Body>) {
     let (tx, rx) = mpsc::channel(64);
