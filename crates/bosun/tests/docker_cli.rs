@@ -723,24 +723,75 @@ fn health_pause_top_stats_rename_and_events() {
 #[test]
 fn update_limits_and_export_the_file_system() {
     let e = TestEngine::start();
-    e.docker_ok(&["run", "-d", "--name", "lim", "busybox", "sh", "-c", "echo data > /made-here; sleep 60"]);
-    e.docker_ok(&["update", "--memory", "64m", "--pids-limit", "40", "--restart", "on-failure:3", "lim"]);
-    let limits = e.docker_ok(&["inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}", "lim"]);
+    e.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lim",
+        "busybox",
+        "sh",
+        "-c",
+        "echo data > /made-here; sleep 60",
+    ]);
+    e.docker_ok(&[
+        "update",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "40",
+        "--restart",
+        "on-failure:3",
+        "lim",
+    ]);
+    let limits = e.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}",
+        "lim",
+    ]);
     assert_eq!(limits.trim(), "67108864 40 on-failure");
     let id = e.docker_ok(&["inspect", "-f", "{{.Id}}", "lim"]);
-    let cgroup = format!("/sys/fs/cgroup/memory/bosun/{}/memory.limit_in_bytes", id.trim());
-    assert_eq!(std::fs::read_to_string(&cgroup).unwrap().trim(), "67108864", "applied to the running container");
+    let cgroup = format!(
+        "/sys/fs/cgroup/memory/bosun/{}/memory.limit_in_bytes",
+        id.trim()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&cgroup).unwrap().trim(),
+        "67108864",
+        "applied to the running container"
+    );
     let bad = e.docker(&["update", "--memory", "1k", "lim"]);
     assert!(!bad.status.success());
     e.docker_ok(&["stop", "-t", "0", "lim"]);
     // Exported while stopped: the writable layer over the image.
-    let out = e.docker_command().args(["export", "lim"]).stdin(Stdio::null()).output().unwrap();
+    let out = e
+        .docker_command()
+        .args(["export", "lim"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let tarball = e.dir.path().join("lim.tar");
     std::fs::write(&tarball, &out.stdout).unwrap();
-    let list = std::process::Command::new("tar").arg("-tf").arg(&tarball).output().unwrap();
+    let list = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&tarball)
+        .output()
+        .unwrap();
     let names = String::from_utf8_lossy(&list.stdout);
-    assert!(names.lines().any(|l| l.trim_start_matches("./") == "made-here"), "{names}");
-    assert!(names.lines().any(|l| l.trim_start_matches("./") == "bin/busybox"));
-    assert!(!e.docker_ok(&["inspect", "-f", "{{.State.Running}}", "lim"]).contains("true"));
+    assert!(
+        names
+            .lines()
+            .any(|l| l.trim_start_matches("./") == "made-here"),
+        "{names}"
+    );
+    assert!(
+        names
+            .lines()
+            .any(|l| l.trim_start_matches("./") == "bin/busybox")
+    );
+    assert!(
+        !e.docker_ok(&["inspect", "-f", "{{.State.Running}}", "lim"])
+            .contains("true")
+    );
 }
