@@ -22,7 +22,7 @@ use crate::engine_client::{
 pub(crate) const VERBS: &[&str] = &[
     "run", "create", "start", "stop", "kill", "rm", "ps", "logs", "exec", "inspect", "images",
     "rmi", "tag", "volume", "network", "top", "stats", "events", "attach", "restart", "pause",
-    "unpause", "rename", "wait", "port",
+    "unpause", "rename", "wait", "port", "system", "info",
 ];
 
 /// A mistake in the command line: Docker exits 125 for those.
@@ -291,6 +291,7 @@ Usage: bosun volume create [--label K=V] [NAME]
        bosun volume ls [-q] [--format TEMPLATE] [-f|--filter K=V]
        bosun volume inspect [-f|--format TEMPLATE] NAME...
        bosun volume rm [-f|--force] NAME...
+       bosun volume prune [-f|--force] [-a|--all]
 "
         }
         "network" => {
@@ -299,9 +300,18 @@ Usage: bosun network create [--subnet CIDR] [-d|--driver bridge] [--label K=V] N
        bosun network ls [-q] [--format TEMPLATE] [-f|--filter K=V]
        bosun network inspect [-f|--format TEMPLATE] NAME...
        bosun network rm NAME...
+       bosun network prune [-f|--force]
 "
         }
         "top" => "Usage: bosun top CONTAINER [ps OPTIONS]\n",
+        "info" => "Usage: bosun info [-f|--format TEMPLATE]\n",
+        "system" => {
+            "\
+Usage: bosun system df
+       bosun system info [-f|--format TEMPLATE]
+       bosun system prune [-f|--force] [--volumes]
+"
+        }
         "stats" => "Usage: bosun stats [--no-stream] [-a|--all] [CONTAINER...]\n",
         "events" => {
             "Usage: bosun events [--since T] [--until T] [-f|--filter K=V] [--format TEMPLATE]\n"
@@ -451,6 +461,8 @@ async fn run_verb(verb: &str, args: &[OsString], host: Option<String>) -> Result
         ),
         // `volume` and `network` parse their own subcommands.
         "volume" | "network" => return group(verb, args, host).await,
+        "system" => return system(args, host).await,
+        "info" => (&[(&["--format", "-f"], V)], false),
         other => bail!("unknown verb {other}"),
     };
     let opts = parse(verb, spec, args, stop)?;
@@ -566,6 +578,7 @@ async fn run_verb(verb: &str, args: &[OsString], host: Option<String>) -> Result
         "top" => top(&client, &opts).await,
         "stats" => stats(&client, &opts).await,
         "events" => events(&client, &opts).await,
+        "info" => info(&client, opts.value("--format")).await,
         _ => unreachable!("verbs are matched above"),
     }
 }
@@ -1696,6 +1709,8 @@ async fn group(verb: &str, args: &[OsString], host: Option<String>) -> Result<i3
         ],
         (_, "inspect") => &[(&["--format", "-f"], V)],
         (_, "rm" | "remove") => &[(&["--force", "-f"], B)],
+        ("volume", "prune") => &[(&["--force", "-f"], B), (&["--all", "-a"], B)],
+        ("network", "prune") => &[(&["--force", "-f"], B)],
         (_, "" | "--help" | "-h" | "help") => {
             print!("{}", usage(verb));
             return Ok(0);
@@ -1842,6 +1857,39 @@ async fn group(verb: &str, args: &[OsString], host: Option<String>) -> Result<i3
             print_inspected(&found, opts.value("--format"))?;
             Ok(code)
         }
+        "prune" => {
+            let what = if verb == "volume" {
+                if opts.has("--all") {
+                    "all volumes not used by at least one container"
+                } else {
+                    "all anonymous volumes not used by at least one container"
+                }
+            } else {
+                "all custom networks not used by at least one container"
+            };
+            if !opts.has("--force") && !confirm(&[what])? {
+                bail!("{verb} prune has been cancelled");
+            }
+            let path = if opts.has("--all") {
+                with_query(
+                    &format!("{base}/prune"),
+                    &[("filters", json!({"all": ["true"]}).to_string())],
+                )
+            } else {
+                format!("{base}/prune")
+            };
+            let v = client.post(&path, None).await?;
+            if verb == "volume" {
+                print_deleted("Deleted Volumes:", &v["VolumesDeleted"]);
+                println!(
+                    "Total reclaimed space: {}",
+                    fmt::human_size(v["SpaceReclaimed"].as_u64().unwrap_or(0))
+                );
+            } else {
+                print_deleted("Deleted Networks:", &v["NetworksDeleted"]);
+            }
+            Ok(0)
+        }
         "rm" | "remove" => {
             let force = opts.has("--force");
             each(&opts, 1, |n| {
@@ -1857,6 +1905,225 @@ async fn group(verb: &str, args: &[OsString], host: Option<String>) -> Result<i3
         }
         _ => unreachable!("subcommands are matched above"),
     }
+}
+
+/// Ask on the terminal, as Docker's prune verbs do.
+fn confirm(what: &[&str]) -> Result<bool> {
+    match what {
+        [one] => eprintln!("WARNING! This will remove {one}."),
+        many => eprintln!("WARNING! This will remove:\n  - {}", many.join("\n  - ")),
+    }
+    eprint!("Are you sure you want to continue? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .context("read the answer")?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+fn print_deleted(title: &str, list: &Value) {
+    let items: Vec<&str> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !items.is_empty() {
+        println!("{title}");
+        for i in items {
+            println!("{i}");
+        }
+        println!();
+    }
+}
+
+/// Whether two references name the same tag (`busybox` is
+/// `docker.io/library/busybox:latest`).
+fn same_image(a: &str, b: &str) -> bool {
+    let norm = |r: &str| {
+        r.parse::<bosun_oci::ImageRef>()
+            .map(|r| format!("{}:{}", r.name(), r.tag().unwrap_or("latest")))
+            .unwrap_or_else(|_| r.to_owned())
+    };
+    a == b || norm(a) == norm(b)
+}
+
+/// `system df`, `system info`, `system prune`.
+async fn system(args: &[OsString], host: Option<String>) -> Result<i32> {
+    let sub = args.first().and_then(|a| a.to_str()).unwrap_or("");
+    let rest = args.get(1..).unwrap_or(&[]);
+    let spec: &[Flag] = match sub {
+        "df" => &[],
+        "info" => &[(&["--format", "-f"], V)],
+        "prune" => &[(&["--force", "-f"], B), (&["--volumes"], B)],
+        "" | "--help" | "-h" | "help" => {
+            print!("{}", usage("system"));
+            return Ok(0);
+        }
+        other => {
+            return Err(Usage(format!(
+                "unknown command \"system {other}\"\n\n{}",
+                usage("system")
+            ))
+            .into());
+        }
+    };
+    let opts = parse("system", spec, rest, false)?;
+    if opts.has("--help") {
+        print!("{}", usage("system"));
+        return Ok(0);
+    }
+    let client = client(&opts, host)?;
+    match sub {
+        "info" => info(&client, opts.value("--format")).await,
+        "df" => {
+            let v = client.get("/system/df").await?;
+            let containers: Vec<&Value> =
+                v["Containers"].as_array().into_iter().flatten().collect();
+            let used: Vec<&str> = containers
+                .iter()
+                .filter_map(|c| c["Image"].as_str())
+                .collect();
+            let images: Vec<&Value> = v["Images"].as_array().into_iter().flatten().collect();
+            let image_used = |i: &Value| {
+                i["RepoTags"].as_array().into_iter().flatten().any(|t| {
+                    t.as_str()
+                        .is_some_and(|t| used.iter().any(|u| same_image(u, t)))
+                })
+            };
+            let size = |i: &Value| i["Size"].as_u64().unwrap_or(0);
+            let images_size: u64 = images.iter().map(|i| size(i)).sum();
+            let images_free: u64 = images
+                .iter()
+                .filter(|i| !image_used(i))
+                .map(|i| size(i))
+                .sum();
+            let volumes: Vec<&Value> = v["Volumes"].as_array().into_iter().flatten().collect();
+            let vsize = |v: &Value| v["UsageData"]["Size"].as_u64().unwrap_or(0);
+            let vused = |v: &Value| v["UsageData"]["RefCount"].as_u64().unwrap_or(0) > 0;
+            let volumes_size: u64 = volumes.iter().map(|v| vsize(v)).sum();
+            let volumes_free: u64 = volumes.iter().filter(|v| !vused(v)).map(|v| vsize(v)).sum();
+            let percent = |part: u64, all: u64| {
+                (part * 100)
+                    .checked_div(all)
+                    .map_or_else(String::new, |p| format!(" ({p}%)"))
+            };
+            let running = containers
+                .iter()
+                .filter(|c| {
+                    matches!(
+                        c["State"].as_str(),
+                        Some("running" | "paused" | "restarting")
+                    )
+                })
+                .count();
+            let rw = |c: &Value| c["SizeRw"].as_u64().unwrap_or(0);
+            let containers_size: u64 = containers.iter().map(|c| rw(c)).sum();
+            let containers_free: u64 = containers
+                .iter()
+                .filter(|c| {
+                    !matches!(
+                        c["State"].as_str(),
+                        Some("running" | "paused" | "restarting")
+                    )
+                })
+                .map(|c| rw(c))
+                .sum();
+            let rows = [
+                format!(
+                    "Images\t{}\t{}\t{}\t{}{}",
+                    images.len(),
+                    images.iter().filter(|i| image_used(i)).count(),
+                    fmt::human_size(images_size),
+                    fmt::human_size(images_free),
+                    percent(images_free, images_size)
+                ),
+                format!(
+                    "Containers\t{}\t{running}\t{}\t{}",
+                    containers.len(),
+                    fmt::human_size(containers_size),
+                    fmt::human_size(containers_free)
+                ),
+                format!(
+                    "Local Volumes\t{}\t{}\t{}\t{}{}",
+                    volumes.len(),
+                    volumes.iter().filter(|v| vused(v)).count(),
+                    fmt::human_size(volumes_size),
+                    fmt::human_size(volumes_free),
+                    percent(volumes_free, volumes_size)
+                ),
+            ];
+            let mut lines = vec!["TYPE\tTOTAL\tACTIVE\tSIZE\tRECLAIMABLE".to_owned()];
+            lines.extend(rows);
+            print!("{}", fmt::align(&lines));
+            Ok(0)
+        }
+        "prune" => {
+            let mut what = vec![
+                "all stopped containers",
+                "all networks not used by at least one container",
+            ];
+            if opts.has("--volumes") {
+                what.push("all anonymous volumes not used by at least one container");
+            }
+            if !opts.has("--force") && !confirm(&what)? {
+                bail!("system prune has been cancelled");
+            }
+            let c = client.post("/containers/prune", None).await?;
+            print_deleted("Deleted Containers:", &c["ContainersDeleted"]);
+            let n = client.post("/networks/prune", None).await?;
+            print_deleted("Deleted Networks:", &n["NetworksDeleted"]);
+            let mut space = c["SpaceReclaimed"].as_u64().unwrap_or(0);
+            if opts.has("--volumes") {
+                let v = client.post("/volumes/prune", None).await?;
+                print_deleted("Deleted Volumes:", &v["VolumesDeleted"]);
+                space += v["SpaceReclaimed"].as_u64().unwrap_or(0);
+            }
+            println!("Total reclaimed space: {}", fmt::human_size(space));
+            Ok(0)
+        }
+        _ => unreachable!("subcommands are matched above"),
+    }
+}
+
+/// `info`: the engine's summary, or a template over `/info`.
+async fn info(client: &EngineClient, format: Option<&str>) -> Result<i32> {
+    let v = client.get("/info").await?;
+    if let Some(f) = format {
+        println!("{}", fmt::render(f, &v)?);
+        return Ok(0);
+    }
+    let s = |k: &str| match &v[k] {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    println!("Server:");
+    println!(" Containers: {}", s("Containers"));
+    println!("  Running: {}", s("ContainersRunning"));
+    println!("  Paused: {}", s("ContainersPaused"));
+    println!("  Stopped: {}", s("ContainersStopped"));
+    println!(" Images: {}", s("Images"));
+    println!(" Server Version: {}", s("ServerVersion"));
+    println!(" Storage Driver: {}", s("Driver"));
+    println!(" Logging Driver: {}", s("LoggingDriver"));
+    println!(" Cgroup Driver: {}", s("CgroupDriver"));
+    println!(" Cgroup Version: {}", s("CgroupVersion"));
+    println!(" Default Runtime: {}", s("DefaultRuntime"));
+    println!(" Live Restore Enabled: {}", s("LiveRestoreEnabled"));
+    println!(" Kernel Version: {}", s("KernelVersion"));
+    println!(" Operating System: {}", s("OperatingSystem"));
+    println!(" OSType: {}", s("OSType"));
+    println!(" Architecture: {}", s("Architecture"));
+    println!(" CPUs: {}", s("NCPU"));
+    println!(
+        " Total Memory: {}",
+        fmt::bytes_size(v["MemTotal"].as_u64().unwrap_or(0))
+    );
+    println!(" Name: {}", s("Name"));
+    println!(" ID: {}", s("ID"));
+    println!(" Docker Root Dir: {}", s("DockerRootDir"));
+    Ok(0)
 }
 
 fn labels_text(labels: &Value) -> String {
@@ -2175,6 +2442,8 @@ mod tests {
         );
         assert_eq!(start_failure_code("x: permission denied"), 126);
         assert_eq!(start_failure_code("port is already allocated"), 125);
+        assert!(same_image("busybox", "docker.io/library/busybox:latest"));
+        assert!(!same_image("busybox:1", "docker.io/library/busybox:latest"));
     }
 
     #[test]

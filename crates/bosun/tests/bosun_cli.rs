@@ -809,3 +809,86 @@ fn attach_start_a_rename_pause_restart_wait_port() {
     assert_ne!(before.trim(), after.split(' ').next().unwrap(), "restarted");
     ok(&e, &["rm", "-f", "two", "att", "cat1"]);
 }
+
+#[test]
+fn system_info_df_and_prune() {
+    let e = TestEngine::start();
+    ok(
+        &e,
+        &["run", "-d", "--name", "up", "busybox", "sleep", "600"],
+    );
+    ok(&e, &["create", "--name", "idle", "busybox", "true"]);
+    ok(&e, &["volume", "create", "spare"]);
+    ok(&e, &["network", "create", "unused"]);
+
+    let info = ok(&e, &["info"]);
+    for line in [
+        " Containers: 2\n",
+        "  Running: 1\n",
+        "  Stopped: 1\n",
+        " Images: 1\n",
+    ] {
+        assert!(info.contains(line), "{line:?} in {info}");
+    }
+    assert_eq!(
+        ok(
+            &e,
+            &[
+                "system",
+                "info",
+                "--format",
+                "{{.ContainersRunning}} {{.Driver}}"
+            ]
+        ),
+        "1 overlay\n"
+    );
+    let df = ok(&e, &["system", "df"]);
+    let lines: Vec<&str> = df.lines().collect();
+    assert!(
+        lines[0].starts_with("TYPE") && lines[0].contains("RECLAIMABLE"),
+        "{df}"
+    );
+    let cells = |l: &str| {
+        l.split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(cells(lines[1])[..3], ["Images", "1", "1"], "{df}");
+    assert_eq!(cells(lines[2])[..3], ["Containers", "2", "1"], "{df}");
+    assert_eq!(cells(lines[3])[..3], ["Local Volumes", "1", "0"], "{df}");
+
+    // Without -f it asks; "n" cancels and nothing goes.
+    let mut child = cmd(&e)
+        .args(["system", "prune"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"n\n").unwrap();
+    let out = finish(child, "system prune");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stderr).contains("Are you sure you want to continue?"));
+    assert_eq!(ok(&e, &["ps", "-aq"]).lines().count(), 2);
+
+    let pruned = ok(&e, &["system", "prune", "-f"]);
+    let idle = ok(&e, &["ps", "-aq", "--no-trunc", "--filter", "name=idle"]);
+    assert!(
+        pruned.contains(&format!("Deleted Containers:\n{}", idle)),
+        "{pruned}"
+    );
+    assert!(pruned.contains("Deleted Networks:\nunused\n"), "{pruned}");
+    assert_eq!(ok(&e, &["ps", "-a", "--format", "{{.Names}}"]), "up\n");
+    // A named volume goes only with volume prune --all.
+    assert!(!ok(&e, &["volume", "prune", "-f"]).contains("spare"));
+    assert!(ok(&e, &["volume", "prune", "-f", "-a"]).contains("Deleted Volumes:\nspare\n"));
+    assert_eq!(ok(&e, &["volume", "ls", "-q"]), "");
+    ok(&e, &["network", "create", "other"]);
+    assert_eq!(
+        ok(&e, &["network", "prune", "-f"]),
+        "Deleted Networks:\nother\n\n"
+    );
+    ok(&e, &["rm", "-f", "up"]);
+}
