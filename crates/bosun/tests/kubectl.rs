@@ -920,3 +920,49 @@ fn kubectl_as_a_user_bound_to_the_view_role() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no");
     assert_eq!(c.ok(&["auth", "can-i", "create", "pods"]).trim(), "yes");
 }
+
+#[test]
+fn kubectl_get_watch_prints_the_servers_table_rows() {
+    let c = Cluster::start();
+    let cm = |name: &str, keys: usize| {
+        let data: String = (0..keys).map(|i| format!("  k{i}: v\n")).collect();
+        c.file(
+            &format!("{name}.yaml"),
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n{data}"),
+        )
+    };
+    c.ok(&["apply", "-f", &cm("first", 1)]);
+    let mut watcher = c
+        .command()
+        .args(["get", "configmaps", "--watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn kubectl get --watch");
+    let stdout = watcher.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || {
+        let line = rx
+            .recv_timeout(PATIENCE)
+            .expect("kubectl get --watch printed nothing more");
+        line.split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(next()[..], ["NAME", "DATA", "AGE"]);
+    assert_eq!(next()[..2], ["first", "1"]);
+    // The watch event's Table row carries the server's DATA column.
+    c.ok(&["apply", "-f", &cm("second", 3)]);
+    assert_eq!(next()[..2], ["second", "3"]);
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    reader.join().unwrap();
+}
