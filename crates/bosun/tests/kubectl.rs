@@ -302,6 +302,22 @@ fn get_apply_label_annotate_patch_scale_delete(c: &Cluster) {
         yaml.contains("name: web-0") && yaml.contains("phase: Pending"),
         "{yaml}"
     );
+    // describe reads the pod (protobuf preferred, JSON answered) and its events.
+    let described = c.ok(&["describe", "pod", "web-0"]);
+    let field = |name: &str| {
+        described
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l[name.len()..].trim().to_owned())
+            .unwrap_or_else(|| panic!("no {name} in {described}"))
+    };
+    assert_eq!(field("Name:"), "web-0");
+    assert_eq!(field("Namespace:"), "default");
+    assert_eq!(field("Status:"), "Pending");
+    assert!(
+        described.contains("Image:") && described.contains("nginx:1.25"),
+        "{described}"
+    );
 
     let wide = c.ok(&["get", "pods", "-o", "wide"]);
     let header = lines(&wide)[0]
