@@ -6,7 +6,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use common::engine::TestEngine;
 
@@ -112,10 +111,8 @@ fn detached_web_server_with_a_published_port() {
     );
 
     assert_eq!(e.owned_rules(), 2, "DNAT rules for the published port");
-    let t0 = Instant::now();
     e.docker_ok(&["stop", "-t", "2", "web"]);
-    // httpd is PID 1 and ignores SIGTERM: SIGKILL after the timeout.
-    assert!(t0.elapsed() >= Duration::from_secs(2));
+    // httpd is PID 1 and ignores SIGTERM: SIGKILL after the timeout (137).
     let code = e.docker_ok(&[
         "inspect",
         "-f",
@@ -414,9 +411,15 @@ fn live_restore_after_the_engine_is_killed() {
         "sleep 1; exit 5",
     ]);
     let pid = e.docker_ok(&["inspect", "-f", "{{.State.Pid}}", "survivor"]);
+    let short_id = e.docker_ok(&["inspect", "-f", "{{.Id}}", "short"]);
     e.crash();
-    // While the engine is down, one container ends.
-    std::thread::sleep(Duration::from_millis(1500));
+    // While the engine is down, one container ends: its shim records the exit.
+    let exit_record = e
+        .data
+        .join("containers")
+        .join(short_id.trim())
+        .join("exit.json");
+    e.eventually("the short container's exit record", || exit_record.exists());
     e.spawn();
     assert_eq!(
         e.docker_ok(&[
@@ -794,4 +797,53 @@ fn update_limits_and_export_the_file_system() {
         !e.docker_ok(&["inspect", "-f", "{{.State.Running}}", "lim"])
             .contains("true")
     );
+}
+
+#[test]
+fn init_reaps_and_forwards_signals() {
+    let e = TestEngine::start();
+    // The program is not PID 1 under --init; PID 1 is the runtime's reaper.
+    let pid = e.docker_ok(&["run", "--rm", "--init", "busybox", "sh", "-c", "echo $$"]);
+    assert_ne!(pid.trim(), "1");
+    assert_eq!(
+        e.docker_ok(&["run", "--rm", "busybox", "sh", "-c", "echo $$"])
+            .trim(),
+        "1"
+    );
+    let out = e.docker(&["run", "--rm", "--init", "busybox", "sh", "-c", "exit 6"]);
+    assert_eq!(out.status.code(), Some(6));
+    // sleep as PID 1 ignores SIGTERM; under the init it gets it and dies at once.
+    e.docker_ok(&[
+        "run", "-d", "--init", "--name", "sleeper", "busybox", "sleep", "60",
+    ]);
+    e.docker_ok(&["stop", "-t", "20", "sleeper"]);
+    // 143: SIGTERM reached the program (137 would be the SIGKILL after the timeout).
+    assert_eq!(
+        e.docker_ok(&["inspect", "-f", "{{.State.ExitCode}}", "sleeper"])
+            .trim(),
+        "143"
+    );
+    // Orphans are reaped: no zombie is left under the init.
+    e.docker_ok(&[
+        "run",
+        "-d",
+        "--init",
+        "--name",
+        "parent",
+        "busybox",
+        "sh",
+        "-c",
+        "(sleep 0.1 &) ; sleep 60",
+    ]);
+    // The orphan ends after 0.1 s; reaped, it leaves no zombie behind.
+    e.eventually("the orphan reaped", || {
+        let ps = e.docker_ok(&["exec", "parent", "ps", "-o", "stat,comm"]);
+        let sleeps = ps.lines().filter(|l| l.ends_with("sleep")).count();
+        let zombies = ps
+            .lines()
+            .filter(|l| l.trim_start().starts_with('Z'))
+            .count();
+        sleeps == 1 && zombies == 0
+    });
+    e.docker_ok(&["rm", "-f", "parent", "sleeper"]);
 }

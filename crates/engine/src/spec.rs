@@ -253,6 +253,10 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Value> {
         }
     }
     spec["linux"]["cgroupsPath"] = json!(format!("/bosun/{}", input.id));
+    if input.host.init == Some(true) {
+        // The runtime's own reaper as PID 1 (`--init`).
+        spec["annotations"]["run.bosun.init"] = json!("true");
+    }
     if input.host.privileged {
         spec["linux"]["maskedPaths"] = json!([]);
         spec["linux"]["readonlyPaths"] = json!([]);

@@ -425,7 +425,7 @@ fn stage2(launch: &Launch<'_>, chan: &Channel) -> Result<std::convert::Infallibl
         .linux()
         .as_ref()
         .and_then(|l| l.seccomp().as_ref());
-    let pending = crate::process::finalize(process, seccomp)?;
+    let mut pending = crate::process::finalize(process, seccomp)?;
     if let Role::Init { fifo } = &launch.role {
         chan.send(&Msg::Ready)?;
         wait_for_start(fifo)?;
@@ -443,6 +443,21 @@ fn stage2(launch: &Launch<'_>, chan: &Channel) -> Result<std::convert::Infallibl
                 .and_then(|h| h.start_container().as_ref()),
             &state,
         )?;
+        let wants_init = bundle.spec.annotations().as_ref().is_some_and(|a| {
+            a.get(crate::reaper::ANNOTATION)
+                .is_some_and(|v| v == "true")
+        });
+        if wants_init {
+            // PID 1 stays this process, filtered like the program it runs.
+            if let Some(filter) = pending.take() {
+                crate::seccomp::load(&filter)?;
+            }
+            let signals = crate::reaper::prepare().ctx(|| "prepare the init".into())?;
+            match sys::fork().ctx(|| "fork the program under the init".into())? {
+                sys::Forked::Parent(child) => crate::reaper::run(child, signals),
+                sys::Forked::Child => drop(signals),
+            }
+        }
     }
     crate::process::exec(&cmd, pending)
 }

@@ -17,6 +17,7 @@ mod hooks;
 mod launch;
 mod passwd;
 mod process;
+mod reaper;
 mod rootfs;
 mod seccomp;
 mod signal;

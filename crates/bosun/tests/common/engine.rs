@@ -123,7 +123,7 @@ impl TestEngine {
             .spawn()
             .expect("spawn bosun engine");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&self.socket) {
                 let _ = s.write_all(b"GET /_ping HTTP/1.0\r\n\r\n");
@@ -142,7 +142,7 @@ impl TestEngine {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("the engine did not answer within 20 s: {}", self.log());
+        panic!("the engine did not answer within 60 s: {}", self.log());
     }
 
     pub fn log(&self) -> String {
@@ -207,16 +207,16 @@ impl TestEngine {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// Poll `f` until it is true or 20 s pass.
+    /// Poll `f` until it is true or 60 s pass (a slow, loaded machine).
     pub fn eventually(&self, what: &str, mut f: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if f() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("{what}: not within 20 s\nengine log:\n{}", self.log());
+        panic!("{what}: not within 60 s\nengine log:\n{}", self.log());
     }
 
     /// What `GET path` on `addr` answers (a minimal HTTP/1.0 client).

@@ -131,6 +131,23 @@ pub(crate) fn reset_signals() {
     );
 }
 
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+/// Give `sig` a handler that does nothing. PID 1 of a pid namespace never gets
+/// a signal whose action is the default, even when it is blocked and read
+/// from a signalfd; with a handler it is queued like for any process.
+pub(crate) fn catch_signal(sig: nix::sys::signal::Signal) -> nix::Result<()> {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet};
+    let action = SigAction::new(
+        SigHandler::Handler(ignore_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler does nothing, so it is async-signal-safe; the
+    // caller blocks the signal and reads it from a signalfd anyway.
+    unsafe { nix::sys::signal::sigaction(sig, &action) }.map(drop)
+}
+
 /// `setdomainname(2)`; nix has no wrapper.
 pub(crate) fn set_domainname(name: &str) -> nix::Result<()> {
     // SAFETY: the pointer and length describe `name`'s bytes, valid for the call.
