@@ -797,6 +797,15 @@ fn update_limits_and_export_the_file_system() {
         !e.docker_ok(&["inspect", "-f", "{{.State.Running}}", "lim"])
             .contains("true")
     );
+    // Commit: the writable layer as a new image, with the container's command.
+    let id = e.docker_ok(&["commit", "-m", "made in a test", "lim", "committed:1"]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(
+        e.docker_ok(&["run", "--rm", "committed:1", "cat", "/made-here"]),
+        "data\n"
+    );
+    let history = e.docker_ok(&["history", "--format", "{{.Comment}}", "committed:1"]);
+    assert!(history.contains("made in a test"), "{history}");
 }
 
 #[test]

@@ -1505,6 +1505,64 @@ impl Engine {
         Ok(())
     }
 
+    /// `commit`: the container's writable layer over its image as a new
+    /// image, with the container's configuration; a running container is
+    /// paused meanwhile (as Docker does), so the layer is consistent.
+    pub(crate) fn commit(
+        &self,
+        name_or_id: &str,
+        tag: Option<bosun_oci::ImageRef>,
+        comment: &str,
+        author: &str,
+        pause: bool,
+    ) -> Result<String> {
+        let c = self.find(name_or_id)?;
+        let rec = c.record();
+        let (image, _) = self.image_defaults(&rec.manifest)?;
+        let mut env = image.env.clone();
+        for e in rec.config.env.iter().filter(|e| e.contains('=')) {
+            spec::set_env(&mut env, e);
+        }
+        let mut config = serde_json::Map::new();
+        config.insert("Env".into(), json!(env));
+        config.insert("Cmd".into(), json!(rec.config.cmd));
+        config.insert("Entrypoint".into(), json!(rec.config.entrypoint));
+        if !rec.config.working_dir.is_empty() {
+            config.insert("WorkingDir".into(), json!(rec.config.working_dir));
+        }
+        if !rec.config.user.is_empty() {
+            config.insert("User".into(), json!(rec.config.user));
+        }
+        if !rec.config.labels.is_empty() {
+            config.insert("Labels".into(), json!(rec.config.labels));
+        }
+        if !rec.config.exposed_ports.is_empty() {
+            config.insert("ExposedPorts".into(), json!(rec.config.exposed_ports));
+        }
+        let opts = bosun_image::CommitOptions {
+            config,
+            author: author.to_owned(),
+            comment: comment.to_owned(),
+            created_by: format!("bosun commit {}", rec.short_id()),
+            tag,
+        };
+        let base: bosun_oci::Digest = rec
+            .manifest
+            .parse()
+            .map_err(|e| EngineError::internal("manifest digest", e))?;
+        let active = self.snapshots.active(&c.id)?;
+        let cid: ContainerId = c.id.parse().map_err(|e| EngineError::internal("id", e))?;
+        let paused =
+            pause && rec.state.status == Status::Running && self.runtime.pause(&cid).is_ok();
+        let committed = self.images.commit_upper(&base, active.upper(), &opts);
+        if paused {
+            let _ = self.runtime.resume(&cid);
+        }
+        let committed = committed?;
+        self.emit_container("commit", &rec, &[]);
+        Ok(committed.id.to_string())
+    }
+
     /// `export`: the container's file system as a tar, written to `out`.
     /// A stopped container's writable layer is mounted for the while.
     pub(crate) fn export(&self, name_or_id: &str, out: &mut dyn std::io::Write) -> Result<()> {

@@ -15,8 +15,8 @@ mod store;
 
 pub use hash::sha256_of;
 pub use images::{
-    DEFAULT_DATA_DIR, ImageDetails, ImageError, ImageStore, ImageSummary, IngestGuard, LoadSource,
-    Removed, SaveDest,
+    CommitOptions, Committed, DEFAULT_DATA_DIR, ImageDetails, ImageError, ImageStore, ImageSummary,
+    IngestGuard, LoadSource, Removed, SaveDest,
 };
 pub use layer::{ApplyStats, Compression, LayerError, Whiteouts, apply_layer, apply_layer_with};
 pub use store::{BlobWriter, ContentStore, StoreError, VerifyingReader};

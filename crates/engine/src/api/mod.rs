@@ -301,6 +301,44 @@ async fn dispatch(
         (Method::GET, ["events"]) => system::events(engine, &call),
         (Method::GET, ["system", "df"]) => system::df(engine),
         (Method::POST, ["build"]) => build::build(engine, call, req).await,
+        (Method::POST, ["commit"]) => {
+            let container = call
+                .param("container")
+                .ok_or_else(|| EngineError::Invalid("commit needs a container".into()))?;
+            if call
+                .query
+                .iter()
+                .any(|(k, v)| k == "changes" && !v.is_empty())
+            {
+                return Err(EngineError::Invalid(
+                    "commit --change is not supported: the image gets the container's configuration"
+                        .into(),
+                ));
+            }
+            let tag = match (
+                call.param("repo").filter(|r| !r.is_empty()),
+                call.param("tag"),
+            ) {
+                (Some(r), Some(t)) if !t.is_empty() => Some(format!("{r}:{t}")),
+                (Some(r), _) => Some(r.to_owned()),
+                (None, _) => None,
+            };
+            let tag = tag
+                .map(|t| {
+                    t.parse()
+                        .map_err(|e| EngineError::Invalid(format!("invalid reference {t:?}: {e}")))
+                })
+                .transpose()?;
+            let pause = call.param("pause").is_none_or(|p| p != "0" && p != "false");
+            let id = engine.commit(
+                container,
+                tag,
+                call.param("comment").unwrap_or(""),
+                call.param("author").unwrap_or(""),
+                pause,
+            )?;
+            Ok(json_response(StatusCode::CREATED, &json!({"Id": id})))
+        }
         (_, ["containers", ..]) => containers::dispatch(engine, call, req).await,
         (_, ["exec", ..]) => containers::dispatch_exec(engine, call, req).await,
         (_, ["images", ..]) => system::images(engine, call, req).await,

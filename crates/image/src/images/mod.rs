@@ -7,6 +7,7 @@
 //! rename, so they see the old map or the new one, never half of one.
 
 mod archive;
+mod commit;
 mod error;
 mod import;
 mod time;
@@ -23,6 +24,7 @@ use bosun_oci::{Digest, ImageRef};
 use oci_spec::image::{ImageConfiguration, ImageManifest};
 
 pub use archive::{LoadSource, SaveDest};
+pub use commit::{CommitOptions, Committed};
 pub use error::ImageError;
 pub(crate) use time::now_rfc3339 as now;
 
@@ -594,7 +596,7 @@ fn blobs_of(manifest: &ImageManifest) -> Result<Vec<Digest>, ImageError> {
         .collect()
 }
 
-fn descriptor_digest(d: &oci_spec::image::Digest) -> Result<Digest, ImageError> {
+pub(super) fn descriptor_digest(d: &oci_spec::image::Digest) -> Result<Digest, ImageError> {
     d.to_string().parse().map_err(|e| ImageError::Build {
         what: "descriptor",
         reason: format!("digest {d}: {e}"),

@@ -38,7 +38,7 @@ use super::containerfile::{
     Network, ParseError, PortSpec,
 };
 use super::expand::{expand, expand_words};
-use crate::hash::Hasher;
+use crate::hash::{Hasher, HashingWriter};
 use crate::images::ImageLayer;
 use crate::manifest::descriptor_digest;
 use crate::snapshot::{self, Snapshotter};
@@ -1420,22 +1420,4 @@ fn hash_parts(parts: &[&str]) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Hashes what passes through on its way to `inner`.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Hasher,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
