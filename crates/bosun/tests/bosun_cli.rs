@@ -267,9 +267,10 @@ fn detached_server_ps_exec_logs_inspect_stop_rm() {
     assert_eq!(text(&out.stdout), "/dev/pts/0\r\n", "{out:?}");
 
     // logs: httpd -vv logs each request to stderr.
-    let logs = run(&e, &["logs", "web"]);
-    assert!(logs.status.success(), "{logs:?}");
-    assert!(text(&logs.stderr).contains("url:/"), "{logs:?}");
+    e.eventually("httpd's request in the logs", || {
+        let logs = run(&e, &["logs", "web"]);
+        logs.status.success() && text(&logs.stderr).contains("url:/")
+    });
 
     // inspect: Docker's JSON, and templates over it.
     let json: Value = serde_json::from_str(&ok(&e, &["inspect", "web"])).unwrap();
@@ -328,10 +329,12 @@ fn detached_server_ps_exec_logs_inspect_stop_rm() {
 
     // rm -f of a running one; kill.
     ok(&e, &["run", "-d", "--name", "aa", "busybox", "sleep", "60"]);
-    let trap = "trap 'exit 3' TERM; while true; do sleep 0.1; done";
+    let trap = "trap 'exit 3' TERM; echo ready; while true; do sleep 0.1; done";
     let bb = ok(&e, &["create", "--name", "bb", "busybox", "sh", "-c", trap]);
     assert_eq!(bb.trim().len(), 64, "create prints the id: {bb}");
     assert_eq!(ok(&e, &["start", "bb"]), "bb\n");
+    // PID 1 ignores SIGTERM until its handler is in place.
+    e.eventually("bb traps SIGTERM", || ok(&e, &["logs", "bb"]) == "ready\n");
     assert_eq!(ok(&e, &["kill", "-s", "TERM", "bb"]), "bb\n");
     e.eventually("bb exits 3 on SIGTERM", || {
         ok(
@@ -631,6 +634,8 @@ fn in_terminal(e: &TestEngine, args: &[&str], input: &str) -> (i32, String, bool
          \x20       if not d:\n\
          \x20           break\n\
          \x20       out += d\n\
+         if time.time() >= end:\n\
+         \x20   os.kill(pid, 9)\n\
          _, st = os.waitpid(pid, 0)\n\
          echo = termios.tcgetattr(fd)[3] & termios.ECHO\n\
          sys.stdout.write(out.decode(errors='replace'))\n\
@@ -656,13 +661,19 @@ fn in_terminal(e: &TestEngine, args: &[&str], input: &str) -> (i32, String, bool
     )
 }
 
+/// Typed first: the size arrives by a resize request after the start, as
+/// with the docker CLI; the numbers are spelled so that the echo of this
+/// line never reads "33 111".
+const WAIT_SIZE: &str =
+    "while [ \"$(stty size)\" != \"$((30+3)) $((100+11))\" ]; do sleep 0.1; done; ";
+
 #[test]
 fn interactive_terminals() {
     let e = TestEngine::start();
     let (code, out, echo) = in_terminal(
         &e,
         &["run", "-it", "--rm", "busybox", "sh"],
-        "stty size; tty; echo term=$TERM; exit 3\r",
+        &format!("{WAIT_SIZE}stty size; tty; echo term=$TERM; exit 3\r"),
     );
     assert_eq!(code, 3, "{out}\nengine log:\n{}", e.log());
     assert!(
@@ -680,7 +691,7 @@ fn interactive_terminals() {
     let (code, out, echo) = in_terminal(
         &e,
         &["exec", "-it", "box", "sh"],
-        "stty size; tty; exit 5\r",
+        &format!("{WAIT_SIZE}stty size; tty; exit 5\r"),
     );
     assert_eq!(code, 5, "{out}");
     assert!(out.contains("33 111"), "{out}");
