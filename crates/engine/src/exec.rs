@@ -10,15 +10,8 @@ use serde_json::{Value, json};
 
 use crate::engine::{Engine, random_id};
 use crate::error::{EngineError, Result};
+use crate::model::nullable;
 use crate::shim::ExecConfig;
-
-fn nullable<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
 
 /// `POST /containers/{id}/exec`.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -18,25 +18,12 @@ use nix::unistd::Pid;
 /// The annotation that asks for the init.
 pub(crate) const ANNOTATION: &str = "run.bosun.init";
 
-/// Signals forwarded to the program (what `docker stop`/`kill` send).
-const FORWARDED: &[Signal] = &[
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGTERM,
-    Signal::SIGALRM,
-    Signal::SIGCONT,
-    Signal::SIGWINCH,
-    Signal::SIGPIPE,
-];
-
 /// Prepare before the fork: handlers and a blocked mask, so no signal sent
 /// between the fork and the loop is lost. The child unblocks in `exec`.
 pub(crate) fn prepare() -> nix::Result<SignalFd> {
+    // What `run` forwards, and the window size (a terminal's program wants it).
     let mut set = SigSet::empty();
-    for s in FORWARDED {
+    for s in crate::wait::FORWARDED.iter().chain([&Signal::SIGWINCH]) {
         crate::sys::catch_signal(*s)?;
         set.add(*s);
     }

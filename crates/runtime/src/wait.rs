@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 
 use crate::error::{Context, Result};
 
-const FORWARDED: &[Signal] = &[
+pub(crate) const FORWARDED: &[Signal] = &[
     Signal::SIGHUP,
     Signal::SIGINT,
     Signal::SIGQUIT,

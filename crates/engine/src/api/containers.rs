@@ -120,11 +120,7 @@ pub(super) async fn dispatch(
             let exec_id = engine.exec_create(id, body)?;
             Ok(json_response(StatusCode::CREATED, &json!({"Id": exec_id})))
         }
-        _ => Err(EngineError::NotFound(format!(
-            "page not found: {} /{}",
-            call.method,
-            call.segments.join("/")
-        ))),
+        _ => Err(call.not_found()),
     }
 }
 
@@ -751,11 +747,7 @@ pub(super) async fn dispatch_exec(
             Ok(status_only(StatusCode::OK))
         }
         (Method::POST, [id, "start"]) => exec_start(engine, id, req).await,
-        _ => Err(EngineError::NotFound(format!(
-            "page not found: {} /{}",
-            call.method,
-            call.segments.join("/")
-        ))),
+        _ => Err(call.not_found()),
     }
 }
 

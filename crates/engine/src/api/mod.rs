@@ -116,6 +116,15 @@ impl Call {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The 404 for a path no handler serves.
+    pub(crate) fn not_found(&self) -> EngineError {
+        EngineError::NotFound(format!(
+            "page not found: {} /{}",
+            self.method,
+            self.segments.join("/")
+        ))
+    }
+
     /// Docker's booleans: `1`, `true`, `True`; absent is false.
     pub(crate) fn flag(&self, name: &str) -> bool {
         self.param(name)
@@ -344,11 +353,7 @@ async fn dispatch(
         (_, ["images", ..]) => system::images(engine, call, req).await,
         (_, ["volumes", ..]) => system::volumes(engine, call, req).await,
         (_, ["networks", ..]) => networks::dispatch(engine, call, req).await,
-        _ => Err(EngineError::NotFound(format!(
-            "page not found: {} {}",
-            call.method,
-            call.segments.join("/")
-        ))),
+        _ => Err(call.not_found()),
     }
 }
 

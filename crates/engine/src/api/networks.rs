@@ -233,10 +233,6 @@ pub(super) async fn dispatch(
             engine.set_network(&body.container, &name, aliases, *action == "connect")?;
             Ok(status_only(StatusCode::OK))
         }
-        _ => Err(EngineError::NotFound(format!(
-            "page not found: {} /{}",
-            call.method,
-            call.segments.join("/")
-        ))),
+        _ => Err(call.not_found()),
     }
 }

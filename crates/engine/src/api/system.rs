@@ -360,11 +360,7 @@ pub(super) async fn volumes(
             engine.emit("volume", "destroy", name, &[("driver", "local")]);
             Ok(no_content())
         }
-        _ => Err(EngineError::NotFound(format!(
-            "page not found: {} /{}",
-            call.method,
-            call.segments.join("/")
-        ))),
+        _ => Err(call.not_found()),
     }
 }
 
@@ -469,11 +465,7 @@ pub(super) async fn images(
             engine.emit("image", "delete", &name, &[("name", &name)]);
             Ok(ok_json(&Value::Array(out)))
         }
-        _ => Err(EngineError::NotFound(format!(
-            "page not found: {} /{}",
-            call.method,
-            call.segments.join("/")
-        ))),
+        _ => Err(call.not_found()),
     }
 }
 

@@ -92,6 +92,15 @@ fn credentials(req: &Request<Incoming>) -> Option<Credentials> {
     Some(Credentials { username, password })
 }
 
+/// A registry client with the request's credentials.
+fn client_for(req: &Request<Incoming>) -> Result<Client, EngineError> {
+    Client::new(ClientOptions {
+        credentials: credentials(req),
+        ..Default::default()
+    })
+    .map_err(|e| EngineError::internal("start an HTTP client", e))
+}
+
 fn error_line(message: &str) -> Value {
     json!({"errorDetail": {"message": message}, "error": message})
 }
@@ -138,11 +147,7 @@ pub(super) fn pull(
             .map_err(|e| EngineError::Invalid(format!("platform {p:?}: {e}")))?,
         None => Platform::default(),
     };
-    let client = Client::new(ClientOptions {
-        credentials: credentials(req),
-        ..Default::default()
-    })
-    .map_err(|e| EngineError::internal("start an HTTP client", e))?;
+    let client = client_for(req)?;
     let (tx, rx) = mpsc::unbounded_channel();
     let engine = engine.clone();
     let tag = reference.tag().unwrap_or("latest").to_owned();
@@ -189,11 +194,7 @@ pub(super) fn push(
             "An image does not exist locally with the tag: {name}"
         ))
     })?;
-    let client = Client::new(ClientOptions {
-        credentials: credentials(req),
-        ..Default::default()
-    })
-    .map_err(|e| EngineError::internal("start an HTTP client", e))?;
+    let client = client_for(req)?;
     let (tx, rx) = mpsc::unbounded_channel();
     let engine = engine.clone();
     tokio::spawn(async move {
