@@ -1368,7 +1368,7 @@ async fn logs(client: &EngineClient, opts: &Opts) -> Result<i32> {
     ];
     for key in ["since", "until"] {
         if let Some(v) = opts.value(&format!("--{key}")) {
-            q.push((key, v.to_owned()));
+            q.push((key, timestamp(v)));
         }
     }
     let path = with_query(&format!("/containers/{}/logs", encode(name)), &q);
@@ -1385,6 +1385,52 @@ async fn logs(client: &EngineClient, opts: &Opts) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// A Go duration (`90s`, `1h30m`, `1.5h`) in seconds.
+fn go_duration(s: &str) -> Option<f64> {
+    let mut total = 0.0;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let n: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += n * scale;
+        rest = &rest[unit_len..];
+    }
+    Some(total)
+}
+
+/// `--since`/`--until` as the API takes them: a relative duration (`10m`)
+/// becomes a unix time, as the docker CLI converts it; anything else (unix
+/// seconds, RFC 3339) goes as written.
+fn timestamp(value: &str) -> String {
+    match go_duration(value) {
+        Some(d) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            format!("{:.9}", now - d)
+        }
+        None => value.to_owned(),
+    }
 }
 
 // ---------------------------------------------------------------- listings
@@ -2310,7 +2356,7 @@ async fn events(client: &EngineClient, opts: &Opts) -> Result<i32> {
     let mut q = Vec::new();
     for key in ["since", "until"] {
         if let Some(v) = opts.value(&format!("--{key}")) {
-            q.push((key, v.to_owned()));
+            q.push((key, timestamp(v)));
         }
     }
     if let Some(f) = filters_param(opts)? {
@@ -2443,6 +2489,11 @@ mod tests {
         assert_eq!(start_failure_code("x: permission denied"), 126);
         assert_eq!(start_failure_code("port is already allocated"), 125);
         assert!(same_image("busybox", "docker.io/library/busybox:latest"));
+        assert_eq!(go_duration("1h30m"), Some(5400.0));
+        assert_eq!(go_duration("1.5s"), Some(1.5));
+        assert_eq!(go_duration("1700000000"), None);
+        assert_eq!(timestamp("1700000000.5"), "1700000000.5");
+        assert!(timestamp("10m").parse::<f64>().is_ok());
         assert!(!same_image("busybox:1", "docker.io/library/busybox:latest"));
     }
 

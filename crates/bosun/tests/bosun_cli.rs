@@ -380,6 +380,14 @@ fn logs_follow_until_the_container_ends() {
         stamped.starts_with("20") && stamped.contains("Z tick 3"),
         "{stamped}"
     );
+    // Relative times, converted as the docker CLI does.
+    let recent = run(&e, &["logs", "--since", "1h", "ticker"]);
+    assert_eq!(
+        text(&recent.stdout),
+        "tick 1\ntick 2\ntick 3\n",
+        "{recent:?}"
+    );
+    assert_eq!(ok(&e, &["logs", "--until", "1h", "ticker"]), "");
     let missing = run(&e, &["logs", "nothing-like-it"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(
