@@ -99,6 +99,15 @@ const RUN_FLAGS: &[Flag] = &[
     (&["--add-host"], V),
     (&["--stop-signal"], V),
     (&["--stop-timeout"], V),
+    (&["--env-file"], V),
+    (&["--mount"], V),
+    (&["--pull"], V),
+    (&["--health-cmd"], V),
+    (&["--health-interval"], V),
+    (&["--health-timeout"], V),
+    (&["--health-start-period"], V),
+    (&["--health-retries"], V),
+    (&["--no-healthcheck"], B),
 ];
 
 #[derive(Debug, Default)]
@@ -256,6 +265,11 @@ Options:
   -w, --workdir DIR, -u, --user USER[:GROUP], --entrypoint CMD, -h, --hostname NAME
       --privileged, --read-only, --init, --cap-add CAP, --cap-drop CAP
       --dns IP, --add-host HOST:IP, --stop-signal SIG, --stop-timeout SECONDS
+      --env-file FILE        K=V lines (K alone: ours), # comments
+      --mount type=volume|bind|tmpfs,source=S,target=T[,readonly]
+      --pull missing|always|never   when to pull the image (default missing)
+      --health-cmd CMD, --health-interval D, --health-timeout D,
+      --health-start-period D, --health-retries N, --no-healthcheck
 "
         }
         "start" => "Usage: bosun start [-a|--attach] [-i|--interactive] CONTAINER...\n",
@@ -685,6 +699,70 @@ fn parse_restart(s: &str) -> Result<Value> {
     Ok(json!({"Name": name, "MaximumRetryCount": count}))
 }
 
+/// `--mount type=volume,source=data,target=/data,readonly`.
+fn parse_mount(spec: &str) -> Result<Value> {
+    let mut kind = "volume".to_owned();
+    let (mut source, mut target, mut read_only) = (String::new(), String::new(), false);
+    for field in spec.split(',') {
+        let (k, v) = match field.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (field, None),
+        };
+        match (k, v) {
+            ("type", Some(v)) => kind = v.to_owned(),
+            ("source" | "src", Some(v)) => source = v.to_owned(),
+            ("target" | "destination" | "dst", Some(v)) => target = v.to_owned(),
+            ("readonly" | "ro", None | Some("true" | "1")) => read_only = true,
+            ("readonly" | "ro", Some("false" | "0")) => read_only = false,
+            _ => return Err(Usage(format!("invalid field {field:?} in --mount {spec:?}")).into()),
+        }
+    }
+    if target.is_empty() {
+        return Err(Usage(format!("--mount {spec:?}: target is required")).into());
+    }
+    Ok(json!({"Type": kind, "Source": source, "Target": target, "ReadOnly": read_only}))
+}
+
+/// A duration flag (`30s`, `1m`) in nanoseconds, as the API takes it.
+fn duration_ns(opts: &Opts, name: &str) -> Result<i64> {
+    match opts.value(name) {
+        Some(v) => go_duration(v)
+            .map(|s| (s * 1e9) as i64)
+            .ok_or_else(|| Usage(format!("invalid duration {v:?} for {name}")).into()),
+        None => Ok(0),
+    }
+}
+
+/// `--health-*` and `--no-healthcheck` → Config.Healthcheck (none: the image's).
+fn healthcheck(opts: &Opts) -> Result<Option<Value>> {
+    if opts.has("--no-healthcheck") {
+        return Ok(Some(json!({"Test": ["NONE"]})));
+    }
+    let cmd = opts.value("--health-cmd");
+    let tuned = [
+        "--health-interval",
+        "--health-timeout",
+        "--health-start-period",
+        "--health-retries",
+    ]
+    .iter()
+    .any(|f| opts.has(f));
+    if cmd.is_none() && !tuned {
+        return Ok(None);
+    }
+    let test = match cmd {
+        Some(c) => json!(["CMD-SHELL", c]),
+        None => json!([]),
+    };
+    Ok(Some(json!({
+        "Test": test,
+        "Interval": duration_ns(opts, "--health-interval")?,
+        "Timeout": duration_ns(opts, "--health-timeout")?,
+        "StartPeriod": duration_ns(opts, "--health-start-period")?,
+        "Retries": opts.int("--health-retries")?.unwrap_or(0),
+    })))
+}
+
 /// The `POST /containers/create` body for `run`/`create` flags.
 fn create_body(opts: &Opts, detach: bool) -> Result<(Value, String)> {
     let image = opts
@@ -695,13 +773,24 @@ fn create_body(opts: &Opts, detach: bool) -> Result<(Value, String)> {
     let cmd: Vec<&String> = opts.args[1..].iter().collect();
     let interactive = opts.has("--interactive");
     let attach = !detach;
-    let env: Vec<String> = opts
-        .values("--env")
-        .iter()
+    let mut lines: Vec<String> = Vec::new();
+    for file in opts.values("--env-file") {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("read the env file {file}"))?;
+        lines.extend(
+            text.lines()
+                .map(str::trim_start)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    lines.extend(opts.values("--env").iter().map(|e| (*e).to_owned()));
+    let env: Vec<String> = lines
+        .into_iter()
         .filter_map(|e| match e.contains('=') {
-            true => Some((*e).to_owned()),
+            true => Some(e),
             // `-e NAME` passes our value, or nothing if we have none.
-            false => std::env::var(e).ok().map(|v| format!("{e}={v}")),
+            false => std::env::var(&e).ok().map(|v| format!("{e}={v}")),
         })
         .collect();
     let labels: BTreeMap<String, String> = opts
@@ -794,6 +883,9 @@ fn create_body(opts: &Opts, detach: bool) -> Result<(Value, String)> {
     if let Some(t) = opts.int("--stop-timeout")? {
         config["StopTimeout"] = json!(t);
     }
+    if let Some(h) = healthcheck(opts)? {
+        config["Healthcheck"] = h;
+    }
     let mut host_config = json!({
         "Binds": binds,
         "PortBindings": bindings,
@@ -815,6 +907,14 @@ fn create_body(opts: &Opts, detach: bool) -> Result<(Value, String)> {
     });
     if opts.has("--init") {
         host_config["Init"] = json!(true);
+    }
+    let mounts = opts
+        .values("--mount")
+        .iter()
+        .map(|m| parse_mount(m))
+        .collect::<Result<Vec<_>>>()?;
+    if !mounts.is_empty() {
+        host_config["Mounts"] = json!(mounts);
     }
     if let Some(p) = opts.int("--pids-limit")? {
         host_config["PidsLimit"] = json!(p);
@@ -895,7 +995,11 @@ async fn create_container(
     body: &Value,
     image: &str,
     name: Option<&str>,
+    pull_policy: &str,
 ) -> Result<String> {
+    if pull_policy == "always" {
+        pull(client, image).await?;
+    }
     let path = match name {
         Some(n) => with_query("/containers/create", &[("name", n.to_owned())]),
         None => "/containers/create".to_owned(),
@@ -903,9 +1007,10 @@ async fn create_container(
     let api = api_body(body);
     let created = match client.post(&path, Some(&api)).await {
         Err(e)
-            if api_status(&e).is_some_and(|a| {
-                a.status == hyper::StatusCode::NOT_FOUND && a.message.contains("No such image")
-            }) =>
+            if pull_policy == "missing"
+                && api_status(&e).is_some_and(|a| {
+                    a.status == hyper::StatusCode::NOT_FOUND && a.message.contains("No such image")
+                }) =>
         {
             let shown = if image.contains(':') || image.contains('@') {
                 image.to_owned()
@@ -940,7 +1045,14 @@ fn start_failure_code(message: &str) -> i32 {
 async fn run(client: &EngineClient, opts: &Opts, start: bool) -> Result<i32> {
     let detach = opts.has("--detach") || !start;
     let (body, image) = create_body(opts, detach)?;
-    let id = create_container(client, &body, &image, opts.value("--name")).await?;
+    let pull_policy = opts.value("--pull").unwrap_or("missing");
+    if !matches!(pull_policy, "missing" | "always" | "never") {
+        return Err(Usage(format!(
+            "invalid pull option {pull_policy:?}: must be one of \"always\", \"missing\" or \"never\""
+        ))
+        .into());
+    }
+    let id = create_container(client, &body, &image, opts.value("--name"), pull_policy).await?;
     if !start {
         println!("{id}");
         return Ok(0);

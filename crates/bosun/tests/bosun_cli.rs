@@ -137,6 +137,28 @@ fn run_prints_output_and_returns_exit_codes() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(text(&out.stdout), "/dev/pts/0\r\ne\r\n");
 
+    // Environment from a file and flags, flags last.
+    let env_file = e.dir.path().join("env");
+    std::fs::write(&env_file, "# comment\nA=1\nB=from-file\n\n").unwrap();
+    assert_eq!(
+        ok(
+            &e,
+            &[
+                "run",
+                "--rm",
+                "--env-file",
+                env_file.to_str().unwrap(),
+                "-e",
+                "B=2",
+                "busybox",
+                "sh",
+                "-c",
+                "echo $A$B",
+            ]
+        ),
+        "12\n"
+    );
+
     // A missing command: 127, as Docker.
     let out = run(&e, &["run", "--rm", "busybox", "no-such-program"]);
     assert_eq!(out.status.code(), Some(127), "{out:?}");
@@ -153,6 +175,17 @@ fn run_prints_output_and_returns_exit_codes() {
         err.contains("Unable to find image '127.0.0.1:1/nosuch:v1' locally"),
         "{err}"
     );
+    // --pull never: no attempt, the daemon's 404.
+    let out = run(
+        &e,
+        &["run", "--pull", "never", "127.0.0.1:1/nosuch:v1", "true"],
+    );
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    assert!(
+        !text(&out.stderr).contains("Unable to find image"),
+        "{out:?}"
+    );
+    assert!(text(&out.stderr).contains("No such image"), "{out:?}");
     assert!(err.contains("Error response from daemon: "), "{err}");
     // A daemon error on create (an unknown network): exit 125 with the
     // message the API itself answers for the same request.
@@ -432,6 +465,22 @@ fn volumes_and_networks() {
         ),
         "kept\n"
     );
+    // --mount, read-only.
+    let mount = "type=volume,source=data,target=/data,readonly";
+    assert_eq!(
+        ok(
+            &e,
+            &["run", "--rm", "--mount", mount, "busybox", "cat", "/data/f"]
+        ),
+        "kept\n"
+    );
+    let ro = run(
+        &e,
+        &[
+            "run", "--rm", "--mount", mount, "busybox", "touch", "/data/g",
+        ],
+    );
+    assert_ne!(ro.status.code(), Some(0), "read-only: {ro:?}");
     let v: Value = serde_json::from_str(&ok(&e, &["volume", "inspect", "data"])).unwrap();
     assert_eq!(v[0]["Name"], "data");
     assert_eq!(
@@ -826,7 +875,35 @@ fn attach_start_a_rename_pause_restart_wait_port() {
     );
     assert!(after.trim_end().ends_with(" running"), "{after}");
     assert_ne!(before.trim(), after.split(' ').next().unwrap(), "restarted");
-    ok(&e, &["rm", "-f", "two", "att", "cat1"]);
+    // A healthcheck from flags.
+    ok(
+        &e,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "hc",
+            "--health-cmd",
+            "test -e /tmp/ok",
+            "--health-interval",
+            "100ms",
+            "--health-retries",
+            "1",
+            "busybox",
+            "sh",
+            "-c",
+            "touch /tmp/ok; sleep 600",
+        ],
+    );
+    e.eventually("hc becomes healthy", || {
+        ok(&e, &["inspect", "-f", "{{.State.Health.Status}}", "hc"]) == "healthy\n"
+    });
+    let status = ok(
+        &e,
+        &["ps", "--filter", "name=hc", "--format", "{{.Status}}"],
+    );
+    assert!(status.contains("(healthy)"), "{status}");
+    ok(&e, &["rm", "-f", "two", "att", "cat1", "hc"]);
 }
 
 #[test]
