@@ -856,3 +856,45 @@ fn init_reaps_and_forwards_signals() {
     });
     e.docker_ok(&["rm", "-f", "parent", "sleeper"]);
 }
+
+#[test]
+fn save_load_and_prune_images() {
+    let e = TestEngine::start();
+    e.docker_ok(&["tag", "busybox", "keepme:1"]);
+    let archive = e.dir.path().join("saved.tar");
+    e.docker_ok(&["save", "-o", archive.to_str().unwrap(), "keepme:1"]);
+    assert!(std::fs::metadata(&archive).unwrap().len() > 100_000);
+    e.docker_ok(&["rmi", "keepme:1"]);
+    let gone = e.docker(&["image", "inspect", "keepme:1"]);
+    assert!(!gone.status.success());
+    let loaded = e.docker_ok(&["load", "-i", archive.to_str().unwrap()]);
+    assert!(loaded.contains("keepme:1"), "{loaded}");
+    assert_eq!(
+        e.docker_ok(&["run", "--rm", "keepme:1", "echo", "back"]),
+        "back\n"
+    );
+    e.docker_ok(&["image", "prune", "-f"]);
+    // Tagged images survive a prune.
+    assert_eq!(
+        e.docker_ok(&["run", "--rm", "busybox", "echo", "still"]),
+        "still\n"
+    );
+    let bad = e
+        .docker_command()
+        .args(["load"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = {
+        let mut bad = bad;
+        bad.stdin
+            .take()
+            .unwrap()
+            .write_all(b"this is not a tar archive")
+            .unwrap();
+        bad.wait_with_output().unwrap()
+    };
+    assert!(!out.status.success(), "{out:?}");
+}

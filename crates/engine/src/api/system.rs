@@ -373,6 +373,34 @@ pub(super) async fn images(
     let store = engine.image_store();
     match (call.method.clone(), &seg[1..]) {
         (Method::POST, ["create"]) => super::transfer::pull(engine, &call, &req),
+        (Method::GET, ["get"]) => {
+            let names: Vec<String> = call
+                .query
+                .iter()
+                .filter(|(k, _)| k == "names")
+                .map(|(_, v)| v.clone())
+                .collect();
+            save(engine, names)
+        }
+        (Method::GET, [name @ .., "get"]) if !name.is_empty() => save(engine, vec![name.join("/")]),
+        (Method::POST, ["load"]) => load(engine, req).await,
+        (Method::POST, ["prune"]) => {
+            let engine2 = engine.clone();
+            let pruned = tokio::task::spawn_blocking(move || {
+                bosun_image::snapshot::prune(engine2.image_store(), &engine2.snapshotter())
+            })
+            .await
+            .map_err(|e| EngineError::internal("image prune", e))?
+            .map_err(EngineError::from)?;
+            let deleted: Vec<Value> = pruned
+                .blobs
+                .iter()
+                .map(|d| json!({"Deleted": d.to_string()}))
+                .collect();
+            Ok(ok_json(
+                &json!({"ImagesDeleted": deleted, "SpaceReclaimed": 0}),
+            ))
+        }
         (Method::POST, [name @ .., "push"]) if !name.is_empty() => {
             super::transfer::push(engine, &name.join("/"), &call, &req)
         }
@@ -467,6 +495,91 @@ pub(super) async fn images(
         }
         _ => Err(call.not_found()),
     }
+}
+
+/// `docker save`: the images as one tar (OCI layout plus Docker's manifest.json).
+fn save(engine: &Arc<Engine>, names: Vec<String>) -> Result<Response<Body>, EngineError> {
+    if names.is_empty() {
+        return Err(EngineError::Invalid(
+            "save needs at least one image name".into(),
+        ));
+    }
+    for n in &names {
+        engine.image_store().resolve(n)?;
+    }
+    let (tx, resp) = stream::channel("application/x-tar");
+    let engine = engine.clone();
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut w = stream::BlockingWriter(tx);
+        let _ = engine
+            .image_store()
+            .save(&refs, bosun_image::SaveDest::Stream(&mut w));
+    });
+    Ok(resp)
+}
+
+/// `docker load`: a `docker save` archive or an OCI layout tar in the body.
+async fn load(engine: &Arc<Engine>, req: Request<Incoming>) -> Result<Response<Body>, EngineError> {
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncWriteExt;
+    let dir = engine.data_dir().join("build-contexts");
+    std::fs::create_dir_all(&dir).map_err(|e| EngineError::internal("load", e))?;
+    let path = dir.join(format!("load-{}.tar", crate::engine::random_id()));
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| EngineError::internal("store the archive", e))?;
+    let mut body = req.into_body();
+    let mut failed = None;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => {
+                if let Ok(data) = f.into_data()
+                    && let Err(e) = file.write_all(&data).await
+                {
+                    failed = Some(EngineError::internal("store the archive", e));
+                    break;
+                }
+            }
+            Err(e) => {
+                failed = Some(EngineError::Invalid(format!(
+                    "the archive was cut short: {e}"
+                )));
+                break;
+            }
+        }
+    }
+    drop(file);
+    if let Some(e) = failed {
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
+    let engine2 = engine.clone();
+    let path2 = path.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let mut f = std::fs::File::open(&path2)?;
+        engine2
+            .image_store()
+            .load(bosun_image::LoadSource::Stream(&mut f), None)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    })
+    .await
+    .map_err(|e| EngineError::internal("load", e))?;
+    let _ = std::fs::remove_file(&path);
+    let names =
+        loaded.map_err(|e| EngineError::Invalid(format!("cannot load the archive: {e}")))?;
+    let mut out = String::new();
+    for n in &names {
+        engine.emit("image", "load", &n.to_string(), &[("name", &n.to_string())]);
+        // Quiet only drops progress (the docker CLI asks for it when its
+        // output is not a terminal); the names are always reported.
+        let line = json!({"stream": format!("Loaded image: {}\n", short_ref(&n.to_string()))});
+        out.push_str(&format!("{line}\r\n"));
+    }
+    let mut r = Response::new(full(out));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(r)
 }
 
 /// `docker.io/library/busybox:latest` → `busybox:latest`, as Docker shows it.
