@@ -898,3 +898,77 @@ fn save_load_and_prune_images() {
     };
     assert!(!out.status.success(), "{out:?}");
 }
+
+#[test]
+fn cp_in_and_out_of_containers() {
+    let e = TestEngine::start();
+    e.docker_ok(&["volume", "create", "cpvol"]);
+    e.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "-v",
+        "cpvol:/vol",
+        "busybox",
+        "sh",
+        "-c",
+        "echo inside > /etc/motd; echo onvol > /vol/f; ln -s /etc /link; sleep 60",
+    ]);
+    e.eventually("the files exist", || {
+        e.docker(&["exec", "box", "test", "-f", "/vol/f"])
+            .status
+            .success()
+    });
+    let out = e.dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    e.docker_ok(&["cp", "box:/etc/motd", out.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("motd")).unwrap(),
+        "inside\n"
+    );
+    e.docker_ok(&[
+        "cp",
+        "box:/vol/f",
+        out.join("from-volume").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("from-volume")).unwrap(),
+        "onvol\n"
+    );
+    // A link inside the container resolves inside it, never to the host's /etc.
+    e.docker_ok(&[
+        "cp",
+        "box:/link/motd",
+        out.join("via-link").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("via-link")).unwrap(),
+        "inside\n"
+    );
+    // Into the container: a file and a directory.
+    let src = e.dir.path().join("src");
+    std::fs::create_dir_all(src.join("tree")).unwrap();
+    std::fs::write(src.join("tree/a"), "A\n").unwrap();
+    std::fs::write(src.join("one"), "1\n").unwrap();
+    e.docker_ok(&["cp", src.join("one").to_str().unwrap(), "box:/tmp/"]);
+    e.docker_ok(&["cp", src.join("tree").to_str().unwrap(), "box:/tmp/"]);
+    assert_eq!(
+        e.docker_ok(&["exec", "box", "cat", "/tmp/one", "/tmp/tree/a"]),
+        "1\nA\n"
+    );
+    let missing = e.docker(&["cp", "box:/no/such/file", out.to_str().unwrap()]);
+    assert!(!missing.status.success());
+    // A stopped container: its layer is mounted for the copy and unmounted after.
+    e.docker_ok(&["stop", "-t", "0", "box"]);
+    e.docker_ok(&[
+        "cp",
+        "box:/tmp/one",
+        out.join("after-stop").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("after-stop")).unwrap(),
+        "1\n"
+    );
+    e.docker_ok(&["rm", "box"]);
+}

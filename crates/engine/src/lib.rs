@@ -9,6 +9,7 @@
 #![recursion_limit = "256"]
 
 mod api;
+mod archive;
 mod build;
 mod dns;
 mod engine;

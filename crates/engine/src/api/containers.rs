@@ -102,6 +102,58 @@ pub(super) async fn dispatch(
             engine.update_container(id, &body.host, policy)?;
             Ok(ok_json(&json!({"Warnings": []})))
         }
+        (Method::GET | Method::HEAD, [id, "archive"]) => {
+            let path = call
+                .param("path")
+                .ok_or_else(|| EngineError::Invalid("archive needs a path".into()))?
+                .to_owned();
+            let c = engine.find(id)?;
+            let stat = {
+                let located = engine.locate(&c, &path)?;
+                crate::archive::stat_json(&located.host, &path)?
+            };
+            let header = base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                stat.to_string(),
+            );
+            let mut resp = if call.method == Method::HEAD {
+                status_only(StatusCode::OK)
+            } else {
+                let (tx, resp) = stream::channel("application/x-tar");
+                let engine = engine.clone();
+                let id = id.to_string();
+                tokio::task::spawn_blocking(move || {
+                    let mut w = stream::BlockingWriter(tx);
+                    let _ = engine.archive_out(&id, &path, &mut w);
+                });
+                resp
+            };
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&header) {
+                resp.headers_mut().insert("X-Docker-Container-Path-Stat", v);
+            }
+            Ok(resp)
+        }
+        (Method::PUT, [id, "archive"]) => {
+            let path = call
+                .param("path")
+                .ok_or_else(|| EngineError::Invalid("archive needs a path".into()))?
+                .to_owned();
+            engine.find(id)?;
+            let tmp = engine
+                .data_dir()
+                .join("build-contexts")
+                .join(format!("cp-{}.tar", crate::engine::random_id()));
+            super::spool_body(req, &tmp).await?;
+            let engine2 = engine.clone();
+            let id = id.to_string();
+            let tmp2 = tmp.clone();
+            let done = tokio::task::spawn_blocking(move || engine2.archive_in(&id, &path, &tmp2))
+                .await
+                .map_err(|e| EngineError::internal("archive", e));
+            let _ = std::fs::remove_file(&tmp);
+            done??;
+            Ok(status_only(StatusCode::OK))
+        }
         (Method::GET, [id, "export"]) => {
             engine.find(id)?;
             let (tx, resp) = stream::channel("application/x-tar");

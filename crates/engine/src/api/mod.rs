@@ -288,6 +288,38 @@ pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
         .map_err(|e| EngineError::Invalid(format!("invalid JSON body: {e}")))
 }
 
+/// Write a (possibly large) request body to `path`; on failure nothing is left.
+pub(crate) async fn spool_body(
+    req: Request<Incoming>,
+    path: &std::path::Path,
+) -> Result<(), EngineError> {
+    use tokio::io::AsyncWriteExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| EngineError::internal(dir.display(), e))?;
+    }
+    let result = async {
+        let mut file = tokio::fs::File::create(path)
+            .await
+            .map_err(|e| EngineError::internal("store the request body", e))?;
+        let mut body = req.into_body();
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|e| EngineError::Invalid(format!("the body was cut short: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                file.write_all(&data)
+                    .await
+                    .map_err(|e| EngineError::internal("store the request body", e))?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
 pub(crate) async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, EngineError> {
     let limited = http_body_util::Limited::new(req.into_body(), limit);
     limited

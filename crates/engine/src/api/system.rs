@@ -521,39 +521,11 @@ fn save(engine: &Arc<Engine>, names: Vec<String>) -> Result<Response<Body>, Engi
 
 /// `docker load`: a `docker save` archive or an OCI layout tar in the body.
 async fn load(engine: &Arc<Engine>, req: Request<Incoming>) -> Result<Response<Body>, EngineError> {
-    use http_body_util::BodyExt;
-    use tokio::io::AsyncWriteExt;
-    let dir = engine.data_dir().join("build-contexts");
-    std::fs::create_dir_all(&dir).map_err(|e| EngineError::internal("load", e))?;
-    let path = dir.join(format!("load-{}.tar", crate::engine::random_id()));
-    let mut file = tokio::fs::File::create(&path)
-        .await
-        .map_err(|e| EngineError::internal("store the archive", e))?;
-    let mut body = req.into_body();
-    let mut failed = None;
-    while let Some(frame) = body.frame().await {
-        match frame {
-            Ok(f) => {
-                if let Ok(data) = f.into_data()
-                    && let Err(e) = file.write_all(&data).await
-                {
-                    failed = Some(EngineError::internal("store the archive", e));
-                    break;
-                }
-            }
-            Err(e) => {
-                failed = Some(EngineError::Invalid(format!(
-                    "the archive was cut short: {e}"
-                )));
-                break;
-            }
-        }
-    }
-    drop(file);
-    if let Some(e) = failed {
-        let _ = std::fs::remove_file(&path);
-        return Err(e);
-    }
+    let path = engine
+        .data_dir()
+        .join("build-contexts")
+        .join(format!("load-{}.tar", crate::engine::random_id()));
+    super::spool_body(req, &path).await?;
     let engine2 = engine.clone();
     let path2 = path.clone();
     let loaded = tokio::task::spawn_blocking(move || {

@@ -13,7 +13,8 @@ pub use containerfile::{
     ResolvedFrom, Run, RunPlan, ScriptFile, Stage, StageDep, parse,
 };
 pub use exec::{
-    BuildError, BuildOptions, Built, RunRequest, StepRunner, build, resolve_user, sweep_stale_work,
+    BuildError, BuildOptions, Built, RunRequest, StepRunner, build, resolve_in_root, resolve_user,
+    sweep_stale_work,
 };
 pub use expand::{ExpandError, Lookup, expand, expand_heredoc, expand_words};
 pub use ignore::{IgnoreError, IgnoreRules};

@@ -12,7 +12,7 @@ const MAX_LINKS: usize = 40;
 
 /// The host path of `path` inside `root`, symlinks resolved within `root`.
 /// Components that do not exist (yet) are appended as they are.
-pub(crate) fn resolve_in_root(root: &Path, path: &Path) -> io::Result<PathBuf> {
+pub fn resolve_in_root(root: &Path, path: &Path) -> io::Result<PathBuf> {
     let mut pending: Vec<PathBuf> = components(path);
     pending.reverse();
     let mut resolved = PathBuf::new();

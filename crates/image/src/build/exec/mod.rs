@@ -19,6 +19,7 @@ mod config;
 mod context;
 mod fs;
 mod user;
+pub use fs::resolve_in_root;
 pub use user::resolve_user;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,7 +33,7 @@ use sha2::{Digest as _, Sha256};
 
 use self::config::ImageConfig;
 use self::context::{Context, Source, hash_sources, match_sources};
-use self::fs::{CopyAttrs, copy_tree, mkdir_in_root, resolve_in_root, write_file};
+use self::fs::{CopyAttrs, copy_tree, mkdir_in_root, write_file};
 use super::containerfile::{
     self, Base, CommandLine, Containerfile, CopySource, CopySpec, Healthcheck, Instruction,
     Network, ParseError, PortSpec,
