@@ -866,7 +866,10 @@ fn create_body(opts: &Opts, detach: bool) -> Result<(Value, String)> {
         "Labels": labels,
         "Tty": opts.has("--tty"),
         "OpenStdin": interactive,
-        "StdinOnce": interactive && attach,
+        // Docker's daemon never closes a terminal's stdin when the client
+        // leaves, so ctrl-p ctrl-q leaves the shell running; the engine closes
+        // it whenever StdinOnce is set, so it is asked for only without -t.
+        "StdinOnce": interactive && attach && !opts.has("--tty"),
         "AttachStdin": interactive && attach,
         "AttachStdout": attach,
         "AttachStderr": attach,
@@ -1144,8 +1147,14 @@ impl Session {
         } else {
             forward_signals(client, id);
         }
-        stream_io(io, self.tty, self.stdin).await?;
+        let detached = stream_io(io, self.tty, self.stdin).await?;
         drop(raw);
+        if detached {
+            // The container runs on, as after docker's ctrl-p ctrl-q.
+            waiter.abort();
+            eprintln!("read escape sequence");
+            return Ok(0);
+        }
         waiter.await.context("wait for the container")?
     }
 }
@@ -1373,15 +1382,60 @@ fn emit(kind: u8, data: &[u8]) {
     let _ = result;
 }
 
+/// Docker's default detach keys: ctrl-p ctrl-q.
+const DETACH_KEYS: [u8; 2] = [0x10, 0x11];
+
+/// Finds the detach sequence in typed input across chunks, holding back a
+/// partial match until the next byte decides.
+#[derive(Debug, Default)]
+struct DetachKeys {
+    matched: usize,
+}
+
+impl DetachKeys {
+    /// The bytes to send on, and whether the sequence was typed.
+    fn scan(&mut self, chunk: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(chunk.len());
+        for &b in chunk {
+            if b == DETACH_KEYS[self.matched] {
+                self.matched += 1;
+                if self.matched == DETACH_KEYS.len() {
+                    return (out, true);
+                }
+                continue;
+            }
+            out.extend_from_slice(&DETACH_KEYS[..self.matched]);
+            self.matched = usize::from(b == DETACH_KEYS[0]);
+            if self.matched == 0 {
+                out.push(b);
+            }
+        }
+        (out, false)
+    }
+}
+
 /// Copy a hijacked stream: output to stdout/stderr (demultiplexed unless
-/// `tty`), our stdin to it when `stdin`; returns when the output ends.
-async fn stream_io(io: Hijacked, tty: bool, stdin: bool) -> Result<()> {
+/// `tty`), our stdin to it when `stdin`. Returns when the output ends
+/// (false) or the detach keys were typed on a terminal (true).
+async fn stream_io(io: Hijacked, tty: bool, stdin: bool) -> Result<bool> {
     let (mut rd, mut wr) = tokio::io::split(io);
+    let (detached_tx, mut detached) = tokio::sync::oneshot::channel::<()>();
     let input = stdin.then(|| {
         let mut chunks = stdin_chunks();
+        let watch_keys = tty && std::io::stdin().is_terminal();
         tokio::spawn(async move {
+            let mut keys = DetachKeys::default();
             while let Some(c) = chunks.recv().await {
+                let (c, detach) = if watch_keys {
+                    keys.scan(&c)
+                } else {
+                    (c, false)
+                };
                 if wr.write_all(&c).await.is_err() {
+                    return;
+                }
+                if detach {
+                    let _ = detached_tx.send(());
                     return;
                 }
             }
@@ -1391,11 +1445,21 @@ async fn stream_io(io: Hijacked, tty: bool, stdin: bool) -> Result<()> {
     });
     let mut demux = Demux::default();
     let mut buf = vec![0u8; 32 * 1024];
+    let mut was_detached = false;
+    // A oneshot receiver must not be polled again once it has answered.
+    let mut keys_open = true;
     loop {
-        let n = rd
-            .read(&mut buf)
-            .await
-            .context("read the container's output")?;
+        let n = tokio::select! {
+            n = rd.read(&mut buf) => n.context("read the container's output")?,
+            r = &mut detached, if keys_open => {
+                if r.is_ok() {
+                    was_detached = true;
+                    break;
+                }
+                keys_open = false;
+                continue;
+            }
+        };
         if n == 0 {
             break;
         }
@@ -1408,7 +1472,7 @@ async fn stream_io(io: Hijacked, tty: bool, stdin: bool) -> Result<()> {
     if let Some(i) = input {
         i.abort();
     }
-    Ok(())
+    Ok(was_detached)
 }
 
 // ---------------------------------------------------------------- exec, logs
@@ -1457,8 +1521,12 @@ async fn exec(client: &EngineClient, opts: &Opts) -> Result<i32> {
     if tty {
         resize_task(client, format!("/exec/{exec_id}/resize"));
     }
-    stream_io(io, tty, stdin).await?;
+    let detached = stream_io(io, tty, stdin).await?;
     drop(raw);
+    if detached {
+        eprintln!("read escape sequence");
+        return Ok(0);
+    }
     let inspect = client.get(&format!("/exec/{exec_id}/json")).await?;
     Ok(inspect["ExitCode"].as_i64().unwrap_or(126) as i32)
 }
@@ -2607,6 +2675,15 @@ mod tests {
         assert_eq!(timestamp("1700000000.5"), "1700000000.5");
         assert!(timestamp("10m").parse::<f64>().is_ok());
         assert!(!same_image("busybox:1", "docker.io/library/busybox:latest"));
+    }
+
+    #[test]
+    fn detach_keys_across_chunks() {
+        let mut k = DetachKeys::default();
+        assert_eq!(k.scan(b"ab\x10"), (b"ab".to_vec(), false));
+        assert_eq!(k.scan(b"c"), (b"\x10c".to_vec(), false));
+        assert_eq!(k.scan(b"\x10\x10"), (b"\x10".to_vec(), false));
+        assert_eq!(k.scan(b"\x11rest"), (Vec::new(), true));
     }
 
     #[test]

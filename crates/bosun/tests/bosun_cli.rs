@@ -670,6 +670,7 @@ fn images_tags_events_and_the_host_flag() {
 /// terminal echoes again afterwards).
 fn in_terminal(e: &TestEngine, args: &[&str], input: &str) -> (i32, String, bool) {
     let argv: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    let hex: String = input.bytes().map(|b| format!("{b:02x}")).collect();
     let script = format!(
         "import os, pty, select, struct, sys, termios, fcntl, time\n\
          pid, fd = pty.fork()\n\
@@ -678,7 +679,7 @@ fn in_terminal(e: &TestEngine, args: &[&str], input: &str) -> (i32, String, bool
          \x20   os.environ['BOSUN_HOST'] = 'unix://{}'\n\
          \x20   os.execv({:?}, [{:?}, {}])\n\
          time.sleep(0.5)\n\
-         os.write(fd, {input:?}.encode())\n\
+         os.write(fd, bytes.fromhex('{hex}'))\n\
          out = b''\n\
          end = time.time() + 60\n\
          while time.time() < end:\n\
@@ -710,7 +711,9 @@ fn in_terminal(e: &TestEngine, args: &[&str], input: &str) -> (i32, String, bool
         .output()
         .unwrap();
     let all = text(&out.stdout);
-    let (output, echo) = all.rsplit_once("\n[echo=").expect("the script's report");
+    let (output, echo) = all
+        .rsplit_once("\n[echo=")
+        .unwrap_or_else(|| panic!("the script's report: {out:?}"));
     (
         out.status.code().unwrap_or(-1),
         output.to_owned(),
@@ -740,6 +743,25 @@ fn interactive_terminals() {
     assert!(out.contains("/dev/pts/"), "{out}");
     assert!(out.contains("term=xterm"), "{out}");
     assert!(echo, "our terminal is restored (cooked) after the run");
+
+    // ctrl-p ctrl-q detaches and leaves the container running.
+    let (code, out, echo) = in_terminal(
+        &e,
+        &["run", "-it", "--name", "stay", "busybox", "sh"],
+        &format!("{WAIT_SIZE}echo $((6*7)) > /tmp/typed\r\x10\x11"),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("read escape sequence"), "{out}");
+    assert!(echo);
+    assert_eq!(
+        ok(&e, &["inspect", "-f", "{{.State.Status}}", "stay"]),
+        "running\n"
+    );
+    // What was typed before the keys reached the shell, which runs on.
+    e.eventually("the typed line ran", || {
+        text(&run(&e, &["exec", "stay", "cat", "/tmp/typed"]).stdout) == "42\n"
+    });
+    ok(&e, &["rm", "-f", "stay"]);
 
     ok(
         &e,
