@@ -1010,3 +1010,116 @@ fn system_info_df_and_prune() {
     );
     ok(&e, &["rm", "-f", "up"]);
 }
+
+#[test]
+fn process_resource_and_restart_flags() {
+    let e = TestEngine::start();
+    // -w, -u, --hostname, --entrypoint.
+    assert_eq!(
+        ok(
+            &e,
+            &[
+                "run",
+                "--rm",
+                "-w",
+                "/tmp",
+                "-u",
+                "1000:1000",
+                "--hostname",
+                "hh",
+                "--entrypoint",
+                "sh",
+                "busybox",
+                "-c",
+                "pwd; id -u; id -g; hostname",
+            ]
+        ),
+        "/tmp\n1000\n1000\nhh\n"
+    );
+    // -m, --cpus, --restart, -l, -e reach the daemon as Docker's fields.
+    ok(
+        &e,
+        &[
+            "create",
+            "--name",
+            "lim",
+            "-m",
+            "64m",
+            "--cpus",
+            "0.5",
+            "--restart",
+            "on-failure:2",
+            "-l",
+            "tier=web",
+            "-e",
+            "X=1",
+            "busybox",
+            "true",
+        ],
+    );
+    assert_eq!(
+        ok(
+            &e,
+            &[
+                "inspect",
+                "-f",
+                "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.RestartPolicy.Name}} \
+                 {{.HostConfig.RestartPolicy.MaximumRetryCount}} {{.Config.Labels.tier}} {{json .Config.Env}}",
+                "lim",
+            ]
+        ),
+        "67108864 500000000 on-failure 2 web [\"X=1\"]\n"
+    );
+    assert_eq!(
+        ok(&e, &["ps", "-a", "-q", "--filter", "label=tier=web"])
+            .trim()
+            .len(),
+        12
+    );
+    // on-failure:2 restarts a failing container twice, then leaves it exited.
+    ok(
+        &e,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "failing",
+            "--restart",
+            "on-failure:2",
+            "busybox",
+            "sh",
+            "-c",
+            "exit 1",
+        ],
+    );
+    e.eventually("two restarts, then exited", || {
+        ok(
+            &e,
+            &[
+                "inspect",
+                "-f",
+                "{{.RestartCount}} {{.State.Status}}",
+                "failing",
+            ],
+        ) == "2 exited\n"
+    });
+    // exec -d runs in the background.
+    ok(
+        &e,
+        &["run", "-d", "--name", "bg", "busybox", "sleep", "600"],
+    );
+    assert_eq!(ok(&e, &["exec", "-d", "bg", "touch", "/tmp/from-exec"]), "");
+    e.eventually("exec -d ran", || {
+        run(&e, &["exec", "bg", "test", "-e", "/tmp/from-exec"])
+            .status
+            .success()
+    });
+    // stats without --no-stream ends when its container does.
+    ok(
+        &e,
+        &["run", "-d", "--name", "short", "busybox", "sleep", "1"],
+    );
+    let stats = ok(&e, &["stats", "short"]);
+    assert!(stats.starts_with("CONTAINER ID"), "{stats}");
+    ok(&e, &["rm", "-f", "lim", "failing", "bg", "short"]);
+}
