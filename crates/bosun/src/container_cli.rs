@@ -1063,6 +1063,10 @@ async fn run(client: &EngineClient, opts: &Opts, start: bool) -> Result<i32> {
     let start_path = format!("/containers/{id}/start");
     if detach {
         if let Err(e) = client.post(&start_path, None).await {
+            // A container that never ran never exits: --rm is ours to do.
+            if opts.has("--rm") {
+                let _ = client.delete(&format!("/containers/{id}?force=1")).await;
+            }
             eprintln!("bosun run: {e:#}");
             return Err(Exit(start_failure_code(&e.to_string())).into());
         }

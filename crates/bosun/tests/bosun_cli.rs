@@ -162,6 +162,12 @@ fn run_prints_output_and_returns_exit_codes() {
     // A missing command: 127, as Docker.
     let out = run(&e, &["run", "--rm", "busybox", "no-such-program"]);
     assert_eq!(out.status.code(), Some(127), "{out:?}");
+    let out = run(&e, &["run", "-d", "--rm", "busybox", "no-such-program"]);
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("executable file not found"),
+        "{out:?}"
+    );
 
     // Everything ran with --rm: nothing left.
     assert_eq!(ok(&e, &["ps", "-aq"]), "");
