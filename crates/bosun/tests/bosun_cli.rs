@@ -271,6 +271,12 @@ fn detached_server_ps_exec_logs_inspect_stop_rm() {
             .ends_with(&format!("0.0.0.0:{port}->80/tcp busybox")),
         "{formatted}"
     );
+    assert_eq!(
+        ok(&e, &["ps", "--format", "table {{.Names}}\\t{{.Status}}"])
+            .lines()
+            .next(),
+        Some("NAMES     STATUS")
+    );
     assert_eq!(ok(&e, &["ps", "-q"]), format!("{}\n", &id[..12]));
     assert_eq!(ok(&e, &["ps", "-q", "--no-trunc"]), format!("{id}\n"));
     assert_eq!(
@@ -614,6 +620,23 @@ fn images_tags_events_and_the_host_flag() {
     ] {
         assert!(seen.iter().any(|l| l == want), "{want} not in {seen:?}");
     }
+
+    // inspect finds images too, by name or with --type.
+    let image_id = ok(&e, &["inspect", "-f", "{{.Id}}", "busybox"]);
+    assert!(image_id.starts_with("sha256:"), "{image_id}");
+    assert_eq!(
+        ok(
+            &e,
+            &["inspect", "--type", "image", "-f", "{{.Id}}", "busybox"]
+        ),
+        image_id
+    );
+    assert_eq!(
+        run(&e, &["inspect", "--type", "container", "busybox"])
+            .status
+            .code(),
+        Some(1)
+    );
 
     // tag and rmi go through the daemon.
     assert_eq!(ok(&e, &["tag", "busybox", "mybox:v1"]), "");
