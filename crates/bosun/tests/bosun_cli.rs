@@ -1152,3 +1152,82 @@ fn process_resource_and_restart_flags() {
     assert!(stats.starts_with("CONTAINER ID"), "{stats}");
     ok(&e, &["rm", "-f", "lim", "failing", "bg", "short"]);
 }
+
+/// A `bosun registry` on a free loopback port, killed on drop.
+struct Registry {
+    child: Child,
+    port: String,
+}
+
+impl Registry {
+    fn start(dir: &std::path::Path) -> Self {
+        let mut child = Command::new(bosun())
+            .args(["registry", "--addr", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|a| a.rsplit(':').next())
+            .unwrap_or_else(|| panic!("no registry address in {line:?}"))
+            .to_owned();
+        Self { child, port }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn run_pulls_a_missing_image_and_retries() {
+    let e = TestEngine::start();
+    let registry = Registry::start(&e.dir.path().join("registry"));
+    let remote = format!("127.0.0.1:{}/lib/box:1", registry.port);
+    // Straight from the store to the registry: the engine has no such tag.
+    let pushed = Command::new(bosun())
+        .args(["push", "-q", "--data-dir"])
+        .arg(&e.data)
+        .args(["busybox", &remote])
+        .output()
+        .unwrap();
+    assert!(pushed.status.success(), "{pushed:?}");
+    assert_eq!(
+        run(&e, &["inspect", "--type", "image", &remote])
+            .status
+            .code(),
+        Some(1)
+    );
+
+    let out = run(&e, &["run", "--rm", &remote, "echo", "pulled"]);
+    assert!(out.status.success(), "{out:?}\nengine log:\n{}", e.log());
+    assert_eq!(text(&out.stdout), "pulled\n");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("Unable to find image '{remote}' locally")),
+        "{err}"
+    );
+    // The blobs are in the engine's store already (it pushed them): only the tag is new.
+    assert!(err.contains("1: Pulling from lib/box"), "{err}");
+    assert!(err.contains(": Already exists"), "{err}");
+    assert!(err.contains("Status: Downloaded newer image"), "{err}");
+    let tags = ok(&e, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(tags.lines().any(|l| l == remote), "{tags}");
+    // Now present: no pull.
+    let again = run(&e, &["run", "--rm", &remote, "true"]);
+    assert!(
+        again.status.success() && again.stderr.is_empty(),
+        "{again:?}"
+    );
+}
