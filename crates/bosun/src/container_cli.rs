@@ -956,14 +956,82 @@ fn split_image(image: &str) -> (String, String) {
     }
 }
 
-/// Pull through the engine, printing its progress lines to stderr.
+/// How a pull's progress is shown: a bar per blob on a terminal, else the
+/// status lines without the per-chunk byte counts.
+struct PullView {
+    multi: Option<indicatif::MultiProgress>,
+    bars: BTreeMap<String, indicatif::ProgressBar>,
+}
+
+impl PullView {
+    fn new() -> Self {
+        let multi = std::io::stderr().is_terminal().then(|| {
+            indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr())
+        });
+        Self {
+            multi,
+            bars: BTreeMap::new(),
+        }
+    }
+
+    fn show(&mut self, v: &Value) {
+        let status = v["status"].as_str().unwrap_or("");
+        let id = v["id"].as_str();
+        let Some(multi) = &self.multi else {
+            // Byte counts would scroll; the rest is what docker prints.
+            if v["progressDetail"]["current"].is_number() {
+                return;
+            }
+            match id {
+                Some(id) => eprintln!("{id}: {status}"),
+                None => eprintln!("{status}"),
+            }
+            return;
+        };
+        let (Some(id), true) = (id, v["progressDetail"].is_object()) else {
+            let line = match id {
+                Some(id) => format!("{id}: {status}"),
+                None => status.to_owned(),
+            };
+            let _ = multi.println(line);
+            return;
+        };
+        let bar = self.bars.entry(id.to_owned()).or_insert_with(|| {
+            // Status only until a size is known, then a bar too.
+            let bar = multi.add(indicatif::ProgressBar::new(0));
+            if let Ok(style) = indicatif::ProgressStyle::with_template("{prefix}: {msg}") {
+                bar.set_style(style);
+            }
+            bar.set_prefix(id.to_owned());
+            bar
+        });
+        bar.set_message(status.to_owned());
+        let detail = &v["progressDetail"];
+        if let (Some(current), Some(total)) = (detail["current"].as_u64(), detail["total"].as_u64())
+        {
+            if bar.length() == Some(0)
+                && let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "{prefix}: {msg} [{bar:30}] {bytes}/{total_bytes}",
+                )
+            {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_length(total);
+            bar.set_position(current);
+        } else if status.ends_with("complete") || status.ends_with("exists") {
+            bar.finish_with_message(status.to_owned());
+        }
+    }
+}
+
+/// Pull through the engine, showing its progress on stderr.
 async fn pull(client: &EngineClient, image: &str) -> Result<()> {
     let (from, tag) = split_image(image);
     let path = with_query("/images/create", &[("fromImage", from), ("tag", tag)]);
     let resp = client.stream(Method::POST, &path, None).await?;
     let mut body = resp.into_body();
     let mut pending = Vec::new();
-    let mut err = std::io::stderr();
+    let mut view = PullView::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.context("read the pull's progress")?;
         let Some(data) = frame.data_ref() else {
@@ -978,15 +1046,7 @@ async fn pull(client: &EngineClient, image: &str) -> Result<()> {
             if let Some(e) = v["error"].as_str() {
                 bail!("Error response from daemon: {e}");
             }
-            // Per-blob byte counts would scroll; the rest is what docker shows.
-            if v["progressDetail"]["current"].is_number() {
-                continue;
-            }
-            let status = v["status"].as_str().unwrap_or("");
-            let _ = match v["id"].as_str() {
-                Some(id) => writeln!(err, "{id}: {status}"),
-                None => writeln!(err, "{status}"),
-            };
+            view.show(&v);
         }
     }
     Ok(())
