@@ -20,9 +20,34 @@ use crate::engine_client::{
 
 /// The verbs this module serves (also reachable as `bosun -H URL VERB …`).
 pub(crate) const VERBS: &[&str] = &[
-    "run", "create", "start", "stop", "kill", "rm", "ps", "logs", "exec", "inspect", "images",
-    "rmi", "tag", "volume", "network", "top", "stats", "events", "attach", "restart", "pause",
-    "unpause", "rename", "wait", "port", "system", "info",
+    "run",
+    "create",
+    "start",
+    "stop",
+    "kill",
+    "rm",
+    "ps",
+    "logs",
+    "exec",
+    "inspect",
+    "images",
+    "rmi",
+    "tag",
+    "volume",
+    "network",
+    "top",
+    "stats",
+    "events",
+    "attach",
+    "restart",
+    "pause",
+    "unpause",
+    "rename",
+    "wait",
+    "port",
+    "system",
+    "info",
+    "container",
 ];
 
 /// A mistake in the command line: Docker exits 125 for those.
@@ -319,6 +344,13 @@ Usage: bosun network create [--subnet CIDR] [-d|--driver bridge] [--label K=V] N
         }
         "top" => "Usage: bosun top CONTAINER [ps OPTIONS]\n",
         "info" => "Usage: bosun info [-f|--format TEMPLATE]\n",
+        "container" => {
+            "\
+Usage: bosun container ls|run|create|start|stop|restart|kill|pause|unpause|rm|rename|
+                       logs|exec|attach|wait|port|inspect|top|stats ARGS...
+       bosun container prune [-f|--force]
+"
+        }
         "system" => {
             "\
 Usage: bosun system df
@@ -476,6 +508,41 @@ async fn run_verb(verb: &str, args: &[OsString], host: Option<String>) -> Result
         // `volume` and `network` parse their own subcommands.
         "volume" | "network" => return group(verb, args, host).await,
         "system" => return system(args, host).await,
+        // Docker's management-command spellings: `container ls`, `container rm`, …
+        "container" => {
+            let sub = args.first().and_then(|a| a.to_str()).unwrap_or("");
+            let verb = match sub {
+                "ls" | "list" => "ps",
+                "prune" => return container_prune(args.get(1..).unwrap_or(&[]), host).await,
+                v if VERBS.contains(&v)
+                    && !matches!(
+                        v,
+                        "container"
+                            | "system"
+                            | "info"
+                            | "images"
+                            | "rmi"
+                            | "tag"
+                            | "volume"
+                            | "network"
+                    ) =>
+                {
+                    v
+                }
+                "" | "--help" | "-h" | "help" => {
+                    print!("{}", usage("container"));
+                    return Ok(0);
+                }
+                other => {
+                    return Err(Usage(format!(
+                        "unknown command \"container {other}\"\n\n{}",
+                        usage("container")
+                    ))
+                    .into());
+                }
+            };
+            return Box::pin(run_verb(verb, args.get(1..).unwrap_or(&[]), host)).await;
+        }
         "info" => (&[(&["--format", "-f"], V)], false),
         other => bail!("unknown verb {other}"),
     };
@@ -2195,6 +2262,26 @@ async fn group(verb: &str, args: &[OsString], host: Option<String>) -> Result<i3
         }
         _ => unreachable!("subcommands are matched above"),
     }
+}
+
+/// `container prune`: every stopped container.
+async fn container_prune(args: &[OsString], host: Option<String>) -> Result<i32> {
+    let opts = parse("container prune", &[(&["--force", "-f"], B)], args, false)?;
+    if opts.has("--help") {
+        print!("{}", usage("container"));
+        return Ok(0);
+    }
+    let client = client(&opts, host)?;
+    if !opts.has("--force") && !confirm(&["all stopped containers"])? {
+        bail!("container prune has been cancelled");
+    }
+    let v = client.post("/containers/prune", None).await?;
+    print_deleted("Deleted Containers:", &v["ContainersDeleted"]);
+    println!(
+        "Total reclaimed space: {}",
+        fmt::human_size(v["SpaceReclaimed"].as_u64().unwrap_or(0))
+    );
+    Ok(0)
 }
 
 /// Ask on the terminal, as Docker's prune verbs do.

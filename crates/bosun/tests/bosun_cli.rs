@@ -1037,7 +1037,19 @@ fn system_info_df_and_prune() {
         ok(&e, &["network", "prune", "-f"]),
         "Deleted Networks:\nother\n\n"
     );
-    ok(&e, &["rm", "-f", "up"]);
+    // Docker's management-command spellings.
+    let gone = ok(&e, &["container", "create", "busybox", "true"]);
+    assert_eq!(
+        ok(&e, &["container", "ls", "-a", "--format", "{{.State}}"]),
+        "created\nrunning\n"
+    );
+    let pruned = ok(&e, &["container", "prune", "-f"]);
+    assert!(
+        pruned.starts_with(&format!("Deleted Containers:\n{gone}")),
+        "{pruned}"
+    );
+    assert_eq!(ok(&e, &["container", "rm", "-f", "up"]), "up\n");
+    assert_eq!(ok(&e, &["container", "ls", "-aq"]), "");
 }
 
 #[test]
