@@ -48,6 +48,7 @@ pub(crate) const VERBS: &[&str] = &[
     "system",
     "info",
     "container",
+    "cp",
 ];
 
 /// A mistake in the command line: Docker exits 125 for those.
@@ -344,6 +345,7 @@ Usage: bosun network create [--subnet CIDR] [-d|--driver bridge] [--label K=V] N
         }
         "top" => "Usage: bosun top CONTAINER [ps OPTIONS]\n",
         "info" => "Usage: bosun info [-f|--format TEMPLATE]\n",
+        "cp" => "Usage: bosun cp CONTAINER:SRC DEST|-\n       bosun cp SRC|- CONTAINER:DEST\n",
         "container" => {
             "\
 Usage: bosun container ls|run|create|start|stop|restart|kill|pause|unpause|rm|rename|
@@ -449,7 +451,7 @@ async fn run_verb(verb: &str, args: &[OsString], host: Option<String>) -> Result
         ),
         "attach" => (&[(&["--no-stdin"], B)], false),
         "restart" => (&[(&["--time", "-t"], V)], false),
-        "pause" | "unpause" | "wait" | "rename" | "port" => (&[], false),
+        "pause" | "unpause" | "wait" | "rename" | "port" | "cp" => (&[], false),
         "stop" => (&[(&["--time", "-t"], V), (&["--signal", "-s"], V)], false),
         "kill" => (&[(&["--signal", "-s"], V)], false),
         "rm" => (&[(&["--force", "-f"], B), (&["--volumes", "-v"], B)], false),
@@ -558,6 +560,7 @@ async fn run_verb(verb: &str, args: &[OsString], host: Option<String>) -> Result
         "exec" => exec(&client, &opts).await,
         "start" => start(&client, &opts).await,
         "attach" => attach(&client, &opts).await,
+        "cp" => cp(&client, &opts).await,
         "port" => port(&client, &opts).await,
         "pause" | "unpause" => {
             each(&opts, 1, |n| {
@@ -2511,6 +2514,183 @@ fn labels_text(labels: &Value) -> String {
         .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+// ---------------------------------------------------------------- cp
+
+/// `CONTAINER:PATH` → (container, path); a local path (absolute, or
+/// starting with `.`) never names a container, as in Docker.
+fn split_container(arg: &str) -> Option<(&str, &str)> {
+    if arg.starts_with('/') || arg.starts_with('.') {
+        return None;
+    }
+    arg.split_once(':').filter(|(c, _)| !c.is_empty())
+}
+
+/// The last component of a path (`/a/b/` → `b`), or `.` for `/`.
+fn base_name(path: &str) -> String {
+    std::path::Path::new(path.trim_end_matches('/'))
+        .file_name()
+        .map_or_else(|| ".".to_owned(), |n| n.to_string_lossy().into_owned())
+}
+
+/// What the engine says about a path in a container (HEAD archive): its
+/// mode bits with Go's directory flag, or None if it does not exist.
+async fn container_stat(client: &EngineClient, id: &str, path: &str) -> Result<Option<Value>> {
+    let url = with_query(
+        &format!("/containers/{}/archive", encode(id)),
+        &[("path", path.to_owned())],
+    );
+    let resp = client.send(Method::HEAD, &url, None).await?;
+    if resp.status() == hyper::StatusCode::NOT_FOUND {
+        // Either the container or the path; the container is checked by the caller.
+        return Ok(None);
+    }
+    let header = resp
+        .headers()
+        .get("X-Docker-Container-Path-Stat")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned);
+    EngineClient::bytes(resp).await?;
+    let Some(header) = header else {
+        bail!("the engine's archive answer has no path stat");
+    };
+    let raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, header)
+        .context("the engine's path stat")?;
+    Ok(Some(serde_json::from_slice(&raw)?))
+}
+
+/// `cp`: between a container and the local file system, as tar through the
+/// engine's archive endpoints; `-` is a tar stream on stdin or stdout.
+async fn cp(client: &EngineClient, opts: &Opts) -> Result<i32> {
+    let [src, dst] = opts.args.as_slice() else {
+        return Err(Usage("requires exactly 2 arguments: SRC DEST".into()).into());
+    };
+    match (split_container(src), split_container(dst)) {
+        (Some((id, path)), None) => copy_out(client, id, path, dst).await,
+        (None, Some((id, path))) => copy_in(client, src, id, path).await,
+        _ => Err(Usage(
+            "one of SRC and DEST must be CONTAINER:PATH and the other a local path".into(),
+        )
+        .into()),
+    }
+}
+
+async fn copy_out(client: &EngineClient, id: &str, path: &str, dst: &str) -> Result<i32> {
+    let url = with_query(
+        &format!("/containers/{}/archive", encode(id)),
+        &[("path", path.to_owned())],
+    );
+    let resp = client.send(Method::GET, &url, None).await?;
+    let tar = EngineClient::bytes(resp).await?;
+    if dst == "-" {
+        std::io::stdout().write_all(&tar)?;
+        return Ok(0);
+    }
+    let dst = std::path::Path::new(dst);
+    // Into an existing directory under its own name; else as DEST itself.
+    let (dir, rename) = if dst.is_dir() {
+        (dst.to_path_buf(), None)
+    } else {
+        let parent = match dst.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        if !parent.is_dir() {
+            bail!("no such directory: {}", parent.display());
+        }
+        (parent, dst.file_name().map(std::ffi::OsStr::to_owned))
+    };
+    let tar = match rename {
+        Some(new) => rename_root(&tar, &new)?,
+        None => tar.to_vec(),
+    };
+    let mut archive = tar::Archive::new(std::io::Cursor::new(tar));
+    archive.set_preserve_permissions(true);
+    archive.set_overwrite(true);
+    // `unpack` refuses `..` and absolute names: nothing lands outside DIR.
+    archive
+        .unpack(&dir)
+        .with_context(|| format!("extract into {}", dir.display()))?;
+    Ok(0)
+}
+
+/// The same archive with its top-level name replaced (`cp C:/a/b ./c`
+/// makes `c`, not `c/b`).
+fn rename_root(tar: &[u8], new: &std::ffi::OsStr) -> Result<Vec<u8>> {
+    let mut out = tar::Builder::new(Vec::new());
+    let mut archive = tar::Archive::new(tar);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let name = entry.path()?.into_owned();
+        let rest: std::path::PathBuf = name
+            .components()
+            .skip_while(|c| matches!(c, std::path::Component::CurDir))
+            .skip(1)
+            .collect();
+        // Joining an empty path would add a slash, which makes a directory.
+        let target = if rest.as_os_str().is_empty() {
+            std::path::PathBuf::from(new)
+        } else {
+            std::path::Path::new(new).join(rest)
+        };
+        let mut header = entry.header().clone();
+        out.append_data(&mut header, target, &mut entry)?;
+    }
+    Ok(out.into_inner()?)
+}
+
+async fn copy_in(client: &EngineClient, src: &str, id: &str, path: &str) -> Result<i32> {
+    let (dir, tar) = if src == "-" {
+        // A tar stream from stdin goes into the directory as it is.
+        let mut tar = Vec::new();
+        std::io::stdin().read_to_end(&mut tar)?;
+        (path.to_owned(), tar)
+    } else {
+        let local = std::path::Path::new(src);
+        let meta = std::fs::symlink_metadata(local)
+            .with_context(|| format!("no such file or directory: {src}"))?;
+        // Into an existing directory under SRC's name; else as DEST itself,
+        // in DEST's parent directory.
+        let stat = container_stat(client, id, path).await?;
+        let is_dir = stat
+            .as_ref()
+            .and_then(|s| s["mode"].as_u64())
+            .is_some_and(|m| m & (1 << 31) != 0);
+        let (dir, name) = if is_dir {
+            (path.to_owned(), base_name(src))
+        } else {
+            let trimmed = path.trim_end_matches('/');
+            let parent = match trimmed.rfind('/') {
+                Some(0) => "/".to_owned(),
+                Some(i) => trimmed[..i].to_owned(),
+                None => ".".to_owned(),
+            };
+            (parent, base_name(path))
+        };
+        let mut builder = tar::Builder::new(Vec::new());
+        builder.follow_symlinks(false);
+        if meta.is_dir() {
+            builder.append_dir_all(&name, local)?;
+        } else {
+            builder.append_path_with_name(local, &name)?;
+        }
+        (dir, builder.into_inner()?)
+    };
+    let url = with_query(
+        &format!("/containers/{}/archive", encode(id)),
+        &[("path", dir)],
+    );
+    let resp = client
+        .send_bytes(
+            Method::PUT,
+            &url,
+            bytes::Bytes::from(tar),
+            "application/x-tar",
+        )
+        .await?;
+    EngineClient::bytes(resp).await?;
+    Ok(0)
 }
 
 // ---------------------------------------------------------------- top, stats, events

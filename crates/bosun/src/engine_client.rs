@@ -136,6 +136,37 @@ impl EngineClient {
         Ok(resp)
     }
 
+    /// Send raw bytes (a tar archive); the response whatever its status.
+    pub(crate) async fn send_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<Response<Incoming>> {
+        let (mut sender, _driver) = self.connect().await?;
+        let mut req = Self::build(method, path, None)?;
+        *req.body_mut() = Full::new(body);
+        req.headers_mut().insert(
+            CONTENT_TYPE,
+            hyper::header::HeaderValue::from_str(content_type)?,
+        );
+        sender
+            .send_request(req)
+            .await
+            .context("the engine closed the connection")
+    }
+
+    /// The whole body of a successful answer; an error status becomes `ApiError`.
+    pub(crate) async fn bytes(resp: Response<Incoming>) -> Result<Bytes> {
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        if status.is_client_error() || status.is_server_error() {
+            return Err(api_error(status, &bytes).into());
+        }
+        Ok(bytes)
+    }
+
     /// Send a request whose answer streams; an error status becomes `ApiError`.
     pub(crate) async fn stream(
         &self,

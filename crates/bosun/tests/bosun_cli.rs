@@ -1243,3 +1243,64 @@ fn run_pulls_a_missing_image_and_retries() {
         "{again:?}"
     );
 }
+
+#[test]
+fn cp_between_a_container_and_the_host() {
+    let e = TestEngine::start();
+    ok(
+        &e,
+        &["run", "-d", "--name", "box", "busybox", "sleep", "600"],
+    );
+    let local = e.dir.path().join("cp");
+    std::fs::create_dir_all(local.join("src/sub")).unwrap();
+    std::fs::write(local.join("src/a.txt"), "A").unwrap();
+    std::fs::write(local.join("src/sub/b.txt"), "B").unwrap();
+    std::fs::write(local.join("single.txt"), "S").unwrap();
+    let path = |p: &str| local.join(p).to_str().unwrap().to_owned();
+    let cat = |p: &str| ok(&e, &["exec", "box", "cat", p]);
+
+    // In: into a directory, under a new name, a whole tree.
+    ok(&e, &["cp", &path("single.txt"), "box:/tmp"]);
+    assert_eq!(cat("/tmp/single.txt"), "S");
+    ok(&e, &["cp", &path("single.txt"), "box:/tmp/renamed.txt"]);
+    assert_eq!(cat("/tmp/renamed.txt"), "S");
+    ok(&e, &["cp", &path("src"), "box:/tmp"]);
+    assert_eq!(cat("/tmp/src/sub/b.txt"), "B");
+
+    // Out: into an existing directory, as a new name, a file, a tar stream.
+    std::fs::create_dir(local.join("out")).unwrap();
+    ok(&e, &["cp", "box:/tmp/src", &path("out")]);
+    assert_eq!(
+        std::fs::read_to_string(local.join("out/src/sub/b.txt")).unwrap(),
+        "B"
+    );
+    ok(&e, &["cp", "box:/tmp/src", &path("copy")]);
+    assert_eq!(
+        std::fs::read_to_string(local.join("copy/a.txt")).unwrap(),
+        "A"
+    );
+    ok(&e, &["cp", "box:/tmp/renamed.txt", &path("back.txt")]);
+    assert_eq!(
+        std::fs::read_to_string(local.join("back.txt")).unwrap(),
+        "S"
+    );
+    let tar = run(&e, &["cp", "box:/tmp/single.txt", "-"]);
+    assert!(tar.status.success(), "{tar:?}");
+    assert!(
+        tar.stdout.len() >= 1024 && tar.stdout.starts_with(b"single.txt"),
+        "a tar stream"
+    );
+
+    // Mistakes.
+    let missing = run(&e, &["cp", "box:/nope", &path("x")]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing.stderr).contains("Could not find the file /nope"),
+        "{missing:?}"
+    );
+    assert_eq!(
+        run(&e, &["cp", &path("a"), &path("b")]).status.code(),
+        Some(125)
+    );
+    ok(&e, &["rm", "-f", "box"]);
+}
