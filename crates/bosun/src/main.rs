@@ -78,7 +78,7 @@ fn top_level(args: &[OsString]) -> i32 {
                  \x20                                stop, restart, kill, pause, unpause, rm, rename, ps,\n  \
                  \x20                                logs, exec, attach, wait, port, inspect, top, stats,\n  \
                  \x20                                events, images, rmi, tag, volume, network,\n  \
-                 \x20                                container, system, info\n  \
+                 \x20                                cp, container, system, info\n  \
                  bosun server [options]           the cluster API server kubectl talks to\n  \
                  bosun version\n",
                 env!("CARGO_PKG_VERSION")
