@@ -22,6 +22,10 @@ fn docker_sdk_for_python_suite() {
         .arg(suite)
         .env("DOCKER_HOST", format!("unix://{}", e.socket.display()))
         .env("BOSUN_TEST_PORT", port.to_string())
+        .env(
+            "BOSUN_TEST_SUBNET",
+            format!("10.92.{}.0/24", e.subnet_third),
+        )
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -88,8 +88,13 @@ impl Container {
         let mut rec = self.record.lock().expect("record lock");
         f(&mut rec);
         save_record(&self.dir, &rec)?;
-        let status = rec.state.status;
-        self.changed.send_modify(|c| c.status = status);
+        // Status and exit code change together: a waiter that sees the
+        // container stopped must also see how it ended.
+        let (status, code) = (rec.state.status, rec.state.exit_code);
+        self.changed.send_modify(|c| {
+            c.status = status;
+            c.exit_code = code;
+        });
         Ok(rec.clone())
     }
 

@@ -273,12 +273,20 @@ impl Networks {
                 }
                 s
             }
-            None => (0..=255u8)
-                .filter_map(|i| Subnet::new(std::net::Ipv4Addr::new(10, 90, i, 0), 24).ok())
-                .find(|s| !overlaps(*s, &nets))
-                .ok_or_else(|| {
-                    EngineError::Conflict("no free subnet left in 10.90.0.0/16".into())
-                })?,
+            None => {
+                // Another engine, or anything else on this host, may route a
+                // range already: skip those too.
+                let routed = host_routes();
+                (0..=255u8)
+                    .filter_map(|i| Subnet::new(std::net::Ipv4Addr::new(10, 90, i, 0), 24).ok())
+                    .find(|s| {
+                        !overlaps(*s, &nets)
+                            && !routed
+                                .iter()
+                                .any(|r| r.contains(s.network()) || s.contains(r.network()))
+                    })
+            }
+            .ok_or_else(|| EngineError::Conflict("no free subnet left in 10.90.0.0/16".into()))?,
         };
         let id = network_id(&format!("{name}-{}", crate::time::now_rfc3339_nano()));
         let net = NetworkInfo {
@@ -478,6 +486,25 @@ impl Networks {
     }
 }
 
+/// The destinations of this host's routes (`/proc/net/route`), except the
+/// default route.
+fn host_routes() -> Vec<Subnet> {
+    let text = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // Little-endian hex: destination in column 1, mask in column 7.
+            let dest = u32::from_str_radix(f.get(1)?, 16).ok()?;
+            let mask = u32::from_str_radix(f.get(7)?, 16).ok()?;
+            let prefix = mask.count_ones() as u8;
+            // The kernel prints the address in memory order: 10.89.0.0 is 0000590A.
+            let network = Ipv4Addr::from(dest.to_le_bytes());
+            (prefix > 0).then(|| Subnet::new(network, prefix).ok())?
+        })
+        .collect()
+}
+
 fn proto_name(p: Protocol) -> &'static str {
     match p {
         Protocol::Tcp => "tcp",
@@ -519,6 +546,18 @@ pub(crate) fn network_id(name: &str) -> String {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn host_routes_parse() {
+        // This machine has at least one non-default route (its own network).
+        for r in host_routes() {
+            assert!(r.prefix() > 0 && r.prefix() <= 32);
+        }
+        assert_eq!(
+            Ipv4Addr::from(0x0000_590Au32.to_le_bytes()),
+            Ipv4Addr::new(10, 89, 0, 0)
+        );
+    }
 
     #[test]
     fn port_bindings_parse() {

@@ -274,6 +274,8 @@ impl Drop for TestEngine {
             for id in &ids {
                 let _ = self.docker(&["rm", "-f", id]);
             }
+            // Networks a failed test left: their bridges would outlive the engine.
+            let _ = self.docker(&["network", "prune", "-f"]);
             if self.owned_rules() != 0 {
                 leftovers.push(format!("{} published-port rules", self.owned_rules()));
             }

@@ -73,12 +73,16 @@ assert "sdk-data" in [v.name for v in client.volumes.list()]
 vol.remove()
 
 # A user-defined network with name resolution.
-net = client.networks.create("sdk-net", driver="bridge")
+subnet = os.environ["BOSUN_TEST_SUBNET"]
+net = client.networks.create(
+    "sdk-net", driver="bridge",
+    ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)]),
+)
 server = client.containers.run("busybox", ["httpd", "-f", "-p", "80", "-h", "/var/www"], detach=True, name="sdk-server", network="sdk-net")
 page = None
 for _ in range(50):
     try:
-        page = client.containers.run("busybox", ["wget", "-qO-", "http://sdk-server/"], network="sdk-net", remove=True)
+        page = client.containers.run("busybox", ["timeout", "5", "wget", "-qO-", "http://sdk-server/"], network="sdk-net", remove=True)
         break
     except docker.errors.ContainerError:
         time.sleep(0.1)
