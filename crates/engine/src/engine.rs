@@ -951,7 +951,7 @@ impl Engine {
         // Connected before `go`: a process that ends at once still finds the
         // daemon connected, and the shim keeps the connection open until the
         // exit record is written.
-        let stream = match UnixStream::connect(self.shim_socket(&c.id)).await {
+        let mut stream = match UnixStream::connect(self.shim_socket(&c.id)).await {
             Ok(s) => s,
             Err(e) => {
                 drop(to_shim);
@@ -962,6 +962,15 @@ impl Engine {
                 return Err(EngineError::internal("connect to the container's shim", e));
             }
         };
+        // The terminal's first size; the shim applies it as it starts pumping.
+        if let (true, Some([rows, cols])) = (rec.config.tty, rec.host_config.console_size)
+            && rows > 0
+            && cols > 0
+        {
+            let _ = stream
+                .write_all(&crate::shim::frame::resize(rows, cols))
+                .await;
+        }
         let go = to_shim.write_all(b"go\n").await;
         line.clear();
         let _ = from_shim.read_line(&mut line).await;

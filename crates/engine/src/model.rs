@@ -175,6 +175,9 @@ pub(crate) struct HostConfig {
     pub tmpfs: BTreeMap<String, String>,
     #[serde(deserialize_with = "nullable")]
     pub publish_all_ports: bool,
+    /// The terminal's rows and columns at start (the client's window).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub console_size: Option<[u16; 2]>,
 }
 
 /// `POST /containers/create`: Config fields at the top level, plus these.

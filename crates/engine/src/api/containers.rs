@@ -618,7 +618,11 @@ fn attach(
                 loop {
                     match rd.read(&mut buf).await {
                         Ok(0) | Err(_) => {
-                            // The client half-closed: stdin ends (with StdinOnce).
+                            // The client half-closed: stdin ends with
+                            // StdinOnce, and always without a terminal (a pipe's
+                            // EOF is the end; Docker keeps a non-StdinOnce stdin
+                            // open, which leaves `start -ai` of a piped program
+                            // waiting forever).
                             if stdin_once || !tty {
                                 c.control(&frame::encode(frame::CLOSE_STDIN, &[])).await;
                             }
