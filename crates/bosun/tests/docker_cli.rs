@@ -746,7 +746,7 @@ fn update_limits_and_export_the_file_system() {
     assert_eq!(limits.trim(), "67108864 40 on-failure");
     let id = e.docker_ok(&["inspect", "-f", "{{.Id}}", "lim"]);
     let cgroup = format!(
-        "/sys/fs/cgroup/memory/bosun/{}/memory.limit_in_bytes",
+        "/sys/fs/cgroup/memory/bosun-{}/memory.limit_in_bytes",
         id.trim()
     );
     assert_eq!(

@@ -252,7 +252,9 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Value> {
             }
         }
     }
-    spec["linux"]["cgroupsPath"] = json!(format!("/bosun/{}", input.id));
+    // Flat (`/bosun-<id>`), not under a shared `/bosun` parent: the runtime
+    // removes a container's own cgroup, and a parent would outlive them all.
+    spec["linux"]["cgroupsPath"] = json!(format!("/bosun-{}", input.id));
     if input.host.init == Some(true) {
         // The runtime's own reaper as PID 1 (`--init`).
         spec["annotations"]["run.bosun.init"] = json!("true");

@@ -306,13 +306,13 @@ impl Drop for TestEngine {
                 .status();
             leftovers.push(format!("{shims} shims"));
         }
-        // Every container's cgroups (spec cgroupsPath /bosun/<id>) are gone.
+        // Every container's cgroups (spec cgroupsPath /bosun-<id>) are gone.
         for id in &ids {
             let left: Vec<String> = std::fs::read_dir("/sys/fs/cgroup")
                 .into_iter()
                 .flatten()
                 .flatten()
-                .map(|c| c.path().join("bosun").join(id))
+                .map(|c| c.path().join(format!("bosun-{id}")))
                 .filter(|p| p.exists())
                 .map(|p| p.display().to_string())
                 .collect();
