@@ -596,7 +596,7 @@ impl Engine {
             .into_iter()
             .map(|(k, v)| (k, v.map(|e| e.aliases).unwrap_or_default()))
             .collect();
-        let mounts = self.resolve_mounts(&id, &config, &host_config, &image)?;
+        let mounts = self.resolve_mounts(&config, &host_config, &image)?;
         let rec = Record {
             id: id.clone(),
             name: name.clone(),
@@ -682,7 +682,6 @@ impl Engine {
     /// mounts, as the container will get them.
     fn resolve_mounts(
         &self,
-        id: &str,
         config: &Config,
         host: &crate::model::HostConfig,
         image: &ImageDefaults,
@@ -708,7 +707,7 @@ impl Engine {
                     )));
                 }
                 let rw = !opts.split(',').any(|o| o == "ro");
-                out.push(self.volume_mount(id, src, dst, rw, &mut created)?);
+                out.push(self.volume_mount(src, dst, rw, &mut created)?);
             }
             for m in &host.mounts {
                 if !m.target.starts_with('/') {
@@ -725,7 +724,7 @@ impl Engine {
                                 m.source
                             )));
                         }
-                        self.volume_mount(id, &m.source, &m.target, !m.read_only, &mut created)?
+                        self.volume_mount(&m.source, &m.target, !m.read_only, &mut created)?
                     }
                     "tmpfs" => MountPoint {
                         kind: "tmpfs".into(),
@@ -753,7 +752,7 @@ impl Engine {
             }
             for dst in image.volumes.iter().chain(config.volumes.keys()) {
                 if !out.iter().any(|m| &m.destination == dst) {
-                    out.push(self.volume_mount(id, "", dst, true, &mut created)?);
+                    out.push(self.volume_mount("", dst, true, &mut created)?);
                 }
             }
             Ok(())
@@ -771,7 +770,6 @@ impl Engine {
 
     fn volume_mount(
         &self,
-        _id: &str,
         src: &str,
         dst: &str,
         rw: bool,

@@ -8,12 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bosun_image::build::BuildOptions;
-use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::{Body, Call, stream};
@@ -119,27 +116,7 @@ pub(super) async fn build(
     // The context arrives as a tar body; it goes to a file first, so a slow
     // client never holds a blocking thread.
     let tarball = dir.0.join("context.tar");
-    let mut file = tokio::fs::File::create(&tarball)
-        .await
-        .map_err(|e| EngineError::internal("store the build context", e))?;
-    let mut body = req.into_body();
-    let mut total = 0u64;
-    while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|e| EngineError::Invalid(format!("build context cut short: {e}")))?;
-        if let Ok(data) = frame.into_data() {
-            total += data.len() as u64;
-            if total > MAX_CONTEXT {
-                return Err(EngineError::Invalid(
-                    "the build context is larger than 8 GiB".into(),
-                ));
-            }
-            file.write_all(&data)
-                .await
-                .map_err(|e| EngineError::internal("store the build context", e))?;
-        }
-    }
-    drop(file);
+    super::spool_body(req, &tarball, Some((MAX_CONTEXT, "the build context"))).await?;
     let unpack_to = context.clone();
     let tar_path = tarball.clone();
     tokio::task::spawn_blocking(move || -> Result<(), EngineError> {
@@ -163,7 +140,7 @@ pub(super) async fn build(
     .await
     .map_err(|e| EngineError::internal("unpack the context", e))??;
 
-    let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
+    let (tx, rx) = mpsc::unbounded_channel::<Value>();
     let quiet = call.flag("q");
     let engine2 = engine.clone();
     let tags: Vec<String> = opts
@@ -199,13 +176,5 @@ pub(super) async fn build(
             }
         }
     });
-    let (btx, resp) = stream::channel("application/json");
-    tokio::spawn(async move {
-        while let Some(v) = rx.recv().await {
-            if btx.send(Bytes::from(format!("{v}\r\n"))).await.is_err() {
-                return;
-            }
-        }
-    });
-    Ok(resp)
+    Ok(stream::json_lines(rx))
 }

@@ -143,7 +143,7 @@ pub(super) async fn dispatch(
                 .data_dir()
                 .join("build-contexts")
                 .join(format!("cp-{}.tar", crate::engine::random_id()));
-            super::spool_body(req, &tmp).await?;
+            super::spool_body(req, &tmp, None).await?;
             let engine2 = engine.clone();
             let id = id.to_string();
             let tmp2 = tmp.clone();

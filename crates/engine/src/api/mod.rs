@@ -288,10 +288,12 @@ pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
         .map_err(|e| EngineError::Invalid(format!("invalid JSON body: {e}")))
 }
 
-/// Write a (possibly large) request body to `path`; on failure nothing is left.
+/// Write a (possibly large) request body to `path`, refusing more than
+/// `limit` bytes (with what the body is); on failure nothing is left.
 pub(crate) async fn spool_body(
     req: Request<Incoming>,
     path: &std::path::Path,
+    limit: Option<(u64, &str)>,
 ) -> Result<(), EngineError> {
     use tokio::io::AsyncWriteExt;
     if let Some(dir) = path.parent() {
@@ -302,10 +304,20 @@ pub(crate) async fn spool_body(
             .await
             .map_err(|e| EngineError::internal("store the request body", e))?;
         let mut body = req.into_body();
+        let mut total = 0u64;
         while let Some(frame) = body.frame().await {
             let frame =
                 frame.map_err(|e| EngineError::Invalid(format!("the body was cut short: {e}")))?;
             if let Ok(data) = frame.into_data() {
+                total += data.len() as u64;
+                if let Some((max, what)) = limit
+                    && total > max
+                {
+                    return Err(EngineError::Invalid(format!(
+                        "{what} is larger than {} GiB",
+                        max >> 30
+                    )));
+                }
                 file.write_all(&data)
                     .await
                     .map_err(|e| EngineError::internal("store the request body", e))?;

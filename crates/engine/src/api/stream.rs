@@ -65,6 +65,20 @@ pub(crate) fn channel(content_type: &'static str) -> (mpsc::Sender<Bytes>, Respo
     (tx, r)
 }
 
+/// A streaming response of JSON lines (pull, push and build progress), one
+/// per value sent on the returned channel.
+pub(crate) fn json_lines(mut rx: mpsc::UnboundedReceiver<serde_json::Value>) -> Response<Body> {
+    let (tx, resp) = channel("application/json");
+    tokio::spawn(async move {
+        while let Some(v) = rx.recv().await {
+            if tx.send(Bytes::from(format!("{v}\r\n"))).await.is_err() {
+                return;
+            }
+        }
+    });
+    resp
+}
+
 pub(crate) const RAW_STREAM: &str = "application/vnd.docker.raw-stream";
 pub(crate) const MUX_STREAM: &str = "application/vnd.docker.multiplexed-stream";
 

@@ -525,7 +525,7 @@ async fn load(engine: &Arc<Engine>, req: Request<Incoming>) -> Result<Response<B
         .data_dir()
         .join("build-contexts")
         .join(format!("load-{}.tar", crate::engine::random_id()));
-    super::spool_body(req, &path).await?;
+    super::spool_body(req, &path, None).await?;
     let engine2 = engine.clone();
     let path2 = path.clone();
     let loaded = tokio::task::spawn_blocking(move || {

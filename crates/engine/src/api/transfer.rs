@@ -9,7 +9,6 @@ use bosun_oci::{Digest, ImageRef};
 use bosun_registry::{
     Client, ClientError, ClientOptions, Credentials, Outcome, Platform, Progress,
 };
-use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::{Value, json};
@@ -105,19 +104,6 @@ fn error_line(message: &str) -> Value {
     json!({"errorDetail": {"message": message}, "error": message})
 }
 
-/// Feed `rx` into a streaming JSON-lines response.
-fn respond(mut rx: mpsc::UnboundedReceiver<Value>) -> Response<Body> {
-    let (tx, resp) = stream::channel("application/json");
-    tokio::spawn(async move {
-        while let Some(v) = rx.recv().await {
-            if tx.send(Bytes::from(format!("{v}\r\n"))).await.is_err() {
-                return;
-            }
-        }
-    });
-    resp
-}
-
 /// `docker pull`: `fromImage` (and `tag`) from its registry into the store.
 pub(super) fn pull(
     engine: &Arc<Engine>,
@@ -172,7 +158,7 @@ pub(super) fn pull(
             }
         }
     });
-    Ok(respond(rx))
+    Ok(stream::json_lines(rx))
 }
 
 /// `docker push`: an image of the store to the registry its name points at.
@@ -219,5 +205,5 @@ pub(super) fn push(
             }
         }
     });
-    Ok(respond(rx))
+    Ok(stream::json_lines(rx))
 }
