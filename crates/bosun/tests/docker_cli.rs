@@ -690,14 +690,32 @@ fn health_pause_top_stats_rename_and_events() {
     );
     e.docker_ok(&["rm", "-f", "renamed"]);
 
-    let _ = events.kill();
+    // The daemon sends `destroy` after `rm` has answered, so read until it arrives
+    // (bounded, so that a missing event fails instead of hanging) and only then stop
+    // the reader.
+    let stdout = events.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let mut seen = String::new();
-    events
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut seen)
-        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        let Ok(line) = rx.recv_timeout(left) else {
+            break;
+        };
+        seen.push_str(&line);
+        seen.push('\n');
+        if line == "destroy renamed" {
+            break;
+        }
+    }
+    let _ = events.kill();
     let _ = events.wait();
     for want in [
         "create checked",
