@@ -12,6 +12,7 @@ mod layer;
 pub mod manifest;
 pub mod snapshot;
 mod store;
+mod sys;
 
 pub use hash::sha256_of;
 pub use images::{

@@ -828,3 +828,73 @@ fn a_prepare_killed_mid_extract_leaves_a_temp_dir_that_gc_removes() {
     assert_eq!(stats.temp_dirs, 1);
     assert!(store.temp_dirs().is_empty());
 }
+
+#[test]
+fn an_idmapped_mount_shows_the_image_as_the_mapped_root_and_leaves_the_layers_alone() {
+    use bosun_image::snapshot::{IdMap, IdRange};
+    let store = Store::new();
+    let base = store.import(&base_tar(), "base");
+    let app = store.compose(&base, 1, &[(app_tar(), None)], "app");
+    let layers = store.snapshots.prepare(&store.images, &app).unwrap();
+    let range = |outside| {
+        vec![IdRange {
+            inside: 0,
+            outside,
+            count: 65536,
+        }]
+    };
+    let map = IdMap::new(range(200_000), range(300_000)).unwrap();
+    assert_eq!(map.root(), (200_000, 300_000));
+    let active = store.snapshots.create_active("c1", &layers).unwrap();
+    let target = tempfile::tempdir().unwrap();
+    active.mount_idmapped(target.path(), &map).unwrap();
+    let guard = MountGuard { target };
+    let root = guard.path();
+    let owner = |p: &Path| {
+        let m = fs::symlink_metadata(p).unwrap();
+        (m.uid(), m.gid())
+    };
+    // Seen from the host, the image belongs to the mapped root...
+    assert_eq!(read(root, "etc/hostname"), "base\n");
+    assert_eq!(owner(&root.join("etc/hostname")), (200_000, 300_000));
+    assert_eq!(owner(&root.join("app/run")), (200_000, 300_000));
+    assert_eq!(owner(root), (200_000, 300_000));
+    assert!(!exists(root, "gone.txt"));
+    // ...while the layers on disk keep the image's own ids.
+    assert_eq!(owner(&layers.lowers()[1].join("etc/hostname")), (0, 0));
+    // A copy-up keeps the mapped owner in the upper.
+    fs::write(root.join("etc/hostname"), "changed\n").unwrap();
+    assert_eq!(
+        owner(&active.upper().join("etc/hostname")),
+        (200_000, 300_000)
+    );
+    assert_eq!(read(&layers.lowers()[1], "etc/hostname"), "base\n");
+    // The idmapped lowers were only attached while the overlay mounted.
+    let idmap = store.root().join("idmap");
+    assert_eq!(fs::read_dir(&idmap).unwrap().count(), 0);
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let points: Vec<&str> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .collect();
+    assert!(
+        !points
+            .iter()
+            .any(|p| p.starts_with(idmap.to_str().unwrap())),
+        "{mountinfo}"
+    );
+    guard.unmount(&active);
+    store.snapshots.remove_active("c1").unwrap();
+
+    // A map without the container's root is refused before anything is made.
+    let err = IdMap::new(
+        vec![IdRange {
+            inside: 1,
+            outside: 200_000,
+            count: 10,
+        }],
+        range(300_000),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("root"), "{err}");
+}

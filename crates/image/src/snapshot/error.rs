@@ -49,6 +49,13 @@ pub enum SnapshotError {
     Unsupported { path: PathBuf, reason: &'static str },
     #[error("cannot write the layer: {0}")]
     Write(io::Error),
+    #[error("user namespace mapping cannot be used: {reason}")]
+    BadIdMap { reason: String },
+    #[error(
+        "cannot make an idmapped mount of {path}: {source} \
+         (idmapped mounts need Linux 5.12, and 5.19 to stack them in overlayfs)"
+    )]
+    Idmap { path: PathBuf, source: io::Error },
     #[error("cannot mount overlay at {target}: {source}")]
     Mount { target: PathBuf, source: io::Error },
     #[error("cannot unmount {target}: {source}")]
@@ -78,6 +85,7 @@ impl SnapshotError {
             | SnapshotError::BadPath { .. }
             | SnapshotError::Unsupported { .. } => ErrorKind::Invalid,
             SnapshotError::Corrupt { .. } | SnapshotError::Write(_) => ErrorKind::Internal,
+            SnapshotError::BadIdMap { .. } | SnapshotError::Idmap { .. } => ErrorKind::Unavailable,
             SnapshotError::Mount { source, .. }
             | SnapshotError::Unmount { source, .. }
             | SnapshotError::Io { source, .. } => match source.kind() {

@@ -8,6 +8,7 @@
 //!   active/<key>/      a writable snapshot: upper/, work/, parent (its chain ids)
 //!   tmp/<pid>-<k>/     work in progress, flocked by its maker while it lives
 //!   empty/             the lower of a mount with no layers (overlayfs needs one)
+//!   idmap/<pid>-<k>/   idmapped lowers, attached only while an overlay mounts
 //! ```
 //!
 //! Readers take no lock: a chain link is made only once its snapshot is
@@ -35,6 +36,7 @@ const CHAINS: &str = "chains";
 const ACTIVE: &str = "active";
 const TMP: &str = "tmp";
 const EMPTY: &str = "empty";
+const IDMAP: &str = "idmap";
 
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
@@ -60,7 +62,7 @@ impl Layout {
     /// is made canonical, so that every process spells the mount options
     /// (and finds them in mountinfo) the same way.
     pub(crate) fn open(root: &Path) -> Result<Self, SnapshotError> {
-        for dir in [CHAINS, ACTIVE, TMP, EMPTY] {
+        for dir in [CHAINS, ACTIVE, TMP, EMPTY, IDMAP] {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(|e| SnapshotError::io("create", &path, e))?;
         }
@@ -83,6 +85,10 @@ impl Layout {
 
     pub(crate) fn empty(&self) -> PathBuf {
         self.root.join(EMPTY)
+    }
+
+    pub(crate) fn idmap_dir(&self) -> PathBuf {
+        self.root.join(IDMAP)
     }
 
     pub(crate) fn snapshot_dir(&self, n: u64) -> PathBuf {

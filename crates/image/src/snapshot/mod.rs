@@ -22,6 +22,7 @@
 
 mod diff;
 mod error;
+mod idmap;
 mod layout;
 mod mount;
 
@@ -37,6 +38,7 @@ use bosun_oci::Digest;
 
 pub use diff::{DiffStats, diff};
 pub use error::SnapshotError;
+pub use idmap::{IdMap, IdRange};
 
 use crate::images::ImageLayer;
 use crate::layer::OVERLAY_OPAQUE;
@@ -92,6 +94,11 @@ pub struct Active {
     upper: PathBuf,
     parent: Layers,
     options: String,
+    /// What the overlay stacks (the parent's lowers, or `empty/`), and its
+    /// work dir: an idmapped mount spells its own options from them.
+    lowers: Vec<PathBuf>,
+    work: PathBuf,
+    idmap_dir: PathBuf,
 }
 
 /// What [`Snapshotter::gc`] removed.
@@ -280,12 +287,17 @@ impl Snapshotter {
             true => &empty[..],
             false => &parent.lowers[..],
         };
-        let options = mount::options(lowers, &upper, &dir.join(WORK))?;
+        let work = dir.join(WORK);
+        let options = mount::options(lowers, &upper, &work)?;
+        let lowers = lowers.to_vec();
         Ok(Active {
             key: key.to_owned(),
             upper,
             parent,
             options,
+            lowers,
+            work,
+            idmap_dir: self.layout.idmap_dir(),
         })
     }
 
@@ -400,6 +412,23 @@ impl Active {
     pub fn mount(&self, target: &Path) -> Result<(), SnapshotError> {
         refuse_mounted(&self.key, &self.upper)?;
         mount::mount_overlay(&self.options, target)
+    }
+
+    /// Mounts the snapshot at `target` for a container in a user namespace
+    /// with the mapping `map`: the lowers are idmapped mounts (no layer is
+    /// copied or changed), and the upper is made owned by the mapped root,
+    /// so the container sees its image as root-owned and what it writes is
+    /// stored under its host ids. Same refusal as [`Self::mount`].
+    pub fn mount_idmapped(&self, target: &Path, map: &IdMap) -> Result<(), SnapshotError> {
+        refuse_mounted(&self.key, &self.upper)?;
+        idmap::mount_overlay(
+            &self.lowers,
+            &self.upper,
+            &self.work,
+            target,
+            map,
+            &self.idmap_dir,
+        )
     }
 
     /// Unmounts the snapshot from `target`, refusing when `target` is not

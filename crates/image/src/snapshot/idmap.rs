@@ -1,0 +1,209 @@
+//! Idmapped overlay mounts, for containers in a user namespace: the
+//! committed snapshots stay as they are on disk (owned by the image's ids)
+//! and are shown to the overlay through idmapped bind mounts, so a remapped
+//! container sees its image root-owned without a copy of any layer.
+//!
+//! Each lower is cloned with `open_tree`, given the mapping with
+//! `mount_setattr(MOUNT_ATTR_IDMAP)`, attached under `snapshots/idmap/`
+//! (overlay takes its layers as paths, and a detached mount as a layer needs
+//! kernel 6.15), stacked, and detached again: overlayfs keeps private clones
+//! of its layers, so the attached copies are only needed while it mounts.
+//! The upper directory is owned by the mapped root and not idmapped: what
+//! the container writes is stored under its host ids, never as host root.
+//!
+//! The mount points are never removed recursively: a process that dies
+//! between attach and detach leaves a live mount of a layer there, and a
+//! recursive delete would go through it into the layer. [`sweep`] detaches
+//! and `rmdir`s what dead processes left.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::mount::{MntFlags, umount2};
+
+use crate::snapshot::{SnapshotError, mount};
+use crate::sys;
+
+/// One line of a uid or gid map: `count` ids from `inside` (the
+/// container's) map to as many from `outside` (the host's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdRange {
+    pub inside: u32,
+    pub outside: u32,
+    pub count: u32,
+}
+
+/// A uid and gid mapping, with a user namespace that carries it for
+/// idmapped mounts. Made once (it costs a short-lived child process) and
+/// used for every mount.
+#[derive(Debug)]
+pub struct IdMap {
+    uids: Vec<IdRange>,
+    gids: Vec<IdRange>,
+    userns: OwnedFd,
+}
+
+impl IdMap {
+    /// Checks the ranges (each map non-empty, the container's root mapped)
+    /// and makes the user namespace.
+    pub fn new(uids: Vec<IdRange>, gids: Vec<IdRange>) -> Result<Self, SnapshotError> {
+        for (what, ranges) in [("uid", &uids), ("gid", &gids)] {
+            if !ranges.iter().any(|r| r.inside == 0 && r.count > 0) {
+                return Err(SnapshotError::BadIdMap {
+                    reason: format!("the {what} map does not map the container's root (id 0)"),
+                });
+            }
+        }
+        let userns = sys::user_namespace(&format_map(&uids), &format_map(&gids)).map_err(|e| {
+            SnapshotError::BadIdMap {
+                reason: format!("the kernel refused it as a user namespace: {e}"),
+            }
+        })?;
+        Ok(Self { uids, gids, userns })
+    }
+
+    pub fn uids(&self) -> &[IdRange] {
+        &self.uids
+    }
+
+    pub fn gids(&self) -> &[IdRange] {
+        &self.gids
+    }
+
+    /// The host uid and gid of the container's root.
+    pub fn root(&self) -> (u32, u32) {
+        let host = |m: &[IdRange]| m.iter().find(|r| r.inside == 0).map_or(0, |r| r.outside);
+        (host(&self.uids), host(&self.gids))
+    }
+}
+
+/// `inside outside count` lines, as `/proc/PID/uid_map` takes them.
+fn format_map(ranges: &[IdRange]) -> String {
+    let mut out = String::new();
+    for r in ranges {
+        let _ = writeln!(out, "{} {} {}", r.inside, r.outside, r.count);
+    }
+    out
+}
+
+/// Mounts overlay at `target` with `lowers` idmapped through `map` and
+/// `upper` (made owned by the mapped root) as it is. `idmap_dir` holds the
+/// short-lived mount points.
+pub(crate) fn mount_overlay(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    map: &IdMap,
+    idmap_dir: &Path,
+) -> Result<(), SnapshotError> {
+    let (uid, gid) = map.root();
+    // The upper's root is the container's `/`; what is below it was written
+    // by the container (or copied up with the ids the idmapped lower shows).
+    nix::unistd::chown(
+        upper,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    )
+    .map_err(|e| SnapshotError::io("chown", upper, e.into()))?;
+    sweep(idmap_dir);
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = idmap_dir.join(format!(
+        "{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::create_dir(&dir).map_err(|e| SnapshotError::io("create", &dir, e))?;
+    let mut attached = Attached {
+        dir,
+        points: Vec::new(),
+    };
+    for (i, lower) in lowers.iter().enumerate() {
+        let tree =
+            sys::idmapped_tree(lower, map.userns.as_fd()).map_err(|e| SnapshotError::Idmap {
+                path: lower.clone(),
+                source: e,
+            })?;
+        let point = attached.dir.join(i.to_string());
+        fs::create_dir(&point).map_err(|e| SnapshotError::io("create", &point, e))?;
+        sys::attach(tree.as_fd(), &point).map_err(|e| {
+            let _ = fs::remove_dir(&point);
+            SnapshotError::io("attach an idmapped mount at", &point, e)
+        })?;
+        attached.points.push(point);
+    }
+    let options = mount::options(&attached.points, upper, work)?;
+    mount::mount_overlay(&options, target)
+    // `attached` detaches the lowers here: the overlay holds its own clones.
+}
+
+/// Idmapped lowers attached for one mount; detached and their directories
+/// removed (never recursively) when dropped.
+struct Attached {
+    dir: PathBuf,
+    points: Vec<PathBuf>,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        for p in &self.points {
+            let _ = umount2(p, MntFlags::MNT_DETACH);
+            let _ = fs::remove_dir(p);
+        }
+        let _ = fs::remove_dir(&self.dir);
+    }
+}
+
+/// Detaches and removes what processes that died mid-mount left in
+/// `idmap_dir` (entries `<pid>-<n>` whose pid is gone).
+fn sweep(idmap_dir: &Path) {
+    let Ok(entries) = fs::read_dir(idmap_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.split_once('-'))
+            .and_then(|(p, _)| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let dir = entry.path();
+        if let Ok(points) = fs::read_dir(&dir) {
+            for p in points.flatten() {
+                let _ = umount2(&p.path(), MntFlags::MNT_DETACH);
+                let _ = fs::remove_dir(p.path());
+            }
+        }
+        let _ = fs::remove_dir(&dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_are_written_as_the_kernel_reads_them() {
+        let r = [
+            IdRange {
+                inside: 0,
+                outside: 100000,
+                count: 65536,
+            },
+            IdRange {
+                inside: 65536,
+                outside: 300000,
+                count: 10,
+            },
+        ];
+        assert_eq!(format_map(&r), "0 100000 65536\n65536 300000 10\n");
+    }
+}
