@@ -5,7 +5,10 @@
 //! dispatches here before any thread or async runtime exists.
 //!
 //! Entry points: [`Runtime`] (one method per runc verb), [`default_spec`] and
-//! [`features`] for `spec` and `features`, [`parse_signal`] for `kill`.
+//! [`features`] for `spec` and `features`, [`parse_signal`] for `kill`; the
+//! default security profile (Docker's) in [`default_seccomp`], [`DEFAULT_CAPS`],
+//! [`MASKED_PATHS`] and [`READONLY_PATHS`], and [`SeccompProfile`] for
+//! profiles in Docker's format.
 
 mod cgroups;
 mod channel;
@@ -17,6 +20,7 @@ mod hooks;
 mod launch;
 mod passwd;
 mod process;
+mod profile;
 mod reaper;
 mod rootfs;
 mod seccomp;
@@ -28,6 +32,9 @@ mod wait;
 
 pub use container::{Attached, CreateOptions, ExecOptions, ExitCode, Runtime};
 pub use error::{Error, ErrorKind, Result};
+pub use profile::{
+    ALL_CAPS, DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS, SeccompProfile, default_seccomp,
+};
 pub use signal::parse_signal;
 pub use spec::{default_spec, features};
 pub use state::{State, Status, now_rfc3339};

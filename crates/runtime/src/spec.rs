@@ -4,8 +4,10 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use serde_json::{Value, json};
 
 /// A starting `config.json`, like `runc spec`: `sh` on a terminal, the default
-/// namespaces, mounts, masked and read-only paths, and a deny-all device rule.
-/// `rootless` swaps the network namespace for a user namespace mapping `uid`/`gid`.
+/// namespaces, mounts and capabilities, a deny-all device rule, and Docker's
+/// masked and read-only paths and seccomp profile (resolved against the
+/// bounding set). `rootless` swaps the network namespace for a user namespace
+/// mapping `uid`/`gid`.
 pub fn default_spec(rootless: Option<(u32, u32)>) -> Spec {
     let mut spec = match rootless {
         Some((uid, gid)) => Spec::rootless(uid, gid),
@@ -20,6 +22,19 @@ pub fn default_spec(rootless: Option<(u32, u32)>) -> Spec {
         deny.set_allow(false);
         deny.set_access(Some("rwm".into()));
         res.set_devices(Some(vec![deny]));
+    }
+    let bounding: Vec<String> = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().as_ref())
+        .and_then(|c| c.bounding().as_ref())
+        .map(|b| b.iter().map(|c| c.to_string()).collect())
+        .unwrap_or_default();
+    if let Some(linux) = spec.linux_mut().as_mut() {
+        let owned = |paths: &[&str]| paths.iter().map(|p| p.to_string()).collect();
+        linux.set_masked_paths(Some(owned(&crate::MASKED_PATHS)));
+        linux.set_readonly_paths(Some(owned(&crate::READONLY_PATHS)));
+        linux.set_seccomp(Some(crate::default_seccomp(&bounding)));
     }
     spec
 }
