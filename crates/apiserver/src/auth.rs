@@ -17,6 +17,7 @@ use crate::{ServerError, State};
 
 pub(crate) const MASTERS: &str = "system:masters";
 const NODES: &str = "system:nodes";
+const AUTHENTICATED: &str = "system:authenticated";
 
 /// An authenticated user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,13 +30,34 @@ impl User {
     pub(crate) fn admin() -> User {
         User {
             name: "admin".to_owned(),
-            groups: vec![MASTERS.to_owned(), "system:authenticated".to_owned()],
+            groups: vec![MASTERS.to_owned(), AUTHENTICATED.to_owned()],
         }
     }
 
     pub(crate) fn is_master(&self) -> bool {
         self.groups.iter().any(|g| g == MASTERS)
     }
+}
+
+/// The user a verified client certificate names: CN is the user, each O a
+/// group (as Kubernetes reads them).
+pub(crate) fn certificate_user(der: &[u8]) -> Option<User> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let name = subject.iter_common_name().next()?.as_str().ok()?;
+    if name.is_empty() {
+        return None;
+    }
+    let mut groups: Vec<String> = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok())
+        .map(str::to_owned)
+        .collect();
+    groups.push(AUTHENTICATED.to_owned());
+    Some(User {
+        name: name.to_owned(),
+        groups,
+    })
 }
 
 /// Tokens and their users.
@@ -89,7 +111,7 @@ impl Tokens {
                 .filter(|g| !g.is_empty())
                 .map(str::to_owned)
                 .collect();
-            groups.push("system:authenticated".to_owned());
+            groups.push(AUTHENTICATED.to_owned());
             self.0.push((
                 (*token).to_owned(),
                 User {

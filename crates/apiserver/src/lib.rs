@@ -125,6 +125,7 @@ impl ServerError {
 pub(crate) struct State {
     pub(crate) store: Store,
     tokens: auth::Tokens,
+    client_certs: pki::ClientCerts,
     address: String,
     pub(crate) bookmark_interval: Duration,
     pub(crate) metrics: Arc<metrics::Metrics>,
@@ -185,6 +186,7 @@ impl Server {
         let state = Arc::new(State {
             store,
             tokens,
+            client_certs: creds.client_certs()?,
             address: addr.to_string(),
             bookmark_interval: config.bookmark_interval,
             metrics: Arc::default(),
@@ -248,7 +250,15 @@ impl Server {
                 let Ok(stream) = tls.accept(stream).await else {
                     return;
                 };
-                let service = service_fn(move |req| handle(state.clone(), req));
+                // A client certificate the CA signed names the user of every
+                // request on this connection.
+                let cert_user = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| state.client_certs.verified(chain))
+                    .and_then(|leaf| auth::certificate_user(leaf));
+                let service = service_fn(move |req| handle(state.clone(), req, cert_user.clone()));
                 let mut http = http1::Builder::new();
                 http.timer(TokioTimer::new())
                     .header_read_timeout(Duration::from_secs(60));
@@ -256,6 +266,19 @@ impl Server {
             });
         }
     }
+}
+
+/// Issues a client certificate from the CA in `data_dir` (CN = `user`, O =
+/// each of `groups`) and writes `out/client.crt`, `out/client.key` and
+/// `out/kubeconfig` for the server of `data_dir/admin.kubeconfig`. Returns the
+/// kubeconfig's path.
+pub fn write_client_credentials(
+    data_dir: &Path,
+    user: &str,
+    groups: &[String],
+    out: &Path,
+) -> Result<PathBuf, ServerError> {
+    pki::write_client_credentials(data_dir, user, groups, out, objects::now())
 }
 
 /// Aborts a task when the server stops.
@@ -336,7 +359,14 @@ async fn bootstrap(state: &State, port: u16) -> Result<(), ServerError> {
     }
 }
 
-fn authenticated(state: &State, req: &Request<Incoming>) -> Option<auth::User> {
+fn authenticated(
+    state: &State,
+    req: &Request<Incoming>,
+    cert_user: Option<auth::User>,
+) -> Option<auth::User> {
+    if cert_user.is_some() {
+        return cert_user;
+    }
     req.headers()
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -345,10 +375,14 @@ fn authenticated(state: &State, req: &Request<Incoming>) -> Option<auth::User> {
         .cloned()
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    cert_user: Option<auth::User>,
+) -> Result<Resp, Infallible> {
     let started = std::time::Instant::now();
     let (verb, resource) = classify(&req);
-    let resp = match serve(state.clone(), req).await {
+    let resp = match serve(state.clone(), req, cert_user).await {
         Ok(resp) => resp,
         Err(status) => status_response(&status),
     };
@@ -394,10 +428,14 @@ fn classify(req: &Request<Incoming>) -> (&'static str, &'static str) {
     (verb, target.res.plural)
 }
 
-async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Status> {
+async fn serve(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    cert_user: Option<auth::User>,
+) -> Result<Resp, Status> {
     let path = req.uri().path().to_owned();
     let route = route::parse(&path);
-    let user = authenticated(&state, &req);
+    let user = authenticated(&state, &req, cert_user);
     let Some(user) = user.or_else(|| {
         // Health checks and the version are public, as in Kubernetes.
         matches!(route, Some(Route::Health | Route::Version)).then(auth::User::admin)

@@ -16,9 +16,18 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose,
 };
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::client::danger::HandshakeSignatureValid;
 use tokio_rustls::rustls::crypto::ring;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{
+    CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime,
+};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use tokio_rustls::rustls::{
+    DigitallySignedStruct, DistinguishedName as TlsName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 
 use crate::ServerError;
 
@@ -145,6 +154,47 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 impl Credentials {
+    /// Verifies client certificates against the CA: [`ClientCerts`].
+    pub(crate) fn client_certs(&self) -> Result<ClientCerts, ServerError> {
+        let ca = CertificateDer::from_pem_slice(self.ca_pem.as_bytes())
+            .map_err(|e| pki_error("ca.crt", e))?;
+        let mut roots = RootCertStore::empty();
+        roots.add(ca).map_err(|e| pki_error("ca.crt", e))?;
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| pki_error("client certificate verifier", e))?;
+        Ok(ClientCerts(verifier))
+    }
+
+    /// Issues a client certificate: CN = `user`, O = `groups` (what Kubernetes
+    /// reads them as), valid for a year.
+    pub(crate) fn client_certificate(
+        &self,
+        user: &str,
+        groups: &[String],
+        now: i64,
+    ) -> Result<ClientCertificate, ServerError> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, user);
+        for g in groups {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, g.as_str());
+        }
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        validity(&mut params, now, 1);
+        let key = KeyPair::generate().map_err(|e| pki_error("client key", e))?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(|e| pki_error("client certificate", e))?;
+        Ok(ClientCertificate {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
     /// A TLS acceptor with a fresh serving certificate for `addr`, plus the
     /// names and loopback addresses clients use.
     pub(crate) fn acceptor(&self, addr: SocketAddr, now: i64) -> Result<TlsAcceptor, ServerError> {
@@ -181,10 +231,10 @@ impl Credentials {
             .map_err(|e| pki_error("serving certificate", e))?;
         let chain = vec![CertificateDer::from(cert.der().to_vec())];
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        let mut config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| pki_error("TLS", e))?
-            .with_no_client_auth()
+            .with_client_cert_verifier(Arc::new(RequestClientCert(self.client_certs()?.0)))
             .with_single_cert(chain, key)
             .map_err(|e| pki_error("TLS", e))?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -197,29 +247,187 @@ impl Credentials {
         dir: &Path,
         addr: SocketAddr,
     ) -> Result<PathBuf, ServerError> {
-        let host = match addr.ip() {
-            ip if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]).to_string(),
-            IpAddr::V6(ip) => format!("[{ip}]"),
-            ip => ip.to_string(),
-        };
-        let ca = base64::engine::general_purpose::STANDARD.encode(self.ca_pem.as_bytes());
-        // Every value is base64, hex or an address: nothing needs YAML quoting.
-        let config = format!(
-            "apiVersion: v1\n\
-             kind: Config\n\
-             clusters:\n\
-             - name: bosun\n  cluster:\n    server: https://{host}:{port}\n    certificate-authority-data: {ca}\n\
-             users:\n\
-             - name: admin\n  user:\n    token: {token}\n\
-             contexts:\n\
-             - name: bosun\n  context:\n    cluster: bosun\n    user: admin\n    namespace: default\n\
-             current-context: bosun\n",
-            port = addr.port(),
-            token = self.token,
+        let config = kubeconfig(
+            &server_url(addr),
+            &self.ca_pem,
+            "admin",
+            &UserAuth::Token(&self.token),
         );
         let path = dir.join("admin.kubeconfig");
         write_private(&path, config.as_bytes())?;
         Ok(path)
+    }
+}
+
+/// Issues a client certificate from the CA in `data_dir` and writes
+/// `out/client.crt`, `out/client.key` and `out/kubeconfig` (for the server
+/// `data_dir/admin.kubeconfig` names). Returns the kubeconfig's path.
+pub(crate) fn write_client_credentials(
+    data_dir: &Path,
+    user: &str,
+    groups: &[String],
+    out: &Path,
+    now: i64,
+) -> Result<PathBuf, ServerError> {
+    if user.is_empty() || user.chars().any(char::is_control) {
+        return Err(pki_error(
+            "client certificate",
+            format!("user name {user:?} is not valid"),
+        ));
+    }
+    if let Some(g) = groups
+        .iter()
+        .find(|g| g.is_empty() || g.chars().any(char::is_control))
+    {
+        return Err(pki_error(
+            "client certificate",
+            format!("group {g:?} is not valid"),
+        ));
+    }
+    let admin = data_dir.join("admin.kubeconfig");
+    let text = fs::read_to_string(&admin).map_err(|e| io_error(&admin, e))?;
+    let server = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .ok_or_else(|| pki_error("admin.kubeconfig", "no server address"))?
+        .to_owned();
+    let creds = load_or_create(data_dir, now)?;
+    let cert = creds.client_certificate(user, groups, now)?;
+    fs::create_dir_all(out).map_err(|e| io_error(out, e))?;
+    write_private(&out.join("client.key"), cert.key_pem.as_bytes())?;
+    write_private(&out.join("client.crt"), cert.cert_pem.as_bytes())?;
+    let path = out.join("kubeconfig");
+    let config = kubeconfig(&server, &creds.ca_pem, user, &UserAuth::Certificate(&cert));
+    write_private(&path, config.as_bytes())?;
+    Ok(path)
+}
+
+/// `https://host:port` for a bound address (loopback for "any").
+pub(crate) fn server_url(addr: SocketAddr) -> String {
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]).to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!("https://{host}:{}", addr.port())
+}
+
+/// How a kubeconfig's user authenticates.
+#[derive(Debug)]
+pub(crate) enum UserAuth<'a> {
+    Token(&'a str),
+    Certificate(&'a ClientCertificate),
+}
+
+/// A kubeconfig with one cluster, one user and one context.
+pub(crate) fn kubeconfig(server: &str, ca_pem: &str, user: &str, auth: &UserAuth<'_>) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    let auth = match auth {
+        UserAuth::Token(t) => format!("    token: {t}\n"),
+        UserAuth::Certificate(c) => format!(
+            "    client-certificate-data: {}\n    client-key-data: {}\n",
+            b64(&c.cert_pem),
+            b64(&c.key_pem)
+        ),
+    };
+    // The user name is quoted as a JSON string (valid YAML); every other value is
+    // base64, hex or a URL: nothing else needs quoting.
+    let user = serde_json::Value::from(user).to_string();
+    format!(
+        "apiVersion: v1\n\
+         kind: Config\n\
+         clusters:\n\
+         - name: bosun\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n\
+         users:\n\
+         - name: {user}\n  user:\n{auth}\
+         contexts:\n\
+         - name: bosun\n  context:\n    cluster: bosun\n    user: {user}\n    namespace: default\n\
+         current-context: bosun\n",
+        ca = b64(ca_pem),
+    )
+}
+
+/// A client certificate and its key, PEM.
+#[derive(Clone)]
+pub(crate) struct ClientCertificate {
+    pub(crate) cert_pem: String,
+    pub(crate) key_pem: String,
+}
+
+impl std::fmt::Debug for ClientCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCertificate").finish_non_exhaustive()
+    }
+}
+
+fn provider() -> Arc<tokio_rustls::rustls::crypto::CryptoProvider> {
+    Arc::new(ring::default_provider())
+}
+
+/// Checks a client's certificate chain against the CA, once per connection.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientCerts(Arc<dyn ClientCertVerifier>);
+
+impl ClientCerts {
+    /// The leaf of `chain` if it chains to the CA and is valid now.
+    pub(crate) fn verified<'c>(
+        &self,
+        chain: &'c [CertificateDer<'static>],
+    ) -> Option<&'c CertificateDer<'static>> {
+        let (leaf, intermediates) = chain.split_first()?;
+        self.0
+            .verify_client_cert(leaf, intermediates, UnixTime::now())
+            .ok()
+            .map(|_| leaf)
+    }
+}
+
+/// Asks every client for a certificate but accepts any during the handshake
+/// (which still proves the client holds the certificate's key); whether the CA
+/// signed it is decided per connection by [`ClientCerts`], so an untrusted
+/// certificate is a 401 with a Status body, as in Kubernetes, not a failed
+/// handshake. No CA names are hinted, so clients send what they have.
+#[derive(Debug)]
+struct RequestClientCert(Arc<dyn ClientCertVerifier>);
+
+impl ClientCertVerifier for RequestClientCert {
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[TlsName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, tokio_rustls::rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
     }
 }
 

@@ -15,11 +15,17 @@ const USAGE: &str = "\
 Usage: bosun server [--data-dir DIR] [--listen ADDR] [--etcd-endpoints URLS]
                     [--bookmark-interval SECONDS] [--compaction-interval SECONDS]
                     [--token-auth-file FILE]
+       bosun server certs [--data-dir DIR] --user NAME [--group GROUP]... --out DIR
 
 Serves the Kubernetes API (what kubectl and client libraries speak) over TLS
 until interrupted. The first start makes a CA, an admin token and
 DIR/admin.kubeconfig, so that `KUBECONFIG=DIR/admin.kubeconfig kubectl get
 nodes` works with no other step.
+
+`bosun server certs` issues a client certificate from the server's CA (CN =
+NAME, O = each GROUP, as Kubernetes reads them) and writes client.crt,
+client.key and a kubeconfig using them into the --out directory. A user
+system:node:NAME in the group system:nodes is authorized as that node.
 
 Options:
   --data-dir DIR               store, credentials, kubeconfig (default /var/lib/bosun/server)
@@ -38,6 +44,9 @@ Options:
 const DEFAULT_DIR: &str = "/var/lib/bosun/server";
 
 pub(crate) fn main(args: &[OsString]) -> i32 {
+    if args.first().is_some_and(|a| a == "certs") {
+        return certs(&args[1..]);
+    }
     match parse(args) {
         Ok(Some(config)) => match serve(config) {
             Ok(()) => 0,
@@ -106,6 +115,68 @@ fn parse(args: &[OsString]) -> Result<Option<Config>, String> {
     Ok(Some(config))
 }
 
+/// `bosun server certs`.
+fn certs(args: &[OsString]) -> i32 {
+    let parsed = parse_certs(args);
+    let (dir, user, groups, out) = match parsed {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            print!("{USAGE}");
+            return 0;
+        }
+        Err(msg) => {
+            eprintln!("bosun server certs: {msg}\n\n{USAGE}");
+            return 2;
+        }
+    };
+    match bosun_apiserver::write_client_credentials(&dir, &user, &groups, &out) {
+        Ok(path) => {
+            println!("{}", path.display());
+            0
+        }
+        Err(e) => {
+            eprintln!("bosun server certs: {e}");
+            1
+        }
+    }
+}
+
+type CertArgs = (PathBuf, String, Vec<String>, PathBuf);
+
+fn parse_certs(args: &[OsString]) -> Result<Option<CertArgs>, String> {
+    let mut dir = PathBuf::from(DEFAULT_DIR);
+    let (mut user, mut groups, mut out) = (None, Vec::new(), None);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let arg = arg
+            .to_str()
+            .ok_or_else(|| format!("argument {arg:?} is not UTF-8"))?;
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
+            _ => (arg, None),
+        };
+        if matches!(flag, "-h" | "--help") {
+            return Ok(None);
+        }
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next().and_then(|v| v.to_str()).map(str::to_owned))
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag {
+            "--data-dir" => dir = PathBuf::from(value()?),
+            "--user" => user = Some(value()?),
+            "--group" => groups.push(value()?),
+            "--out" => out = Some(PathBuf::from(value()?)),
+            other => return Err(format!("unexpected argument {other:?}")),
+        }
+    }
+    let user = user.ok_or("--user is required")?;
+    let out = out.ok_or("--out is required")?;
+    Ok(Some((dir, user, groups, out)))
+}
+
 fn seconds(flag: &str, v: &str) -> Result<Duration, String> {
     v.parse::<u64>()
         .ok()
@@ -171,5 +242,20 @@ mod tests {
         assert_eq!(c.compaction_interval, Duration::from_secs(7));
         assert!(parse(&args(&["--data-dir"])).is_err());
         assert!(parse(&args(&["extra"])).is_err());
+        let (_, user, groups, out) = parse_certs(&args(&[
+            "--user",
+            "jane",
+            "--group=dev",
+            "--group",
+            "ops",
+            "--out",
+            "/tmp/o",
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!((user.as_str(), out), ("jane", PathBuf::from("/tmp/o")));
+        assert_eq!(groups, ["dev", "ops"]);
+        assert!(parse_certs(&args(&["--user", "jane"])).is_err());
+        assert!(parse_certs(&args(&["--out", "x"])).is_err());
     }
 }
