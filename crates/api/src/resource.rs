@@ -34,6 +34,8 @@ pub enum Subresource {
     Binding,
     /// `pods/eviction`: a delete that disruption budgets may refuse.
     Eviction,
+    /// `serviceaccounts/token`: a TokenRequest, answered with a signed token.
+    Token,
 }
 
 impl Subresource {
@@ -43,13 +45,14 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
             Subresource::Eviction => "eviction",
+            Subresource::Token => "token",
         }
     }
 
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
-            Subresource::Binding | Subresource::Eviction => &["create"],
+            Subresource::Binding | Subresource::Eviction | Subresource::Token => &["create"],
         }
     }
 
@@ -59,6 +62,7 @@ impl Subresource {
             "scale" => Some(Subresource::Scale),
             "binding" => Some(Subresource::Binding),
             "eviction" => Some(Subresource::Eviction),
+            "token" => Some(Subresource::Token),
             _ => None,
         }
     }
@@ -210,13 +214,16 @@ pub static RESOURCES: &[Resource] = &[
         ],
         ..core("Event", "events", "event", &["ev"], true)
     },
-    core(
-        "ServiceAccount",
-        "serviceaccounts",
-        "serviceaccount",
-        &["sa"],
-        true,
-    ),
+    Resource {
+        subresources: &[Subresource::Token],
+        ..core(
+            "ServiceAccount",
+            "serviceaccounts",
+            "serviceaccount",
+            &["sa"],
+            true,
+        )
+    },
     in_group(
         "apps",
         "v1",

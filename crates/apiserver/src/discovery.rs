@@ -90,6 +90,7 @@ pub(crate) fn resources(g: &str, v: &str) -> Value {
                 bosun_api::Subresource::Scale => ("Scale", "autoscaling", "v1"),
                 bosun_api::Subresource::Binding => ("Binding", "", "v1"),
                 bosun_api::Subresource::Eviction => ("Eviction", "policy", "v1"),
+                bosun_api::Subresource::Token => ("TokenRequest", "authentication.k8s.io", "v1"),
             };
             list.push(json!({
                 "name": format!("{}/{}", r.plural, sub.name()),

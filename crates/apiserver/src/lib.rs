@@ -22,6 +22,7 @@ mod patch;
 mod pki;
 mod protobuf;
 mod route;
+mod sa;
 mod ssa;
 mod table;
 mod watch;
@@ -126,6 +127,7 @@ pub(crate) struct State {
     pub(crate) store: Store,
     tokens: auth::Tokens,
     client_certs: pki::ClientCerts,
+    signer: sa::Signer,
     address: String,
     pub(crate) bookmark_interval: Duration,
     pub(crate) metrics: Arc<metrics::Metrics>,
@@ -187,6 +189,7 @@ impl Server {
             store,
             tokens,
             client_certs: creds.client_certs()?,
+            signer: sa::Signer::load_or_create(dir)?,
             address: addr.to_string(),
             bookmark_interval: config.bookmark_interval,
             metrics: Arc::default(),
@@ -359,7 +362,9 @@ async fn bootstrap(state: &State, port: u16) -> Result<(), ServerError> {
     }
 }
 
-fn authenticated(
+/// Who asks: the client certificate's user, else the bearer token's (a
+/// static token, or a service account's signed token).
+async fn authenticated(
     state: &State,
     req: &Request<Incoming>,
     cert_user: Option<auth::User>,
@@ -367,12 +372,16 @@ fn authenticated(
     if cert_user.is_some() {
         return cert_user;
     }
-    req.headers()
+    let token = req
+        .headers()
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(|t| state.tokens.user(t.trim()))
-        .cloned()
+        .and_then(|v| v.strip_prefix("Bearer "))?
+        .trim();
+    if let Some(user) = state.tokens.user(token) {
+        return Some(user.clone());
+    }
+    sa::user(state, token, objects::now()).await
 }
 
 async fn handle(
@@ -435,7 +444,7 @@ async fn serve(
 ) -> Result<Resp, Status> {
     let path = req.uri().path().to_owned();
     let route = route::parse(&path);
-    let user = authenticated(&state, &req, cert_user);
+    let user = authenticated(&state, &req, cert_user).await;
     let Some(user) = user.or_else(|| {
         // Health checks and the version are public, as in Kubernetes.
         matches!(route, Some(Route::Health | Route::Version)).then(auth::User::admin)

@@ -249,6 +249,14 @@ pub(crate) fn parse_body(res: &Resource, headers: &HeaderMap, body: &[u8]) -> Ap
     check_type(res, obj)
 }
 
+/// A TokenRequest body (JSON or protobuf, as kubectl sends it).
+fn parse_token_request(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest"}));
+    }
+    parse_body(&crate::sa::TOKEN_REQUEST, headers, body)
+}
+
 /// Fills in an object's kind and apiVersion when absent; refuses other ones.
 fn check_type(res: &Resource, mut obj: Value) -> ApiResult<Value> {
     let Value::Object(map) = &mut obj else {
@@ -425,12 +433,16 @@ async fn dispatch(
         // POSTs are answered by `auth::review`; nothing else is served.
         return Err(not_allowed());
     }
-    if let Some(sub @ (Subresource::Binding | Subresource::Eviction)) = t.sub {
+    if let Some(sub @ (Subresource::Binding | Subresource::Eviction | Subresource::Token)) = t.sub {
         let (&Method::POST, Some(name)) = (method, &t.name) else {
             return Err(not_allowed());
         };
         let done = match sub {
             Subresource::Binding => bind(state, t, name, body).await?,
+            Subresource::Token => {
+                let request = parse_token_request(headers, body)?;
+                crate::sa::token_request(state, t, name, request, now()).await?
+            }
             _ => evict(state, t, name, body).await?,
         };
         return Ok(http::json_response(201, JSON, &done));

@@ -61,7 +61,7 @@ fn io_error(path: &Path, source: std::io::Error) -> ServerError {
 }
 
 /// Writes a file only its owner may read, whole or not at all (temp + rename).
-fn write_private(path: &Path, contents: &[u8]) -> Result<(), ServerError> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), ServerError> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
     let mut f = OpenOptions::new()

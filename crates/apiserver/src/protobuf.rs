@@ -482,6 +482,39 @@ static SSAR: Message = Message {
     ],
 };
 
+static BOUND_OBJECT_REFERENCE: Message = Message {
+    name: "BoundObjectReference",
+    fields: &[
+        f(1, "kind", Str),
+        f(2, "apiVersion", Str),
+        f(3, "name", Str),
+        f(4, "uid", Str),
+    ],
+};
+
+static TOKEN_REQUEST_SPEC: Message = Message {
+    name: "TokenRequestSpec",
+    fields: &[
+        rep(1, "audiences", Str),
+        f(3, "boundObjectRef", Msg(&BOUND_OBJECT_REFERENCE)),
+        ptr(4, "expirationSeconds", Int),
+    ],
+};
+
+static TOKEN_REQUEST_STATUS: Message = Message {
+    name: "TokenRequestStatus",
+    fields: &[f(1, "token", Str), f(2, "expirationTimestamp", Time)],
+};
+
+static TOKEN_REQUEST: Message = Message {
+    name: "TokenRequest",
+    fields: &[
+        f(1, "metadata", Msg(&OBJECT_META)),
+        f(2, "spec", Msg(&TOKEN_REQUEST_SPEC)),
+        f(3, "status", Msg(&TOKEN_REQUEST_STATUS)),
+    ],
+};
+
 /// The message of an object kind, by `apiVersion` and `kind`.
 fn message_of(api_version: &str, kind: &str) -> Option<&'static Message> {
     Some(match (api_version, kind) {
@@ -493,6 +526,7 @@ fn message_of(api_version: &str, kind: &str) -> Option<&'static Message> {
         ("apps/v1", "Deployment") => &DEPLOYMENT,
         ("batch/v1", "Job") => &JOB,
         ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => &SSAR,
+        ("authentication.k8s.io/v1", "TokenRequest") => &TOKEN_REQUEST,
         _ => return None,
     })
 }

@@ -387,7 +387,130 @@ fn bosun_server_certs_refuses_bad_input() {
     assert!(!c.dir.path().join("nowhere").exists());
 }
 
-#[allow(dead_code)]
+#[test]
+fn kubectl_create_token_gives_a_service_account_its_rbac() {
+    let c = Cluster::start();
+    c.ok(&["create", "configmap", "cm1", "--from-literal=a=1"]);
+    c.ok(&["apply", "-f", &c.file("role.yaml", ROLE)]);
+    c.ok(&["create", "serviceaccount", "robot"]);
+    c.ok(&[
+        "apply",
+        "-f",
+        &c.file(
+            "bind.yaml",
+            &binding("robot-reads", "ServiceAccount", "robot"),
+        ),
+    ]);
+    let token = c.ok(&["create", "token", "robot"]).trim().to_owned();
+    let robot = c.token_kubeconfig("robot.kubeconfig", &token);
+    assert_eq!(
+        c.ok_as(&robot, &["get", "configmap", "cm1", "-o", "name"])
+            .trim(),
+        "configmap/cm1"
+    );
+    let err = c.fails_as(&robot, &["delete", "configmap", "cm1"]);
+    assert!(
+        err.contains("User \"system:serviceaccount:default:robot\" cannot delete"),
+        "{err}"
+    );
+    assert_eq!(
+        c.ok_as(&robot, &["auth", "can-i", "get", "configmaps"])
+            .trim(),
+        "yes"
+    );
+
+    // The token is a JWT naming the account, its uid, the issuer and an expiry.
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "{token}");
+    let claims: Value = serde_json::from_slice(&b64url(parts[1])).unwrap();
+    let uid = c.ok(&["get", "sa", "robot", "-o", "jsonpath={.metadata.uid}"]);
+    assert_eq!(claims["sub"], "system:serviceaccount:default:robot");
+    assert_eq!(
+        claims["kubernetes.io"]["serviceaccount"]["uid"],
+        uid.as_str()
+    );
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        3600
+    );
+
+    // The groups of service accounts: a binding to system:serviceaccounts:default
+    // lets another account of the namespace read too.
+    c.ok(&["create", "serviceaccount", "other"]);
+    let other = c.token_kubeconfig(
+        "other.kubeconfig",
+        c.ok(&["create", "token", "other", "--duration=20m"]).trim(),
+    );
+    c.fails_as(&other, &["get", "configmaps"]);
+    c.ok(&[
+        "apply",
+        "-f",
+        &c.file(
+            "bind-group.yaml",
+            &binding("sas-read", "Group", "system:serviceaccounts:default"),
+        ),
+    ]);
+    c.ok_as(&other, &["get", "configmaps"]);
+
+    // Forged: the payload names another account under the same signature.
+    let mut forged_claims = claims.clone();
+    forged_claims["sub"] = "system:serviceaccount:default:other".into();
+    forged_claims["kubernetes.io"]["serviceaccount"]["name"] = "other".into();
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(forged_claims.to_string()),
+        parts[2]
+    );
+    let auth = |t: &str| format!("Authorization: Bearer {t}");
+    let (code, body) = c.curl(
+        &["-H", &auth(&forged)],
+        "/api/v1/namespaces/default/configmaps",
+    );
+    assert_eq!(code, 401, "{body}");
+    bare_unauthorized(&body);
+    // Meant for another audience.
+    let vault = c.ok(&["create", "token", "robot", "--audience=vault"]);
+    let (code, body) = c.curl(
+        &["-H", &auth(vault.trim())],
+        "/api/v1/namespaces/default/configmaps",
+    );
+    assert_eq!(code, 401, "{body}");
+    bare_unauthorized(&body);
+    // Too short a lifetime is refused, as Kubernetes does.
+    let err = c.fails_as(&c.admin(), &["create", "token", "robot", "--duration=1m"]);
+    assert!(err.contains("10 minutes"), "{err}");
+    let err = c.fails_as(&c.admin(), &["create", "token", "nobody"]);
+    assert!(err.contains("not found"), "{err}");
+
+    // The account deleted and made again under the same name: a new uid, and
+    // the old token is refused.
+    c.ok(&["delete", "serviceaccount", "robot"]);
+    let (code, body) = c.curl(
+        &["-H", &auth(&token)],
+        "/api/v1/namespaces/default/configmaps",
+    );
+    assert_eq!(code, 401, "{body}");
+    c.ok(&["create", "serviceaccount", "robot"]);
+    let (code, body) = c.curl(
+        &["-H", &auth(&token)],
+        "/api/v1/namespaces/default/configmaps",
+    );
+    assert_eq!(code, 401, "{body}");
+    bare_unauthorized(&body);
+    let err = c.fails_as(&robot, &["get", "configmaps"]);
+    assert!(
+        err.contains("Unauthorized") || err.contains("provide credentials"),
+        "{err}"
+    );
+    // A fresh token for the new account works.
+    let fresh = c.token_kubeconfig(
+        "fresh.kubeconfig",
+        c.ok(&["create", "token", "robot"]).trim(),
+    );
+    c.ok_as(&fresh, &["get", "configmap", "cm1"]);
+}
+
 fn b64url(s: &str) -> Vec<u8> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(s)
