@@ -1,4 +1,5 @@
 //! `cargo xtask layers`: enforce the dependency rule of ARCHITECTURE.md.
+//! `cargo xtask openapi DEFS`: regenerate the API server's schemas (see [`openapi`]).
 //!
 //! Reads `cargo metadata` and fails when a crate depends on a bosun crate that is
 //! not above it in the layer table, when an edge-only crate (clap, anyhow,
@@ -11,6 +12,8 @@ use std::path::Path;
 use std::process::{Command, ExitCode};
 
 use serde_json::Value;
+
+mod openapi;
 
 /// Layer table: crate → bosun crates it may depend on. Keep in step with
 /// ARCHITECTURE.md and ../shared/DESIGN.md.
@@ -64,8 +67,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        "openapi" => match openapi::generate(std::env::args().nth(2).as_deref()) {
+            Ok(msg) => {
+                println!("{msg}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("openapi: {e}");
+                ExitCode::FAILURE
+            }
+        },
         _ => {
-            eprintln!("usage: cargo xtask layers");
+            eprintln!("usage: cargo xtask layers | cargo xtask openapi PATH/_definitions.json");
             ExitCode::from(2)
         }
     }
