@@ -468,10 +468,10 @@ async fn serve(
         }
         Route::Health => return Ok(http::text(200, "ok")),
         Route::Version => return Ok(ok(&discovery::version())),
+        Route::OpenApiV2 => return Ok(openapi::serve_v2(req.headers())),
         Route::OpenApiIndex => return Ok(ok(&openapi::index())),
         Route::OpenApi { group, version } => {
-            return openapi::document(group, version)
-                .map(|d| ok(&d))
+            return openapi::serve_v3(group, version, &q, req.headers())
                 .ok_or_else(Status::no_route);
         }
         Route::Metrics if !user.is_master() => {

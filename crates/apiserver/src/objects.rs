@@ -357,7 +357,8 @@ impl Output {
 
 /// The verbs other than watch, with `fieldValidation` applied to what the
 /// request sets (see `openapi`): Strict refuses unknown fields, Warn (the
-/// default) names them in `Warning` headers, Ignore says nothing.
+/// default) names them in `Warning` headers, Ignore says nothing; values of
+/// the wrong type are refused whatever it says.
 pub(crate) async fn handle(
     state: &Arc<State>,
     method: &hyper::Method,
@@ -371,14 +372,19 @@ pub(crate) async fn handle(
     let sets_fields = matches!(*method, Method::POST | Method::PUT | Method::PATCH)
         && t.sub.is_none()
         && ct != protobuf::MEDIA_TYPE;
-    let unknown = match serde_json::from_slice::<Value>(body) {
-        Ok(doc) if sets_fields => {
-            let fields = openapi::patched_fields(ct == "application/json-patch+json", &doc);
-            openapi::unknown_fields(t.res, &fields)
-        }
+    let found = match serde_json::from_slice::<Value>(body) {
+        Ok(doc) if sets_fields => openapi::check(t.res, &ct, &doc),
         // Malformed bodies are refused below with their own message.
-        _ => Vec::new(),
+        _ => Default::default(),
     };
+    if !found.invalid.is_empty() {
+        return Err(bad_request(format!(
+            "{} in body is invalid: {}",
+            t.res.kind,
+            found.invalid.join(", ")
+        )));
+    }
+    let unknown = found.unknown;
     let warnings = match q.non_empty("fieldValidation").unwrap_or("Warn") {
         "Strict" if !unknown.is_empty() => {
             let list: Vec<String> = unknown

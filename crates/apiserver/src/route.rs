@@ -7,6 +7,8 @@ use bosun_api::resource::{self, Resource, Subresource};
 pub(crate) enum Route<'a> {
     Version,
     Metrics,
+    /// `/openapi/v2`: everything in one Swagger 2.0 document.
+    OpenApiV2,
     /// `/openapi/v3`: where the documents are.
     OpenApiIndex,
     /// `/openapi/v3/api/v1`, `/openapi/v3/apis/<group>/<version>`.
@@ -47,6 +49,7 @@ pub(crate) fn parse(path: &str) -> Option<Route<'_>> {
     match segs.as_slice() {
         ["version"] => Some(Route::Version),
         ["metrics"] => Some(Route::Metrics),
+        ["openapi", "v2"] => Some(Route::OpenApiV2),
         ["openapi", "v3"] => Some(Route::OpenApiIndex),
         ["openapi", "v3", "api", v] => Some(Route::OpenApi {
             group: "",
