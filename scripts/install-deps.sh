@@ -33,6 +33,14 @@ if [ ! -x /opt/bosun-py/bin/python ] || ! /opt/bosun-py/bin/python -c 'import do
   /usr/bin/python3 -m venv /opt/bosun-py
   /opt/bosun-py/bin/pip install --quiet 'docker>=7,<8'
 fi
+# kubectl 1.20 (Debian's kubernetes-client) for tests/kubectl.rs: installing it would
+# conflict with the kubectl on PATH, so it is unpacked into a directory of its own.
+if [ ! -x /opt/kubectl-1.20/usr/bin/kubectl ]; then
+  tmp=$(mktemp -d) && chmod 755 "$tmp"
+  (cd "$tmp" && apt-get download kubernetes-client) || { apt-get update && (cd "$tmp" && apt-get download kubernetes-client); }
+  dpkg -x "$tmp"/kubernetes-client_*.deb /opt/kubectl-1.20
+  rm -rf "$tmp"
+fi
 if ! command -v docker >/dev/null; then
   echo "the docker CLI is not on PATH: the engine's tests drive bosun with it" >&2
   exit 1
