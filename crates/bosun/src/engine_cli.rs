@@ -5,12 +5,13 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use bosun_engine::{Engine, EngineConfig, NetworkConfig};
+use bosun_engine::{Engine, EngineConfig, NetworkConfig, UsernsRemap};
 use bosun_image::DEFAULT_DATA_DIR;
 
 const USAGE: &str = "\
 Usage: bosun engine [--data-dir DIR] [-H unix:///PATH] [--exec-root DIR]
                     [--bridge NAME] [--subnet CIDR] [--nft-table NAME]
+                    [--userns-remap default|USER[:GROUP]|UID[:GID]]
 
 Runs the engine: containers from the image store, served over the Docker
 Engine API on a unix socket, so the docker CLI and SDKs work against it
@@ -24,6 +25,14 @@ Options:
   --bridge NAME       the default network's bridge (default bosun0)
   --subnet CIDR       the default network's subnet (default 10.88.0.0/16)
   --nft-table NAME    the nftables table for NAT rules (default bosun)
+  --userns-remap SPEC run every container in a user namespace whose root is
+                      an unprivileged host id: the first subordinate id of
+                      USER in /etc/subuid and of GROUP (or USER) in
+                      /etc/subgid; `default` makes the user bosunremap and
+                      its ranges when missing. `--userns=host` on create opts
+                      a container out (and is required for --privileged and
+                      --network host). Containers and volumes are kept apart
+                      per mapping, under DATA-DIR/UID.GID.
 ";
 
 pub(crate) fn main(args: &[OsString]) -> i32 {
@@ -41,6 +50,7 @@ fn run(args: &[OsString]) -> Result<()> {
     let mut host = String::from("unix:///run/bosun/engine.sock");
     let mut exec_root = PathBuf::from("/run/bosun/engine");
     let mut network = NetworkConfig::default();
+    let mut userns_remap: Option<UsernsRemap> = None;
     let mut it = args.iter().map(|a| a.to_string_lossy().into_owned());
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -67,6 +77,7 @@ fn run(args: &[OsString]) -> Result<()> {
                 network.subnet = v.parse().with_context(|| format!("--subnet {v}"))?;
             }
             "--nft-table" => network.nft_table = value("--nft-table")?,
+            "--userns-remap" => userns_remap = Some(value("--userns-remap")?.parse()?),
             other => bail!("unknown option {other:?}\n\n{USAGE}"),
         }
     }
@@ -80,6 +91,7 @@ fn run(args: &[OsString]) -> Result<()> {
         exec_root,
         exe,
         network,
+        userns_remap,
     })
     .context("open the engine")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -64,6 +64,10 @@ fn top_level(args: &[OsString]) -> i32 {
         Some("-H" | "--host") => container_cli::with_host(&args[1..]),
         Some(h) if h.starts_with("--host=") => container_cli::with_host(&args[1..]),
         Some(verb) if container_cli::VERBS.contains(&verb) => container_cli::main(verb, &args[2..]),
+        // `bosun help VERB` is `bosun VERB --help`.
+        Some("help") if args.get(2).is_some_and(|v| v != "help") => {
+            top_level(&[args[0].clone(), args[2].clone(), "--help".into()])
+        }
         Some("help" | "--help" | "-h") | None => {
             println!(
                 "bosun {}: containers and clusters in one binary\n\n\

@@ -28,8 +28,9 @@ use crate::fsutil::write_atomic;
 use crate::model::{Config, CreateRequest, MountPoint, Published, Record, State, Status};
 use crate::network::{self, NetworkConfig, Networks, PortRequest};
 use crate::shim::{ExitRecord, ShimConfig};
-use crate::spec::{self, ImageDefaults, NetNs, SpecInput};
+use crate::spec::{self, ImageDefaults, NetNs, SpecInput, UserNs};
 use crate::time::{ZERO, now_rfc3339_nano};
+use crate::userns::{SubIdFiles, UsernsRemap};
 use crate::volumes::{self, Volumes};
 
 /// Where the engine keeps things and how it reaches its own binary.
@@ -42,6 +43,9 @@ pub struct EngineConfig {
     /// The `bosun` binary, started as `bosun engine-shim` per container.
     pub exe: PathBuf,
     pub network: NetworkConfig,
+    /// `--userns-remap`: run containers in a user namespace whose root is
+    /// an unprivileged host id.
+    pub userns_remap: Option<UsernsRemap>,
 }
 
 /// What waiters see of a container: bumps at every exit, and at removal.
@@ -142,6 +146,12 @@ pub struct Engine {
     events: broadcast::Sender<Event>,
     /// The DNS server of each user-defined network.
     dns: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    /// Containers' records and volumes: `<data>`, or `<data>/<uid>.<gid>`
+    /// under `--userns-remap` (see [`remapped_state_dir`]).
+    state_dir: PathBuf,
+    /// `--userns-remap`'s mapping, with the user namespace that idmaps the
+    /// image layers.
+    remap: Option<bosun_image::snapshot::IdMap>,
 }
 
 /// How `wait` decides it is done.
@@ -196,13 +206,23 @@ impl Engine {
         let mk = |p: &Path| {
             std::fs::create_dir_all(p).map_err(|e| EngineError::internal(p.display(), e))
         };
-        mk(&cfg.data_dir.join("containers"))?;
+        mk(&cfg.data_dir)?;
+        let (state_dir, remap) = match &cfg.userns_remap {
+            None => (cfg.data_dir.clone(), None),
+            Some(spec) => {
+                let ids = crate::userns::resolve(spec, &SubIdFiles::default())?;
+                let root = ids.root();
+                let map = bosun_image::snapshot::IdMap::new(ids.uids, ids.gids)?;
+                (remapped_state_dir(&cfg.data_dir, root)?, Some(map))
+            }
+        };
+        mk(&state_dir.join("containers"))?;
         mk(&cfg.exec_root)?;
         let images = ImageStore::open(&cfg.data_dir)?;
         let snapshots = Snapshotter::open(&cfg.data_dir)?;
         let runtime = Runtime::new(cfg.exec_root.join("runtime"));
         let net = Networks::open(&cfg.data_dir.join("network"), cfg.network.clone())?;
-        let volumes = Volumes::open(&cfg.data_dir.join("volumes"))?;
+        let volumes = Volumes::open(&state_dir.join("volumes"), remap.as_ref().map(|m| m.root()))?;
         let (events, _) = broadcast::channel(1024);
         let engine = Arc::new(Self {
             cfg,
@@ -215,13 +235,15 @@ impl Engine {
             execs: Mutex::new(HashMap::new()),
             events,
             dns: Mutex::new(HashMap::new()),
+            state_dir,
+            remap,
         });
         engine.load_records()?;
         Ok(engine)
     }
 
     fn load_records(&self) -> Result<()> {
-        let dir = self.cfg.data_dir.join("containers");
+        let dir = self.state_dir.join("containers");
         let entries =
             std::fs::read_dir(&dir).map_err(|e| EngineError::internal("containers", e))?;
         let mut map = self.containers.lock().expect("containers lock");
@@ -336,6 +358,45 @@ impl Engine {
 
     pub(crate) fn data_dir(&self) -> &Path {
         &self.cfg.data_dir
+    }
+
+    /// The mapping a container runs with: the engine's, unless it asked for
+    /// the host's user namespace (`--userns=host`).
+    fn remap_of(&self, rec: &Record) -> Option<&bosun_image::snapshot::IdMap> {
+        match rec.host_config.userns_mode.as_str() {
+            "host" => None,
+            _ => self.remap.as_ref(),
+        }
+    }
+
+    /// Docker's rules for `--userns`: "" or "host"; under `--userns-remap`,
+    /// `--privileged` and the host's network need `--userns=host`.
+    fn check_userns(&self, host: &crate::model::HostConfig) -> Result<()> {
+        match host.userns_mode.as_str() {
+            "" => {}
+            "host" => return Ok(()),
+            other => {
+                return Err(EngineError::Invalid(format!(
+                    "invalid USER mode {other:?}: only \"host\" is supported"
+                )));
+            }
+        }
+        if self.remap.is_none() {
+            return Ok(());
+        }
+        if host.privileged {
+            return Err(EngineError::Invalid(
+                "privileged mode is incompatible with user namespaces.  You must run the \
+                 container in the host namespace when running privileged mode"
+                    .into(),
+            ));
+        }
+        if host.network_mode == "host" {
+            return Err(EngineError::Invalid(
+                "cannot share the host's network namespace when user namespaces are enabled".into(),
+            ));
+        }
+        Ok(())
     }
 
     pub(crate) fn networks(&self) -> &Networks {
@@ -532,6 +593,7 @@ impl Engine {
         let args = spec::command(&config, &image)?;
         spec::capabilities(&host_config)?;
         spec::environment(&config, &image, "x")?;
+        self.check_userns(&host_config)?;
         let ports = network::parse_port_bindings(&host_config.port_bindings)?;
         check_restart_policy(&host_config.restart_policy)?;
         let mode = match host_config.network_mode.as_str() {
@@ -627,7 +689,7 @@ impl Engine {
         };
         // The name is taken under the map's lock, so two creates cannot both
         // get it; everything made after that is undone on failure.
-        let dir = self.cfg.data_dir.join("containers").join(&id);
+        let dir = self.state_dir.join("containers").join(&id);
         {
             let mut map = self.containers.lock().expect("containers lock");
             if let Some(other) = map
@@ -1014,7 +1076,12 @@ impl Engine {
         let active = self.snapshots.active(&c.id)?;
         // A mount left by a crash would stack a second overlay on the same upper.
         let _ = nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH);
-        active.mount(&rootfs)?;
+        let remap = self.remap_of(rec);
+        match remap {
+            Some(map) => active.mount_idmapped(&rootfs, map)?,
+            None => active.mount(&rootfs)?,
+        }
+        let owner = remap.map(|m| m.root());
         let prepared = (|| -> Result<ShimConfig> {
             let (image, _) = self.image_defaults(&rec.manifest)?;
             let hostname = match rec.config.hostname.as_str() {
@@ -1035,6 +1102,14 @@ impl Engine {
                 }
                 _ => NetNs::New,
             };
+            let userns = match (remap, &netns) {
+                (None, _) => None,
+                (Some(_), NetNs::Join(net)) => Some(UserNs::Join(net.with_file_name("user"))),
+                (Some(map), _) => Some(UserNs::New {
+                    uids: map.uids(),
+                    gids: map.gids(),
+                }),
+            };
             let (uid, gid, additional_gids) = match rec.config.user.as_str() {
                 "" => (0, 0, Vec::new()),
                 user => bosun_image::build::resolve_user(&rootfs, user).map_err(|e| {
@@ -1053,12 +1128,19 @@ impl Engine {
                 _ => None,
             };
             let etc = write_etc_files(&c.dir, rec, &hostname, dns_server)?;
+            if let Some((uid, gid)) = owner {
+                // Writable by the container's root, as in Docker.
+                for (_, file) in &etc {
+                    chown(file, uid, gid)?;
+                }
+            }
             let cwd = match rec.config.working_dir.as_str() {
                 "" => "/".to_owned(),
                 w => w.to_owned(),
             };
-            // Docker creates a missing working directory.
-            let _ = std::fs::create_dir_all(rootfs.join(cwd.trim_start_matches('/')));
+            // Docker creates a missing working directory (owned by the
+            // container's root, as if it had made it).
+            let _ = crate::fsutil::create_dirs_owned(&rootfs, &cwd, owner);
             let args: Vec<String> = std::iter::once(rec.path.clone())
                 .chain(rec.args.iter().cloned())
                 .collect();
@@ -1077,6 +1159,7 @@ impl Engine {
                 netns,
                 etc_files: etc,
                 mounts: &rec.mounts,
+                userns,
             })?;
             write_atomic(&c.dir.join("config.json"), spec.to_string().as_bytes())
                 .map_err(|e| EngineError::internal("write the bundle config", e))?;
@@ -1583,7 +1666,10 @@ impl Engine {
         let live = c.record().state.status.is_live();
         let active = self.snapshots.active(&c.id)?;
         if !live {
-            active.mount(&rootfs)?;
+            match self.remap_of(&c.record()) {
+                Some(map) => active.mount_idmapped(&rootfs, map)?,
+                None => active.mount(&rootfs)?,
+            }
         }
         let result = (|| {
             let mut tar = tar::Builder::new(out);
@@ -1734,6 +1820,62 @@ fn generated_name(id: &str) -> String {
         RIGHT[b[1] as usize % 16],
         u16::from_be_bytes([b[2], b[3]]) % 1000
     )
+}
+
+/// Where `--userns-remap` keeps containers and volumes: `<data>/<uid>.<gid>`,
+/// as Docker does. Their files are owned by the mapped root, so a container
+/// made under one mapping cannot run under another, nor under none: each
+/// mapping sees its own. Images and snapshots stay shared (idmapped mounts
+/// show them to any mapping), and so do networks, whose bridges and
+/// addresses are the host's.
+///
+/// The runtime mounts the rootfs and bind sources from inside the user
+/// namespace, as the mapped root, so every directory on the way must be
+/// searchable by it: the data directory gets o+x (no listing), the state
+/// directory is 0710 root:<gid>, and a parent that others cannot search is
+/// an error naming it, which is Docker's check too.
+fn remapped_state_dir(data: &Path, (uid, gid): (u32, u32)) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |p: &Path, e: std::io::Error| EngineError::internal(p.display(), e);
+    let data = std::fs::canonicalize(data).map_err(|e| io(data, e))?;
+    let mut parent = data.parent();
+    while let Some(dir) = parent {
+        let mode = std::fs::metadata(dir)
+            .map_err(|e| io(dir, e))?
+            .permissions()
+            .mode();
+        if mode & 0o001 == 0 {
+            return Err(EngineError::Invalid(format!(
+                "--userns-remap: {} is not searchable by others, so the remapped root \
+                 cannot reach {}; allow it with chmod o+x",
+                dir.display(),
+                data.display()
+            )));
+        }
+        parent = dir.parent();
+    }
+    let mut perms = std::fs::metadata(&data)
+        .map_err(|e| io(&data, e))?
+        .permissions();
+    if perms.mode() & 0o001 == 0 {
+        perms.set_mode(perms.mode() | 0o001);
+        std::fs::set_permissions(&data, perms).map_err(|e| io(&data, e))?;
+    }
+    let dir = data.join(format!("{uid}.{gid}"));
+    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+    chown(&dir, 0, gid)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o710))
+        .map_err(|e| io(&dir, e))?;
+    Ok(dir)
+}
+
+fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
+    nix::unistd::chown(
+        path,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    )
+    .map_err(|e| EngineError::internal(format!("chown {}", path.display()), e))
 }
 
 /// The /etc files a container gets bound over its image's: hosts, resolv.conf

@@ -30,3 +30,31 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     }
     result
 }
+
+/// Creates the missing directories of the container path `rel` below
+/// `root`, giving those it makes to `owner` (a remapped container's root,
+/// for whom unmapped host root would read as nobody). `..` components are
+/// skipped rather than followed up.
+pub(crate) fn create_dirs_owned(
+    root: &Path,
+    rel: &str,
+    owner: Option<(u32, u32)>,
+) -> io::Result<()> {
+    let mut path = root.to_path_buf();
+    for part in Path::new(rel).components() {
+        let std::path::Component::Normal(name) = part else {
+            continue;
+        };
+        path.push(name);
+        match fs::create_dir(&path) {
+            Ok(()) => {
+                if let Some((uid, gid)) = owner {
+                    std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

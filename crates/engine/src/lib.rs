@@ -23,6 +23,7 @@ mod network;
 mod shim;
 mod spec;
 mod time;
+mod userns;
 mod volumes;
 
 pub use api::{API_VERSION, MIN_API_VERSION, serve};
@@ -31,3 +32,4 @@ pub use engine::{Engine, EngineConfig};
 pub use error::EngineError;
 pub use network::NetworkConfig;
 pub use shim::{exec_main, shim_main};
+pub use userns::{DEFAULT_REMAP_USER, UsernsRemap};

@@ -157,6 +157,9 @@ pub(crate) struct HostConfig {
     pub extra_hosts: Vec<String>,
     #[serde(deserialize_with = "nullable")]
     pub privileged: bool,
+    /// `--userns`: "" (the engine's default) or "host".
+    #[serde(deserialize_with = "nullable")]
+    pub userns_mode: String,
     #[serde(deserialize_with = "nullable")]
     pub readonly_rootfs: bool,
     pub init: Option<bool>,

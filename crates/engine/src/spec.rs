@@ -204,6 +204,20 @@ pub(crate) enum NetNs {
     Join(PathBuf),
 }
 
+/// The user namespace of a remapped container (`--userns-remap`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UserNs<'a> {
+    /// A new one: container ids map to the host's through these ranges.
+    New {
+        uids: &'a [bosun_image::snapshot::IdRange],
+        gids: &'a [bosun_image::snapshot::IdRange],
+    },
+    /// Another container's (`--network container:ID`: joining a network
+    /// namespace from inside a user namespace that does not own it would
+    /// leave the container unable to mount its sysfs, so Docker shares both).
+    Join(PathBuf),
+}
+
 /// Everything the spec is made from, resolved by the caller.
 #[derive(Debug)]
 pub(crate) struct SpecInput<'a> {
@@ -222,6 +236,8 @@ pub(crate) struct SpecInput<'a> {
     /// `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`: (destination, source).
     pub etc_files: Vec<(&'static str, PathBuf)>,
     pub mounts: &'a [MountPoint],
+    /// None: the host's user namespace.
+    pub userns: Option<UserNs<'a>>,
 }
 
 pub(crate) fn build(input: &SpecInput<'_>) -> Result<Value> {
@@ -251,6 +267,9 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Value> {
                 }
             }
         }
+    }
+    if let Some(userns) = &input.userns {
+        user_namespace(&mut spec, userns);
     }
     // Flat (`/bosun-<id>`), not under a shared `/bosun` parent: the runtime
     // removes a container's own cgroup, and a parent would outlive them all.
@@ -288,6 +307,28 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Value> {
         mounts.push(mount);
     }
     Ok(spec)
+}
+
+/// Adds the user namespace (new, with the mappings, or joined by path).
+fn user_namespace(spec: &mut Value, userns: &UserNs<'_>) {
+    let ns = match userns {
+        UserNs::New { uids, gids } => {
+            let map = |ranges: &[bosun_image::snapshot::IdRange]| -> Value {
+                ranges
+                    .iter()
+                    .map(|r| json!({"containerID": r.inside, "hostID": r.outside, "size": r.count}))
+                    .collect()
+            };
+            spec["linux"]["uidMappings"] = map(uids);
+            spec["linux"]["gidMappings"] = map(gids);
+            json!({"type": "user"})
+        }
+        UserNs::Join(path) => json!({"type": "user", "path": path}),
+    };
+    if let Some(namespaces) = spec["linux"]["namespaces"].as_array_mut() {
+        namespaces.retain(|n| n["type"] != "user");
+        namespaces.push(ns);
+    }
 }
 
 /// `-m`, `--cpus`, `--cpu-shares`, `--cpuset-cpus`, `--pids-limit`.

@@ -26,6 +26,9 @@ pub(crate) struct Volume {
 #[derive(Debug, Clone)]
 pub(crate) struct Volumes {
     dir: PathBuf,
+    /// Who owns new volumes' `_data` (uid, gid): the mapped root under
+    /// `--userns-remap`, so that containers can write to them.
+    owner: Option<(u32, u32)>,
 }
 
 /// Docker's rule for names of containers and volumes.
@@ -40,10 +43,11 @@ pub(crate) fn valid_name(name: &str) -> bool {
 }
 
 impl Volumes {
-    pub(crate) fn open(dir: &Path) -> Result<Self> {
+    pub(crate) fn open(dir: &Path, owner: Option<(u32, u32)>) -> Result<Self> {
         fs::create_dir_all(dir).map_err(|e| EngineError::internal(dir.display(), e))?;
         Ok(Self {
             dir: dir.to_owned(),
+            owner,
         })
     }
 
@@ -69,6 +73,10 @@ impl Volumes {
         }
         let root = self.dir.join(name);
         fs::create_dir_all(root.join("_data")).map_err(|e| EngineError::internal(name, e))?;
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::fs::chown(root.join("_data"), Some(uid), Some(gid))
+                .map_err(|e| EngineError::internal(name, e))?;
+        }
         let v = Volume {
             name: name.to_owned(),
             created_at: now_rfc3339_nano(),
@@ -136,7 +144,7 @@ mod tests {
     #[test]
     fn create_is_idempotent_and_remove_removes() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let v = Volumes::open(dir.path()).expect("open");
+        let v = Volumes::open(dir.path(), None).expect("open");
         let a = v.create("data", BTreeMap::new(), false).expect("create");
         let b = v.create("data", BTreeMap::new(), false).expect("again");
         assert_eq!(a, b);

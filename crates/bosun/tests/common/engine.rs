@@ -22,6 +22,8 @@ pub struct TestEngine {
     pub bridge: String,
     pub table: String,
     pub subnet_third: u32,
+    /// Daemon flags beyond the harness's own (kept for restarts).
+    extra_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -29,6 +31,12 @@ impl TestEngine {
     /// A running engine with the `busybox` image (a static busybox rootfs
     /// with /var/www/index.html) in its store.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Like [`Self::start`], with more `bosun engine` flags
+    /// (`--userns-remap default`).
+    pub fn start_with(extra_args: &[&str]) -> Self {
         require_root();
         assert!(
             Command::new("docker").arg("--version").output().is_ok(),
@@ -41,6 +49,13 @@ impl TestEngine {
             .prefix("bosun-eng-")
             .tempdir()
             .unwrap();
+        // Searchable (not listable) by others, as /var/lib is: under
+        // `--userns-remap` the runtime reaches the rootfs as the mapped root.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o711),
+        )
+        .unwrap();
         let data = dir.path().join("data");
         let short = format!("{:x}", tag);
         let exec_root = PathBuf::from(format!("/run/bosun-test/e{short}"));
@@ -52,6 +67,7 @@ impl TestEngine {
             bridge: format!("bt{short}"),
             table: format!("bosuntest{short}"),
             subnet_third: 100 + tag % 150,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             dir,
             child: None,
         };
@@ -117,6 +133,7 @@ impl TestEngine {
                 "--nft-table",
                 &self.table,
             ])
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
