@@ -28,8 +28,17 @@ fn main() {
     if invoked_as == "bosun-runc" || invoked_as == "runc" {
         std::process::exit(runtime_cli::main(args));
     }
-    // The engine's supervisors fork containers too: single-threaded, first.
-    match args.get(1).and_then(|a| a.to_str()) {
+    // The engine's supervisors fork containers too: single-threaded, first, and
+    // (like the runtime's create/run/exec) from a binary no container can write
+    // through.
+    let verb = args.get(1).and_then(|a| a.to_str());
+    if matches!(verb, Some("engine-shim" | "engine-exec"))
+        && let Err(e) = bosun_runtime::reexec_protected()
+    {
+        eprintln!("bosun: {e}");
+        std::process::exit(1);
+    }
+    match verb {
         Some("engine-shim") => {
             let config = args.get(2).map(|a| a.to_string_lossy().into_owned());
             std::process::exit(bosun_engine::shim_main(&config.unwrap_or_default()));

@@ -368,6 +368,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
             "--systemd-cgroup is not supported: bosun drives cgroupfs directly (use the cgroupfs cgroup manager)"
         );
     }
+    if matches!(
+        cli.command,
+        Command::Create(_) | Command::Run { .. } | Command::Exec(_)
+    ) {
+        // These enter a container: from a binary no container can write through.
+        bosun_runtime::reexec_protected()?;
+    }
     let rt = Runtime::new(&cli.root);
     match cli.command {
         Command::Create(a) => {

@@ -33,6 +33,11 @@ pub(crate) enum Msg {
 pub(crate) struct Channel(OwnedFd);
 
 impl Channel {
+    /// The descriptor's number, to keep it open among those a child closes.
+    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.0)
+    }
+
     pub(crate) fn pair() -> Result<(Channel, Channel)> {
         let (a, b) = socket::socketpair(
             AddressFamily::Unix,

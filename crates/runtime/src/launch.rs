@@ -11,7 +11,7 @@
 //! C1 exists because a new pid namespace only applies to children of the process
 //! that unshared it, and CLONE_PARENT makes C2 P's child so `run` can wait for it.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use nix::sched::{CloneFlags, setns, unshare};
@@ -340,6 +340,27 @@ fn stage1(launch: &Launch<'_>, chan: &Channel) -> Result<()> {
 fn stage2(launch: &Launch<'_>, chan: &Channel) -> Result<std::convert::Infallible> {
     let bundle = launch.bundle;
     let process = launch.process;
+    // Nothing of the host reaches the container through a descriptor: everything
+    // but stdio, `--preserve-fds` and this setup's own (sync socket, exec fifo,
+    // console socket, all close-on-exec) is closed now, before any path is looked
+    // up, whether the caller leaked it or the runtime opened it (cgroup and state
+    // directories, signalfd).
+    let mut keep: Vec<i32> = (3..3 + launch.preserve_fds as i32).collect();
+    keep.push(chan.raw_fd());
+    if let Role::Init { fifo } = &launch.role {
+        keep.push(fifo.as_raw_fd());
+    }
+    if let Some(console) = &launch.console {
+        keep.push(console.as_raw_fd());
+    }
+    sys::close_all_except(&keep).ctx(|| "close inherited descriptors".into())?;
+    if !launch.ns.has_user() {
+        // Until its execve this process is the runtime, in the container's pid
+        // namespace: not dumpable, no container process may open its
+        // /proc/PID/{exe,fd,cwd,root}. (With a user namespace this waits until
+        // /proc/self files are written, as it makes them owned by host root.)
+        nix::sys::prctl::set_dumpable(false).ctx(|| "make the runtime not dumpable".into())?;
+    }
     nix::unistd::setsid().ctx(|| "setsid".into())?;
     if launch.ns.has_user() {
         // Become root of the user namespace so the file system work below is done
@@ -407,13 +428,12 @@ fn stage2(launch: &Launch<'_>, chan: &Channel) -> Result<std::convert::Infallibl
     }
     let umask = process.user().umask().unwrap_or(0o022);
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
-    if init {
-        let _ = std::fs::create_dir_all(process.cwd());
-    }
-    nix::unistd::chdir(process.cwd())
-        .ctx(|| format!("process.cwd: chdir {}", process.cwd().display()))?;
+    enter_cwd(process.cwd(), init)?;
     crate::process::apply_rlimits(process)?;
     crate::process::apply_oom_score_adj(process)?;
+    if launch.ns.has_user() {
+        nix::sys::prctl::set_dumpable(false).ctx(|| "make the runtime not dumpable".into())?;
+    }
     let cmd = crate::process::resolve_exec(process)?;
     let keep: Vec<i32> = (3..3 + launch.preserve_fds as i32).collect();
     for fd in &keep {
@@ -460,6 +480,30 @@ fn stage2(launch: &Launch<'_>, chan: &Channel) -> Result<std::convert::Infallibl
         }
     }
     crate::process::exec(&cmd, pending)
+}
+
+/// Change into `process.cwd` (made first for a container's init), resolved inside
+/// the container's root: a magic link such as `/proc/self/fd/N` is refused, and a
+/// working directory the root cannot reach is an error, never a place to run in.
+fn enter_cwd(cwd: &std::path::Path, create: bool) -> Result<()> {
+    let root = crate::inroot::Root::new(std::path::Path::new("/"))?;
+    let dir = if create {
+        root.mkdir_all(cwd)
+    } else {
+        root.open_ctx(
+            cwd,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY,
+        )
+    }
+    .map_err(|e| Error::invalid("process.cwd", format!("{}: {e}", cwd.display())))?;
+    nix::unistd::fchdir(dir.as_fd()).ctx(|| format!("process.cwd: chdir {}", cwd.display()))?;
+    if !sys::cwd_reachable().ctx(|| "process.cwd: getcwd".into())? {
+        return Err(Error::invalid(
+            "process.cwd",
+            format!("{} is outside the container's root", cwd.display()),
+        ));
+    }
+    Ok(())
 }
 
 /// Block until `start` writes a byte into the exec fifo.

@@ -16,7 +16,9 @@ mod config;
 mod console;
 mod container;
 mod error;
+mod exe;
 mod hooks;
+mod inroot;
 mod launch;
 mod passwd;
 mod process;
@@ -32,6 +34,7 @@ mod wait;
 
 pub use container::{Attached, CreateOptions, ExecOptions, ExitCode, Runtime};
 pub use error::{Error, ErrorKind, Result};
+pub use exe::{exe_is_protected, reexec_protected};
 pub use profile::{
     ALL_CAPS, DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS, SeccompProfile, default_seccomp,
 };

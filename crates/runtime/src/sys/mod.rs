@@ -6,6 +6,7 @@
 )]
 
 pub(crate) mod bpf;
+pub(crate) mod exe;
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
@@ -217,6 +218,50 @@ pub(crate) fn cloexec_from(from: i32, keep: &[i32]) -> nix::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Close every descriptor >= 3 that is not in `keep` (`close_range(2)` over the
+/// gaps). Only for a forked child that will exec or exit and never drops the
+/// values it inherited: one holding a closed number would close it again.
+pub(crate) fn close_all_except(keep: &[i32]) -> nix::Result<()> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|fd| u32::try_from(*fd).ok())
+        .filter(|fd| *fd >= 3)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut from = 3u32;
+    for next in keep.into_iter().map(Some).chain([None]) {
+        let last = match next {
+            Some(k) if k > from => k - 1,
+            Some(k) => {
+                from = k + 1;
+                continue;
+            }
+            None => u32::MAX,
+        };
+        // SAFETY: close_range takes plain integers; the numbers it closes are owned
+        // by no live Rust value in this child (see above).
+        let ret = unsafe { libc::syscall(libc::SYS_close_range, from, last, 0u32) };
+        Errno::result(ret)?;
+        match next {
+            Some(k) => from = k + 1,
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+/// Whether the working directory is reachable from this process's root. The
+/// kernel's getcwd answers "(unreachable)/…" for a directory outside it, which is
+/// where a cwd reached through a leaked descriptor would be.
+pub(crate) fn cwd_reachable() -> nix::Result<bool> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: the buffer is writable for its whole length, which is passed.
+    let ret = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
+    Errno::result(ret)?;
+    Ok(buf[0] == b'/')
 }
 
 /// Clear close-on-exec on a descriptor number we do not own (for `--preserve-fds`).
