@@ -97,8 +97,8 @@ pub(crate) fn match_sources(
                 next.push(rel.join(part));
                 continue;
             }
-            let dir = root.join(&rel);
-            let Ok(entries) = fs::read_dir(&dir) else {
+            let dir = within(root, &rel).map_err(|e| format!("{pattern:?}: {e}"))?;
+            let Ok(entries) = fs::read_dir(root.join(&dir)) else {
                 continue;
             };
             let mut names: Vec<String> = entries
@@ -114,7 +114,19 @@ pub(crate) fn match_sources(
         }
         found = next;
     }
-    let sources: Vec<Source> = found
+    // Symlinks on the way to a source are followed as if the context were `/`,
+    // never out of it (a link to `/etc` in the context names the context's
+    // `etc`); a source that is itself a symlink is copied as the link.
+    let mut confined = Vec::with_capacity(found.len());
+    for rel in found {
+        confined.push(match (rel.parent(), rel.file_name()) {
+            (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => within(root, parent)
+                .map_err(|e| format!("{pattern:?}: {e}"))?
+                .join(name),
+            _ => rel,
+        });
+    }
+    let sources: Vec<Source> = confined
         .into_iter()
         .filter(|rel| keep(rel))
         .filter(|rel| fs::symlink_metadata(root.join(rel)).is_ok())
@@ -130,6 +142,15 @@ pub(crate) fn match_sources(
         ));
     }
     Ok(sources)
+}
+
+/// `rel` (relative to `root`) with its symlinks resolved inside `root`.
+fn within(root: &Path, rel: &Path) -> io::Result<PathBuf> {
+    let host = super::fs::resolve_in_root(root, rel)?;
+    Ok(host
+        .strip_prefix(root)
+        .map(Path::to_path_buf)
+        .unwrap_or_default())
 }
 
 fn has_wildcard(s: &str) -> bool {
@@ -286,5 +307,100 @@ mod tests {
         assert_eq!(hash(), first);
         fs::write(r.join("f"), b"two").unwrap();
         assert_ne!(hash(), first);
+    }
+}
+
+#[cfg(test)]
+mod escape_tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    /// A context, and beside it a host directory holding a secret.
+    fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path().join("ctx");
+        let secret = dir.path().join("secret");
+        fs::create_dir_all(ctx.join("etc")).unwrap();
+        fs::create_dir_all(&secret).unwrap();
+        fs::write(secret.join("passwd"), "host secret").unwrap();
+        fs::write(ctx.join("etc/passwd"), "context passwd").unwrap();
+        symlink(&secret, ctx.join("out")).unwrap();
+        symlink("chain2", ctx.join("chain1")).unwrap();
+        symlink("out", ctx.join("chain2")).unwrap();
+        symlink(
+            format!("{}{}", "../".repeat(16), secret.display()),
+            ctx.join("up"),
+        )
+        .unwrap();
+        (dir, ctx, secret)
+    }
+
+    fn sources(ctx: &Path, pattern: &str) -> Result<Vec<Source>, String> {
+        match_sources(ctx, pattern, &|_| true)
+    }
+
+    #[test]
+    fn parent_paths_are_refused() {
+        let (_dir, ctx, _) = setup();
+        for p in ["../secret/passwd", "a/../../x", "/../x"] {
+            let err = sources(&ctx, p).unwrap_err();
+            assert!(err.contains("outside the build context"), "{p}: {err}");
+        }
+    }
+
+    #[test]
+    fn absolute_paths_name_the_context() {
+        let (_dir, ctx, _) = setup();
+        let found = sources(&ctx, "/etc/passwd").unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].host, ctx.join("etc/passwd"));
+    }
+
+    #[test]
+    fn symlinks_on_the_way_never_leave_the_context() {
+        let (_dir, ctx, secret) = setup();
+        // Guard absent: the host follows each of these links to the secret.
+        for link in ["out", "chain1", "up"] {
+            assert_eq!(
+                fs::read_to_string(ctx.join(link).join("passwd")).unwrap(),
+                "host secret"
+            );
+        }
+        for p in [
+            "out/passwd",
+            "chain1/passwd",
+            "up/passwd",
+            "out/*",
+            "chain1/pass*",
+        ] {
+            match sources(&ctx, p) {
+                Err(e) => assert!(e.contains("no such file"), "{p}: {e}"),
+                Ok(found) => panic!("{p} matched {found:?}"),
+            }
+        }
+        // Resolved as if the context were `/`: a copy of the secret's path made
+        // inside the context is what they name.
+        let inside = ctx.join(secret.strip_prefix("/").unwrap());
+        fs::create_dir_all(&inside).unwrap();
+        fs::write(inside.join("passwd"), "context copy").unwrap();
+        for p in ["out/passwd", "chain1/passwd", "up/passwd", "out/*"] {
+            let found = sources(&ctx, p).unwrap();
+            assert_eq!(found.len(), 1, "{p}");
+            assert_eq!(found[0].host, inside.join("passwd"), "{p}");
+        }
+    }
+
+    #[test]
+    fn a_symlink_source_is_the_link_itself() {
+        let (_dir, ctx, _) = setup();
+        let found = sources(&ctx, "out").unwrap();
+        assert_eq!(found[0].host, ctx.join("out"));
+        assert!(
+            fs::symlink_metadata(&found[0].host)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
     }
 }
