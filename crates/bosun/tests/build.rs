@@ -514,3 +514,70 @@ fn runtime_processes(dir: &Path) -> usize {
         .filter(|c| String::from_utf8_lossy(c).contains(&needle))
         .count()
 }
+
+/// Build contexts that reach for the host: `..`, links out of the context
+/// (directly, through a chain, or relative), for COPY and ADD alike. Each is
+/// refused; an absolute source names the context's own file; a source that is
+/// a link is copied as the link. Nothing of the host lands in the image.
+#[test]
+fn build_contexts_do_not_reach_outside() {
+    let store = Store::new();
+    let secret = tempfile::tempdir().unwrap();
+    fs::write(secret.path().join("passwd"), "host secret\n").unwrap();
+    let ctx = context(&[("etc/passwd", "context passwd\n")]);
+    let link = |target: String, name: &str| {
+        std::os::unix::fs::symlink(target, ctx.path().join(name)).unwrap()
+    };
+    link(secret.path().display().to_string(), "out");
+    link("chain2".into(), "chain1");
+    link("out".into(), "chain2");
+    link(
+        format!("{}{}", "../".repeat(16), secret.path().display()),
+        "up",
+    );
+    // Guard absent: on the host these links do reach the secret.
+    assert_eq!(
+        fs::read_to_string(ctx.path().join("chain1/passwd")).unwrap(),
+        "host secret\n"
+    );
+    for (line, want) in [
+        ("COPY ../x /x", "outside the build context"),
+        ("COPY out/passwd /x", "no such file"),
+        ("COPY chain1/passwd /x", "no such file"),
+        ("ADD up/passwd /x", "no such file"),
+        ("COPY out/* /x/", "no such file"),
+        ("ADD chain1/pass* /x/", "no such file"),
+    ] {
+        fs::write(
+            ctx.path().join("Containerfile"),
+            format!("FROM bb\n{line}\n"),
+        )
+        .unwrap();
+        let out = store.build(ctx.path(), &["-t", "escape"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{line}: {stderr}");
+        assert!(stderr.contains(want), "{line}: {stderr}");
+    }
+    fs::write(
+        ctx.path().join("Containerfile"),
+        "FROM bb\nCOPY /etc/passwd /from-abs\nCOPY out /link\n",
+    )
+    .unwrap();
+    store.build_ok(ctx.path(), &["-t", "confined"]);
+    assert_eq!(
+        store
+            .run(
+                "confined",
+                &[
+                    "sh",
+                    "-c",
+                    "cat /from-abs; readlink /link; cat /link/passwd 2>&1 || true"
+                ]
+            )
+            .lines()
+            .take(2)
+            .collect::<Vec<_>>(),
+        ["context passwd", secret.path().to_str().unwrap()]
+    );
+    store.assert_clean();
+}
