@@ -148,6 +148,19 @@ fn remapped_root_is_the_subordinate_id_on_the_host_and_root_inside() {
         "-c",
         "echo 10.0.0.9 extra >> /etc/hosts && echo x > /etc/hostname",
     ]);
+    // A commit gives the layer the container's ids, not the host's.
+    e.docker_ok(&["commit", &id, "committed:1"]);
+    let owners = e.docker_ok(&[
+        "run",
+        "--rm",
+        "--userns=host",
+        "committed:1",
+        "stat",
+        "-c",
+        "%u:%g",
+        "/made-here",
+    ]);
+    assert_eq!(owners.trim(), "0:0");
     e.docker_ok(&["rm", "-f", &id]);
 
     // Containers and volumes of the mapping live under <data>/<uid>.<gid>.

@@ -1649,7 +1649,12 @@ impl Engine {
         let cid: ContainerId = c.id.parse().map_err(|e| EngineError::internal("id", e))?;
         let paused =
             pause && rec.state.status == Status::Running && self.runtime.pause(&cid).is_ok();
-        let committed = self.images.commit_upper(&base, active.upper(), &opts);
+        let committed = match self.remap_of(&rec) {
+            Some(map) => self
+                .images
+                .commit_upper_unmapped(&base, active.upper(), &opts, map),
+            None => self.images.commit_upper(&base, active.upper(), &opts),
+        };
         if paused {
             let _ = self.runtime.resume(&cid);
         }

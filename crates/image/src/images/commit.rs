@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::descriptor_digest;
 use super::{ImageError, ImageStore};
 use crate::hash::{Hasher, HashingWriter};
+use crate::snapshot::IdMap;
 
 /// What the new image gets besides the layer.
 #[derive(Debug, Clone, Default)]
@@ -40,6 +41,28 @@ impl ImageStore {
         upper: &Path,
         opts: &CommitOptions,
     ) -> Result<Committed, ImageError> {
+        self.commit_upper_with(base, upper, opts, None)
+    }
+
+    /// [`Self::commit_upper`] of a container that ran in a user namespace:
+    /// the layer gets the container's ids, not the host's its upper holds.
+    pub fn commit_upper_unmapped(
+        &self,
+        base: &Digest,
+        upper: &Path,
+        opts: &CommitOptions,
+        map: &IdMap,
+    ) -> Result<Committed, ImageError> {
+        self.commit_upper_with(base, upper, opts, Some(map))
+    }
+
+    fn commit_upper_with(
+        &self,
+        base: &Digest,
+        upper: &Path,
+        opts: &CommitOptions,
+        ids: Option<&IdMap>,
+    ) -> Result<Committed, ImageError> {
         let _guard = self.ingest_guard()?;
         let manifest = self.manifest(base)?;
         let config_digest = descriptor_digest(manifest.config().digest())?;
@@ -56,8 +79,11 @@ impl ImageStore {
             inner: gz,
             hasher: Hasher::default(),
         };
-        crate::snapshot::diff(upper, &mut tee)
-            .map_err(|e| ImageError::io("diff", upper, std::io::Error::other(e.to_string())))?;
+        match ids {
+            Some(map) => crate::snapshot::diff_unmapped(upper, &mut tee, map),
+            None => crate::snapshot::diff(upper, &mut tee),
+        }
+        .map_err(|e| ImageError::io("diff", upper, std::io::Error::other(e.to_string())))?;
         let diff_id = tee.hasher.finish();
         let blob = tee
             .inner

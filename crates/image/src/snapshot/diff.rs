@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use tar::{EntryType, Header};
 
-use crate::snapshot::SnapshotError;
+use crate::snapshot::{IdMap, SnapshotError};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
@@ -67,6 +67,26 @@ pub struct DiffStats {
 /// renamed by overlayfs's redirect_dir, metacopy files, and names starting
 /// with `.wh.`, which a layer would read as whiteouts.
 pub fn diff(upper: &Path, out: impl Write) -> Result<DiffStats, SnapshotError> {
+    diff_with(upper, out, None)
+}
+
+/// [`diff`] of the upper of a container that ran in a user namespace
+/// ([`super::Active::mount_idmapped`]): its files are stored under host ids,
+/// and the layer gets the container's, through `map` (ids outside it
+/// become 65534, the kernel's overflow id, as the container saw them).
+pub fn diff_unmapped(
+    upper: &Path,
+    out: impl Write,
+    map: &IdMap,
+) -> Result<DiffStats, SnapshotError> {
+    diff_with(upper, out, Some(map))
+}
+
+fn diff_with(
+    upper: &Path,
+    out: impl Write,
+    ids: Option<&IdMap>,
+) -> Result<DiffStats, SnapshotError> {
     let meta = fs::symlink_metadata(upper).map_err(|e| SnapshotError::io("inspect", upper, e))?;
     if !meta.is_dir() {
         return Err(SnapshotError::io(
@@ -80,6 +100,7 @@ pub fn diff(upper: &Path, out: impl Write) -> Result<DiffStats, SnapshotError> {
         builder: tar::Builder::new(out),
         links: HashMap::new(),
         stats: DiffStats::default(),
+        ids,
     };
     walk.dir(upper, Path::new(""))?;
     let mut out = walk.builder.into_inner().map_err(SnapshotError::Write)?;
@@ -96,6 +117,8 @@ struct Walk<'a, W: Write> {
     /// The first name of every inode with more than one link.
     links: HashMap<(u64, u64), PathBuf>,
     stats: DiffStats,
+    /// Host ids to container ids, for a remapped container's upper.
+    ids: Option<&'a IdMap>,
 }
 
 impl<W: Write> Walk<'_, W> {
@@ -144,7 +167,7 @@ impl<W: Write> Walk<'_, W> {
             && let Some(first) = self.links.get(&(meta.dev(), meta.ino()))
         {
             let first = first.clone();
-            let mut header = header(EntryType::Link, &meta, 0);
+            let mut header = header(EntryType::Link, &meta, 0, self.ids);
             self.builder
                 .append_link(&mut header, rel, &first)
                 .map_err(SnapshotError::Write)?;
@@ -154,7 +177,7 @@ impl<W: Write> Walk<'_, W> {
         }
         self.pax(&xattrs)?;
         if kind.is_dir() {
-            let mut header = header(EntryType::Directory, &meta, 0);
+            let mut header = header(EntryType::Directory, &meta, 0, self.ids);
             self.append(&mut header, rel, io::empty())?;
             self.stats.dirs += 1;
             if opaque {
@@ -165,7 +188,7 @@ impl<W: Write> Walk<'_, W> {
         }
         if kind.is_symlink() {
             let target = fs::read_link(abs).map_err(|e| SnapshotError::io("read", abs, e))?;
-            let mut header = header(EntryType::Symlink, &meta, 0);
+            let mut header = header(EntryType::Symlink, &meta, 0, self.ids);
             self.builder
                 .append_link(&mut header, rel, &target)
                 .map_err(SnapshotError::Write)?;
@@ -173,7 +196,7 @@ impl<W: Write> Walk<'_, W> {
             self.stats.symlinks += 1;
         } else if kind.is_file() {
             let file = File::open(abs).map_err(|e| SnapshotError::io("open", abs, e))?;
-            let mut header = header(EntryType::Regular, &meta, meta.len());
+            let mut header = header(EntryType::Regular, &meta, meta.len(), self.ids);
             let content = Exact {
                 inner: io::Read::take(file, meta.len()),
                 left: meta.len(),
@@ -186,7 +209,7 @@ impl<W: Write> Walk<'_, W> {
                 true => EntryType::Char,
                 false => EntryType::Block,
             };
-            let mut header = header(entry_type, &meta, 0);
+            let mut header = header(entry_type, &meta, 0, self.ids);
             let (major, minor) = (
                 nix::sys::stat::major(meta.rdev()),
                 nix::sys::stat::minor(meta.rdev()),
@@ -204,7 +227,7 @@ impl<W: Write> Walk<'_, W> {
             self.append(&mut header, rel, io::empty())?;
             self.stats.devices += 1;
         } else if kind.is_fifo() {
-            let mut header = header(EntryType::Fifo, &meta, 0);
+            let mut header = header(EntryType::Fifo, &meta, 0, self.ids);
             self.append(&mut header, rel, io::empty())?;
             self.stats.fifos += 1;
         }
@@ -297,12 +320,16 @@ impl<W: Write> Walk<'_, W> {
 
 /// A GNU header (long names and links become GNU records) with the entry's
 /// owner, mode and mtime.
-fn header(kind: EntryType, meta: &Metadata, size: u64) -> Header {
+fn header(kind: EntryType, meta: &Metadata, size: u64, ids: Option<&IdMap>) -> Header {
     let mut header = Header::new_gnu();
     header.set_entry_type(kind);
     header.set_mode(meta.mode() & 0o7777);
-    header.set_uid(meta.uid().into());
-    header.set_gid(meta.gid().into());
+    let (uid, gid) = match ids {
+        Some(map) => map.to_container(meta.uid(), meta.gid()),
+        None => (meta.uid(), meta.gid()),
+    };
+    header.set_uid(uid.into());
+    header.set_gid(gid.into());
     header.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
     header.set_size(size);
     header

@@ -27,6 +27,9 @@ use nix::mount::{MntFlags, umount2};
 use crate::snapshot::{SnapshotError, mount};
 use crate::sys;
 
+/// What the kernel shows for an id a namespace does not map.
+const OVERFLOW_ID: u32 = 65534;
+
 /// One line of a uid or gid map: `count` ids from `inside` (the
 /// container's) map to as many from `outside` (the host's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +74,17 @@ impl IdMap {
 
     pub fn gids(&self) -> &[IdRange] {
         &self.gids
+    }
+
+    /// The container's uid and gid for host ids (65534, the kernel's
+    /// overflow id, where the map has none).
+    pub(crate) fn to_container(&self, uid: u32, gid: u32) -> (u32, u32) {
+        let inside = |m: &[IdRange], id: u32| {
+            m.iter()
+                .find(|r| id >= r.outside && id - r.outside < r.count)
+                .map_or(OVERFLOW_ID, |r| r.inside + (id - r.outside))
+        };
+        (inside(&self.uids, uid), inside(&self.gids, gid))
     }
 
     /// The host uid and gid of the container's root.

@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 
 use bosun_oci::Digest;
 
-pub use diff::{DiffStats, diff};
+pub use diff::{DiffStats, diff, diff_unmapped};
 pub use error::SnapshotError;
 pub use idmap::{IdMap, IdRange};
 
