@@ -569,7 +569,15 @@ fn get_watch_sees_changes_by_another_client(c: &Cluster) {
 
 #[test]
 fn kubectl_watch_resumes_from_a_resource_version() {
-    let c = Cluster::start();
+    watch_resumes_from_a_resource_version(&Cluster::start());
+}
+
+#[test]
+fn kubectl_1_20_watch_resumes_from_a_resource_version() {
+    watch_resumes_from_a_resource_version(&Cluster::start_1_20());
+}
+
+fn watch_resumes_from_a_resource_version(c: &Cluster) {
     let cm = |name: &str| {
         c.file(
             &format!("{name}.yaml"),
@@ -614,7 +622,15 @@ fn kubectl_watch_resumes_from_a_resource_version() {
 
 #[test]
 fn kubectl_shows_the_servers_errors() {
-    let c = Cluster::start();
+    shows_the_servers_errors(&Cluster::start());
+}
+
+#[test]
+fn kubectl_1_20_shows_the_servers_errors() {
+    shows_the_servers_errors(&Cluster::start_1_20());
+}
+
+fn shows_the_servers_errors(c: &Cluster) {
     let kubeconfig = std::fs::read_to_string(c.kubeconfig()).unwrap();
     assert!(
         kubeconfig.contains(&format!("server: https://{}\n", c.addr)),
@@ -671,7 +687,15 @@ fn kubectl_shows_the_servers_errors() {
 
 #[test]
 fn kubectl_deletes_a_namespace_with_its_contents() {
-    let c = Cluster::start();
+    deletes_a_namespace_with_its_contents(&Cluster::start());
+}
+
+#[test]
+fn kubectl_1_20_deletes_a_namespace_with_its_contents() {
+    deletes_a_namespace_with_its_contents(&Cluster::start_1_20());
+}
+
+fn deletes_a_namespace_with_its_contents(c: &Cluster) {
     let objects = c.file(
         "team.yaml",
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n---\n\
@@ -733,7 +757,15 @@ fn normalized(mut v: Value, server_fields: &[&str]) -> Value {
 
 #[test]
 fn kubectl_create_sends_protobuf_and_the_server_keeps_every_field() {
-    let c = Cluster::start();
+    create_sends_protobuf_and_the_server_keeps_every_field(&Cluster::start());
+}
+
+#[test]
+fn kubectl_1_20_create_sends_protobuf_and_the_server_keeps_every_field() {
+    create_sends_protobuf_and_the_server_keeps_every_field(&Cluster::start_1_20());
+}
+
+fn create_sends_protobuf_and_the_server_keeps_every_field(c: &Cluster) {
     // (command after `create`, kind/name to read back, fields the server adds)
     let cases: &[(&[&str], &str, &[&str])] = &[
         (&["namespace", "team"], "namespace/team", &[]),
@@ -812,7 +844,15 @@ fn kubectl_create_sends_protobuf_and_the_server_keeps_every_field() {
 
 #[test]
 fn kubectl_apply_server_side_with_two_field_managers() {
-    let c = Cluster::start();
+    apply_server_side_with_two_field_managers(&Cluster::start());
+}
+
+#[test]
+fn kubectl_1_20_apply_server_side_with_two_field_managers() {
+    apply_server_side_with_two_field_managers(&Cluster::start_1_20());
+}
+
+fn apply_server_side_with_two_field_managers(c: &Cluster) {
     let deployment = |replicas: u32, image: &str| {
         format!(
             "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  \
@@ -824,7 +864,13 @@ fn kubectl_apply_server_side_with_two_field_managers() {
     let first = c.file("first.yaml", &deployment(2, "nginx:1.25"));
     let out = c.ok(&["apply", "--server-side", "-f", &first]);
     assert_eq!(out.trim(), "deployment.apps/web serverside-applied");
-    let d = c.json(&["get", "deployment", "web", "--show-managed-fields"]);
+    // Raw: kubectl 1.20 has no --show-managed-fields (and always shows them).
+    let raw = c.ok(&[
+        "get",
+        "--raw",
+        "/apis/apps/v1/namespaces/default/deployments/web",
+    ]);
+    let d: Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(d["spec"]["replicas"], 2);
     assert_eq!(d["metadata"]["managedFields"][0]["manager"], "kubectl");
     assert_eq!(d["metadata"]["managedFields"][0]["operation"], "Apply");
@@ -834,9 +880,17 @@ fn kubectl_apply_server_side_with_two_field_managers() {
         "other.yaml",
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 3\n",
     );
+    // kubectl 1.20 validates on its side, where a partial configuration lacks
+    // required fields; later ones leave it to the server, which takes it.
+    let validate = if c.kubectl == kubectl_1_20() {
+        "--validate=false"
+    } else {
+        "--validate=true"
+    };
     let err = c.fails(&[
         "apply",
         "--server-side",
+        validate,
         "--field-manager=autoscaler",
         "-f",
         &other,
@@ -853,6 +907,7 @@ fn kubectl_apply_server_side_with_two_field_managers() {
     c.ok(&[
         "apply",
         "--server-side",
+        validate,
         "--field-manager=autoscaler",
         "--force-conflicts",
         "-f",
@@ -972,7 +1027,15 @@ fn explains_and_validates_nested_fields(c: &Cluster) {
 
 #[test]
 fn kubectl_as_a_user_bound_to_the_view_role() {
-    let c = Cluster::start();
+    as_a_user_bound_to_the_view_role(&Cluster::start());
+}
+
+#[test]
+fn kubectl_1_20_as_a_user_bound_to_the_view_role() {
+    as_a_user_bound_to_the_view_role(&Cluster::start_1_20());
+}
+
+fn as_a_user_bound_to_the_view_role(c: &Cluster) {
     let token = format!("--token={VIEWER_TOKEN}");
     let err = c.fails(&[&token, "get", "configmaps"]);
     assert!(
