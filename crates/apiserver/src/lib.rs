@@ -135,8 +135,26 @@ pub(crate) struct State {
     audit: audit::Audit,
 }
 
+/// How a cluster component in the same process (the controllers) reaches
+/// the server: its URL, the CA to trust, and a bearer token made for it.
+#[derive(Clone)]
+pub struct ComponentCredentials {
+    pub server: String,
+    pub ca_pem: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for ComponentCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComponentCredentials")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A bound server, ready to [`run`](Server::run).
 pub struct Server {
+    component: ComponentCredentials,
     listener: TcpListener,
     tls: TlsAcceptor,
     state: Arc<State>,
@@ -185,6 +203,11 @@ impl Server {
         if let Some(path) = &config.token_auth_file {
             tokens.load_file(path)?;
         }
+        let component = ComponentCredentials {
+            server: pki::server_url(addr),
+            ca_pem: creds.ca_pem.clone(),
+            token: tokens.add_component("system:bosun-controllers")?,
+        };
         let state = Arc::new(State {
             store,
             tokens,
@@ -200,6 +223,7 @@ impl Server {
         namespaces::resume(&state).await?;
         let kubeconfig = creds.write_kubeconfig(dir, addr)?;
         Ok(Server {
+            component,
             listener,
             tls,
             state,
@@ -213,6 +237,11 @@ impl Server {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// What the controllers in this process connect with.
+    pub fn component_credentials(&self) -> ComponentCredentials {
+        self.component.clone()
     }
 
     /// `DIR/admin.kubeconfig`, written for this address.

@@ -481,7 +481,7 @@ async fn dispatch(
             Ok(out.one(res, 200, &obj))
         }
         (&Method::DELETE, Some(name)) if t.sub.is_none() => {
-            let opts = delete_options(body)?;
+            let opts = delete_options(body, q)?;
             let dry_run = q.dry_run() || opts.dry_run;
             let obj = delete(state, t, name, &opts, dry_run).await?;
             if res.kind == "Namespace" && !dry_run {
@@ -1263,21 +1263,94 @@ pub(crate) struct DeleteOptions {
     uid: Option<String>,
     resource_version: Option<String>,
     dry_run: bool,
+    /// `None`: the default (Background), and finalizers left as they are.
+    propagation: Option<Propagation>,
 }
 
-fn delete_options(body: &[u8]) -> ApiResult<DeleteOptions> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(DeleteOptions::default());
+/// What happens to an object's dependents (objects whose ownerReferences
+/// name it) when it is deleted; the garbage collector (the `controllers`
+/// crate) does the work the finalizers ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Propagation {
+    /// The owner goes at once; the collector deletes the dependents after.
+    Background,
+    /// The owner is held by `foregroundDeletion` until the dependents that
+    /// block it (`blockOwnerDeletion`) are gone.
+    Foreground,
+    /// The owner is held by `orphan` until its dependents no longer name it.
+    Orphan,
+}
+
+const FOREGROUND: &str = "foregroundDeletion";
+const ORPHAN: &str = "orphan";
+
+impl Propagation {
+    fn parse(v: &str) -> ApiResult<Propagation> {
+        match v {
+            "Background" => Ok(Propagation::Background),
+            "Foreground" => Ok(Propagation::Foreground),
+            "Orphan" => Ok(Propagation::Orphan),
+            other => Err(bad_request(format!(
+                "propagationPolicy: unsupported value {other:?} (Background, Foreground or Orphan)"
+            ))),
+        }
     }
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| bad_request(format!("the DeleteOptions body is not valid JSON: {e}")))?;
+
+    /// The finalizers of an object deleted with this policy, as Kubernetes
+    /// sets them: the policy's own finalizer, and not the other one.
+    fn finalizers(self, current: &[String]) -> Vec<String> {
+        let (add, remove) = match self {
+            Propagation::Background => (None, [FOREGROUND, ORPHAN]),
+            Propagation::Foreground => (Some(FOREGROUND), [ORPHAN, ORPHAN]),
+            Propagation::Orphan => (Some(ORPHAN), [FOREGROUND, FOREGROUND]),
+        };
+        let mut out: Vec<String> = current
+            .iter()
+            .filter(|f| !remove.contains(&f.as_str()))
+            .cloned()
+            .collect();
+        if let Some(add) = add.filter(|a| !out.iter().any(|f| f == a)) {
+            out.push(add.to_owned());
+        }
+        out
+    }
+}
+
+/// The options of a DELETE: its body, and `propagationPolicy` or
+/// `orphanDependents` in the query when the body does not say.
+fn delete_options(body: &[u8], q: &Query) -> ApiResult<DeleteOptions> {
+    let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| bad_request(format!("the DeleteOptions body is not valid JSON: {e}")))?
+    };
     let s = |p: &str| v["preconditions"][p].as_str().map(str::to_owned);
+    let policy = v["propagationPolicy"]
+        .as_str()
+        .or_else(|| q.non_empty("propagationPolicy"));
+    let orphan = v["orphanDependents"]
+        .as_bool()
+        .or_else(|| q.get("orphanDependents").map(|o| o == "true"));
+    let propagation = match (policy, orphan) {
+        (Some(_), Some(_)) => {
+            return Err(Status::new(
+                Reason::Invalid,
+                "DeleteOptions: orphanDependents and propagationPolicy cannot both be set",
+            ));
+        }
+        (Some(p), None) => Some(Propagation::parse(p)?),
+        (None, Some(true)) => Some(Propagation::Orphan),
+        (None, Some(false)) => Some(Propagation::Background),
+        (None, None) => None,
+    };
     Ok(DeleteOptions {
         uid: s("uid"),
         resource_version: s("resourceVersion"),
         dry_run: v["dryRun"]
             .as_array()
             .is_some_and(|d| d.iter().any(|x| x == "All")),
+        propagation,
     })
 }
 
@@ -1328,17 +1401,26 @@ pub(crate) async fn delete(
         if dry_run {
             return Ok(cur);
         }
+        let finalizers = match opts.propagation {
+            Some(p) => p.finalizers(&meta.finalizers),
+            None => meta.finalizers.clone(),
+        };
         // A namespace is held until its contents are gone (`namespaces::finish`).
-        let held = !meta.finalizers.is_empty() || res.kind == "Namespace";
+        let held = !finalizers.is_empty() || res.kind == "Namespace";
         if held {
-            if meta.deletion_timestamp.is_some() {
+            if meta.deletion_timestamp.is_some() && finalizers == meta.finalizers {
                 return Ok(cur);
             }
             // Finalizers hold the object: mark it and let their owners remove them.
             let mut marked = cur.clone();
             let m = meta_mut(&mut marked);
-            m.insert("deletionTimestamp".into(), format_time(now()).into());
-            m.insert("deletionGracePeriodSeconds".into(), 0.into());
+            if meta.deletion_timestamp.is_none() {
+                m.insert("deletionTimestamp".into(), format_time(now()).into());
+                m.insert("deletionGracePeriodSeconds".into(), 0.into());
+            }
+            if finalizers != meta.finalizers {
+                m.insert("finalizers".into(), json!(finalizers));
+            }
             if res.kind == "Namespace" {
                 marked["status"] = json!({"phase": "Terminating"});
             }
@@ -1388,7 +1470,7 @@ pub(crate) async fn delete(
 
 async fn delete_collection(state: &State, t: &Target, q: &Query, body: &[u8]) -> ApiResult<Resp> {
     let filter = Filter::from_query(t.res, q)?;
-    let opts = delete_options(body)?;
+    let opts = delete_options(body, q)?;
     let listed = read_list(state, t, &filter).await?;
     let mut deleted = Vec::new();
     for obj in listed.items {
@@ -1480,7 +1562,7 @@ async fn evict(state: &State, t: &Target, name: &str, body: &[u8]) -> ApiResult<
             .map_err(|e| bad_request(format!("the request body is not valid JSON: {e}")))?
     };
     let opts = match eviction.get("deleteOptions") {
-        Some(o) => delete_options(o.to_string().as_bytes())?,
+        Some(o) => delete_options(o.to_string().as_bytes(), &Query::default())?,
         None => DeleteOptions::default(),
     };
     let one = Target {
@@ -1552,6 +1634,37 @@ fn apply_scale(res: &Resource, name: &str, cur: &Value, scale: &Value) -> ApiRes
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn propagation_policies_set_their_finalizers() {
+        let f = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let held = f(&["example.com/hold", ORPHAN]);
+        assert_eq!(
+            Propagation::Foreground.finalizers(&held),
+            f(&["example.com/hold", FOREGROUND])
+        );
+        assert_eq!(
+            Propagation::Background.finalizers(&held),
+            f(&["example.com/hold"])
+        );
+        assert_eq!(Propagation::Orphan.finalizers(&held), held);
+        assert_eq!(Propagation::Orphan.finalizers(&[]), f(&[ORPHAN]));
+        let q = Query::default();
+        let opts = |b: &str| delete_options(b.as_bytes(), &q);
+        assert_eq!(opts("").unwrap().propagation, None);
+        assert_eq!(
+            opts(r#"{"propagationPolicy":"Foreground"}"#)
+                .unwrap()
+                .propagation,
+            Some(Propagation::Foreground)
+        );
+        assert_eq!(
+            opts(r#"{"orphanDependents":true}"#).unwrap().propagation,
+            Some(Propagation::Orphan)
+        );
+        assert!(opts(r#"{"propagationPolicy":"Sideways"}"#).is_err());
+        assert!(opts(r#"{"propagationPolicy":"Orphan","orphanDependents":true}"#).is_err());
+    }
 
     #[test]
     fn keys_and_tokens() {
