@@ -1,5 +1,5 @@
 //! `bosun server`: the cluster's API server (Kubernetes-compatible, TLS, admin
-//! token) over the embedded store or etcd. Parsed by hand like the other
+//! token) over the embedded store or etcd, with the controllers beside it. Parsed by hand like the other
 //! verbs; it builds its tokio runtime itself.
 
 use std::ffi::OsString;
@@ -200,9 +200,20 @@ fn serve(config: Config) -> Result<()> {
             server.local_addr(),
             server.kubeconfig().display()
         );
+        // The controllers (the garbage collector, service accounts) are
+        // clients of this server like any other, with a token made for them.
+        let creds = server.component_credentials();
+        let client = bosun_client::Client::new(&bosun_client::Config {
+            server: creds.server,
+            ca_pem: creds.ca_pem,
+            auth: bosun_client::Auth::Token(creds.token),
+        })
+        .context("the controllers' client")?;
+        let controllers = tokio::spawn(bosun_controllers::run(client));
         // Tests and scripts wait for this line.
         let _ = std::io::stdout().flush();
         server.run(shutdown()).await;
+        controllers.abort();
         Ok(())
     })
 }
