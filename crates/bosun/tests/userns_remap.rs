@@ -93,6 +93,8 @@ fn remapped_root_is_the_subordinate_id_on_the_host_and_root_inside() {
     assert_eq!((uid_lines, gid_lines), (1, 1));
     assert!(uid >= 100_000 && gid >= 100_000, "{uid} {gid}");
 
+    let info = e.docker_ok(&["info", "--format", "{{.SecurityOptions}}"]);
+    assert!(info.contains("name=userns"), "{info}");
     let (id, pid, data) = run_probe(&e, &[], "remapped");
     // From the host: the container's root is the first subordinate id...
     assert_eq!(host_ids(&pid), (uid, gid));
@@ -249,6 +251,8 @@ fn without_the_flag_container_root_is_host_root() {
     assert_eq!(host_ids(&pid), (0, 0));
     assert_eq!(owner(&data.join("made")), (0, 0));
     assert_eq!(owner(&upper(&e, &id).join("made-here")), (0, 0));
+    let info = e.docker_ok(&["info", "--format", "{{.SecurityOptions}}"]);
+    assert!(!info.contains("name=userns"), "{info}");
     let map: Vec<String> = read(&data.join("map"))
         .split_whitespace()
         .map(str::to_owned)

@@ -360,6 +360,11 @@ impl Engine {
         &self.cfg.data_dir
     }
 
+    /// The host uid and gid of containers' root under `--userns-remap`.
+    pub(crate) fn remapped_root(&self) -> Option<(u32, u32)> {
+        self.remap.as_ref().map(|m| m.root())
+    }
+
     /// The mapping a container runs with: the engine's, unless it asked for
     /// the host's user namespace (`--userns=host`).
     fn remap_of(&self, rec: &Record) -> Option<&bosun_image::snapshot::IdMap> {

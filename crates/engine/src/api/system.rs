@@ -126,7 +126,10 @@ pub(super) fn info(engine: &Engine) -> Response<Body> {
         "LiveRestoreEnabled": true,
         "Isolation": "",
         "InitBinary": "",
-        "SecurityOptions": ["name=cgroupns"],
+        "SecurityOptions": match engine.remapped_root() {
+            Some(_) => vec!["name=cgroupns", "name=userns"],
+            None => vec!["name=cgroupns"],
+        },
         "Warnings": [],
     }))
 }
