@@ -204,6 +204,23 @@ impl Status {
         s
     }
 
+    /// A request that cannot be carried out as asked (a JSON patch whose
+    /// `test` fails, or whose path is missing): 422, with the reason as its
+    /// only cause, which is where kubectl looks for it.
+    pub fn unprocessable(message: impl Into<String>) -> Status {
+        let message = message.into();
+        let mut s = Status::new(Reason::Invalid, message.clone());
+        s.details = Some(Box::new(Details {
+            causes: vec![Cause {
+                reason: "UnexpectedServerResponse",
+                field: String::new(),
+                message,
+            }],
+            ..Details::default()
+        }));
+        s
+    }
+
     /// The message Kubernetes gives for a stale resourceVersion.
     pub fn modified(r: &Resource, name: &str) -> Status {
         Status::conflict(

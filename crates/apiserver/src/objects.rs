@@ -1121,13 +1121,10 @@ async fn patch(
             _ => cur.clone(),
         };
         patch::apply(kind, &mut view, &doc).map_err(|why| {
-            Status::new(
-                Reason::Invalid,
-                format!(
-                    "the patch could not be applied to {} {name:?}: {why}",
-                    res.qualified_plural()
-                ),
-            )
+            Status::unprocessable(format!(
+                "the patch could not be applied to {} {name:?}: {why}",
+                res.qualified_plural()
+            ))
         })?;
         if let Some(rv) = rv_of(&view)
             && rv != kv.mod_revision.to_string()

@@ -84,7 +84,9 @@ pub(crate) enum Body {
 impl Schemas {
     /// The definition of `res`'s kind.
     pub(crate) fn kind(&self, res: &Resource) -> Option<&str> {
-        let i = RESOURCES.iter().position(|r| std::ptr::eq(r, res))?;
+        let i = RESOURCES
+            .iter()
+            .position(|r| (r.group, r.version, r.kind) == (res.group, res.version, res.kind))?;
         self.kinds[i].as_deref()
     }
 
