@@ -121,6 +121,7 @@ const RUN_FLAGS: &[Flag] = &[
     (&["--init"], B),
     (&["--cap-add"], V),
     (&["--cap-drop"], V),
+    (&["--security-opt"], V),
     (&["--dns"], V),
     (&["--add-host"], V),
     (&["--stop-signal"], V),
@@ -290,6 +291,8 @@ Options:
       --restart POLICY       no, always, unless-stopped, on-failure[:N]
   -w, --workdir DIR, -u, --user USER[:GROUP], --entrypoint CMD, -h, --hostname NAME
       --privileged, --read-only, --init, --cap-add CAP, --cap-drop CAP
+      --security-opt OPT     seccomp=unconfined|PROFILE.json, no-new-privileges,
+                             systempaths=unconfined
       --dns IP, --add-host HOST:IP, --stop-signal SIG, --stop-timeout SECONDS
       --env-file FILE        K=V lines (K alone: ours), # comments
       --mount type=volume|bind|tmpfs,source=S,target=T[,readonly]
@@ -770,6 +773,28 @@ fn parse_restart(s: &str) -> Result<Value> {
 }
 
 /// `--mount type=volume,source=data,target=/data,readonly`.
+/// `--security-opt`, as the docker CLI sends it: a seccomp profile file is
+/// read here and its (compacted) JSON sent in its place, since the engine
+/// may not see the client's files.
+fn security_opts(opts: &[&str]) -> Result<Vec<String>> {
+    opts.iter()
+        .map(|opt| {
+            let (key, value) = match opt.find(['=', ':']) {
+                Some(i) => (&opt[..i], &opt[i + 1..]),
+                None => return Ok(opt.to_string()),
+            };
+            if key != "seccomp" || value == "unconfined" || value == "builtin" {
+                return Ok(opt.to_string());
+            }
+            let text = std::fs::read_to_string(value)
+                .with_context(|| format!("--security-opt seccomp: cannot read {value}"))?;
+            let json: Value = serde_json::from_str(&text)
+                .with_context(|| format!("--security-opt seccomp: {value} is not JSON"))?;
+            Ok(format!("seccomp={json}"))
+        })
+        .collect()
+}
+
 fn parse_mount(spec: &str) -> Result<Value> {
     let mut kind = "volume".to_owned();
     let (mut source, mut target, mut read_only) = (String::new(), String::new(), false);
@@ -977,6 +1002,7 @@ fn create_body(opts: &Opts, detach: bool) -> Result<(Value, String)> {
         "Dns": opts.values("--dns"),
         "ExtraHosts": opts.values("--add-host"),
         "Tmpfs": tmpfs,
+        "SecurityOpt": security_opts(&opts.values("--security-opt"))?,
     });
     if opts.has("--init") {
         host_config["Init"] = json!(true);

@@ -126,6 +126,11 @@ fn spec_for(req: &RunRequest) -> io::Result<Value> {
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
         "noNewPrivileges": false,
     });
+    // Docker's default seccomp profile for these capabilities, as a RUN step
+    // under Docker's builder gets.
+    let caps: Vec<String> = DEFAULT_CAPS.iter().map(|c| c.to_string()).collect();
+    spec["linux"]["seccomp"] =
+        serde_json::to_value(bosun_runtime::default_seccomp(&caps)).map_err(io::Error::other)?;
     if req.host_network
         && let Some(ns) = spec["linux"]["namespaces"].as_array_mut()
     {

@@ -597,6 +597,7 @@ impl Engine {
         let (image, image_id) = self.image_defaults(&manifest)?;
         let args = spec::command(&config, &image)?;
         spec::capabilities(&host_config)?;
+        spec::security(&host_config)?;
         spec::environment(&config, &image, "x")?;
         self.check_userns(&host_config)?;
         let ports = network::parse_port_bindings(&host_config.port_bindings)?;
@@ -1165,6 +1166,10 @@ impl Engine {
                 etc_files: etc,
                 mounts: &rec.mounts,
                 userns,
+                host_devices: match rec.host_config.privileged {
+                    true => spec::host_devices(),
+                    false => Vec::new(),
+                },
             })?;
             write_atomic(&c.dir.join("config.json"), spec.to_string().as_bytes())
                 .map_err(|e| EngineError::internal("write the bundle config", e))?;

@@ -160,6 +160,14 @@ pub(crate) struct HostConfig {
     /// `--userns`: "" (the engine's default) or "host".
     #[serde(deserialize_with = "nullable")]
     pub userns_mode: String,
+    /// `--security-opt`: `seccomp=…`, `no-new-privileges`, … (see `spec::security`).
+    #[serde(deserialize_with = "nullable")]
+    pub security_opt: Vec<String>,
+    /// Replace the default masked and read-only paths when present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub masked_paths: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readonly_paths: Option<Vec<String>>,
     #[serde(deserialize_with = "nullable")]
     pub readonly_rootfs: bool,
     pub init: Option<bool>,

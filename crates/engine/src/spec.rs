@@ -9,68 +9,8 @@ use serde_json::{Value, json};
 use crate::error::{EngineError, Result};
 use crate::model::{Config, HostConfig, MountPoint};
 
-/// Docker's default capability set.
-pub(crate) const DEFAULT_CAPS: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
-/// Every capability this kernel generation knows, for `--privileged` and `ALL`.
-const ALL_CAPS: [&str; 41] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
+pub(crate) use bosun_runtime::DEFAULT_CAPS;
+use bosun_runtime::{ALL_CAPS, SeccompProfile};
 
 /// What the image's config contributes (the fields a container inherits).
 #[derive(Debug, Clone, Default)]
@@ -153,7 +93,7 @@ pub(crate) fn set_env(env: &mut Vec<String>, kv: &str) {
 /// the `CAP_` prefix, any case, and `ALL`).
 pub(crate) fn capabilities(host: &HostConfig) -> Result<Vec<String>> {
     if host.privileged {
-        return Ok(ALL_CAPS.iter().map(|c| c.to_string()).collect());
+        return Ok(bosun_runtime::held_caps());
     }
     let norm = |c: &str| -> Result<String> {
         let up = c.to_ascii_uppercase();
@@ -178,7 +118,7 @@ pub(crate) fn capabilities(host: &HostConfig) -> Result<Vec<String>> {
         .map(|c| norm(c))
         .collect::<Result<_>>()?;
     let mut caps: Vec<String> = match add.iter().any(|c| c == "CAP_ALL") {
-        true => ALL_CAPS.iter().map(|c| c.to_string()).collect(),
+        true => bosun_runtime::held_caps(),
         false => DEFAULT_CAPS.iter().map(|c| c.to_string()).collect(),
     };
     if drop.iter().any(|c| c == "CAP_ALL") {
@@ -191,6 +131,82 @@ pub(crate) fn capabilities(host: &HostConfig) -> Result<Vec<String>> {
     }
     caps.retain(|c| !drop.contains(c));
     Ok(caps)
+}
+
+/// The container's seccomp filter (`--security-opt seccomp=…`).
+#[derive(Debug, Clone)]
+pub(crate) enum Seccomp {
+    /// The default profile, resolved against the container's capabilities.
+    Default,
+    Unconfined,
+    /// A profile in Docker's format (the CLI sends the file's content).
+    Custom(Box<SeccompProfile>),
+}
+
+/// What `HostConfig.SecurityOpt` asks for.
+#[derive(Debug, Clone)]
+pub(crate) struct Security {
+    pub seccomp: Seccomp,
+    pub no_new_privileges: bool,
+    /// `systempaths=unconfined`: no masked or read-only paths.
+    pub system_paths: bool,
+}
+
+/// Parse `--security-opt` values the way Docker's daemon does: `KEY=VALUE`
+/// (or the older `KEY:VALUE`). Options bosun cannot honour are refused rather
+/// than ignored, since a user asking for a confinement expects to get it.
+pub(crate) fn security(host: &HostConfig) -> Result<Security> {
+    let mut sec = Security {
+        seccomp: Seccomp::Default,
+        no_new_privileges: false,
+        system_paths: true,
+    };
+    for opt in &host.security_opt {
+        let (key, value) = match opt.find(['=', ':']) {
+            Some(i) => (&opt[..i], Some(&opt[i + 1..])),
+            None => (opt.as_str(), None),
+        };
+        // A profile's JSON can be long; its start is enough to recognise it.
+        let shown: String = match opt.chars().count() > 60 {
+            true => opt.chars().take(60).chain(['…']).collect(),
+            false => opt.clone(),
+        };
+        let bad =
+            |why: &str| EngineError::Invalid(format!("invalid --security-opt {shown:?}: {why}"));
+        match (key, value) {
+            ("no-new-privileges", None) => sec.no_new_privileges = true,
+            ("no-new-privileges", Some(v)) => {
+                sec.no_new_privileges = v
+                    .parse()
+                    .map_err(|_| bad("no-new-privileges takes true or false"))?;
+            }
+            ("seccomp", Some("unconfined")) => sec.seccomp = Seccomp::Unconfined,
+            ("seccomp", Some("builtin" | "")) => sec.seccomp = Seccomp::Default,
+            ("seccomp", Some(json)) if json.trim_start().starts_with('{') => {
+                let p = SeccompProfile::from_json(json).map_err(|e| bad(&e.to_string()))?;
+                sec.seccomp = Seccomp::Custom(Box::new(p));
+            }
+            ("seccomp", _) => {
+                return Err(bad(
+                    "seccomp takes unconfined, builtin or a profile's JSON (the client reads the file)",
+                ));
+            }
+            ("systempaths", Some("unconfined")) => sec.system_paths = false,
+            // There is no AppArmor or SELinux confinement to lift.
+            ("apparmor", Some("unconfined")) | ("label", Some("disable")) => {}
+            ("apparmor" | "label", _) => {
+                return Err(bad(&format!("{key} is not supported on this engine")));
+            }
+            _ => {
+                return Err(bad(
+                    "known options are seccomp=unconfined|builtin|<profile JSON>, \
+                     no-new-privileges[=true|false], systempaths=unconfined, \
+                     apparmor=unconfined and label=disable",
+                ));
+            }
+        }
+    }
+    Ok(sec)
 }
 
 /// How the container gets its network namespace.
@@ -238,12 +254,15 @@ pub(crate) struct SpecInput<'a> {
     pub mounts: &'a [MountPoint],
     /// None: the host's user namespace.
     pub userns: Option<UserNs<'a>>,
+    /// The host's devices (`linux.devices` entries), for `--privileged` only.
+    pub host_devices: Vec<Value>,
 }
 
 pub(crate) fn build(input: &SpecInput<'_>) -> Result<Value> {
     let mut spec = serde_json::to_value(bosun_runtime::default_spec(None))
         .map_err(|e| EngineError::internal("default spec", e))?;
     let caps = capabilities(input.host)?;
+    let security = security(input.host)?;
     let rlimits = spec["process"]["rlimits"].clone();
     spec["root"] = json!({"path": input.rootfs, "readonly": input.host.readonly_rootfs});
     spec["hostname"] = json!(input.hostname);
@@ -255,8 +274,13 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Value> {
         "user": {"uid": input.uid, "gid": input.gid, "additionalGids": input.additional_gids},
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
         "rlimits": rlimits,
-        "noNewPrivileges": false,
+        "noNewPrivileges": security.no_new_privileges,
     });
+    spec["linux"]["seccomp"] = match (&security.seccomp, input.host.privileged) {
+        (Seccomp::Unconfined, _) | (Seccomp::Default, true) => Value::Null,
+        (Seccomp::Default, false) => to_json(bosun_runtime::default_seccomp(&caps))?,
+        (Seccomp::Custom(p), _) => to_json(p.resolve(&caps))?,
+    };
     if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
         match &input.netns {
             NetNs::Host => ns.retain(|n| n["type"] != "network"),
@@ -278,14 +302,37 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Value> {
         // The runtime's own reaper as PID 1 (`--init`).
         spec["annotations"]["run.bosun.init"] = json!("true");
     }
-    if input.host.privileged {
+    // The docker CLI turns `systempaths=unconfined` into empty lists here.
+    if let Some(paths) = &input.host.masked_paths {
+        spec["linux"]["maskedPaths"] = json!(paths);
+    }
+    if let Some(paths) = &input.host.readonly_paths {
+        spec["linux"]["readonlyPaths"] = json!(paths);
+    }
+    if input.host.privileged || !security.system_paths {
         spec["linux"]["maskedPaths"] = json!([]);
         spec["linux"]["readonlyPaths"] = json!([]);
     }
     spec["linux"]["resources"] = resources(input.host)?;
+    if input.host.privileged {
+        // Docker's --privileged: every host device, reachable through the
+        // device cgroup, and /sys and the cgroup tree writable.
+        spec["linux"]["resources"]["devices"] = json!([{"allow": true, "access": "rwm"}]);
+        spec["linux"]["devices"] = json!(input.host_devices);
+    }
     let mounts = spec["mounts"]
         .as_array_mut()
         .expect("the default spec has mounts");
+    if input.host.privileged {
+        for m in mounts.iter_mut() {
+            if (m["type"] == "sysfs" || m["type"] == "cgroup")
+                && let Some(opts) = m["options"].as_array_mut()
+            {
+                opts.retain(|o| o != "ro");
+                opts.push(json!("rw"));
+            }
+        }
+    }
     for (dest, src) in &input.etc_files {
         mounts.push(json!({
             "destination": dest, "type": "bind", "source": src,
@@ -295,10 +342,16 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Value> {
     for m in input.mounts {
         let rw = if m.rw { "rw" } else { "ro" };
         let mount = match m.kind.as_str() {
-            "tmpfs" => json!({
-                "destination": m.destination, "type": "tmpfs", "source": "tmpfs",
-                "options": ["nosuid", "nodev", "noexec", rw],
-            }),
+            "tmpfs" => {
+                // Docker's defaults, then what `--tmpfs DST:OPTS` adds or overrides.
+                let mut options = vec!["nosuid", "nodev", "noexec", rw];
+                let extra = input.host.tmpfs.get(&m.destination).map(String::as_str);
+                options.extend(extra.unwrap_or("").split(',').filter(|o| !o.is_empty()));
+                json!({
+                    "destination": m.destination, "type": "tmpfs", "source": "tmpfs",
+                    "options": options,
+                })
+            }
             _ => json!({
                 "destination": m.destination, "type": "bind", "source": m.source,
                 "options": ["rbind", "rprivate", rw],
@@ -307,6 +360,54 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Value> {
         mounts.push(mount);
     }
     Ok(spec)
+}
+
+fn to_json(s: oci_spec::runtime::LinuxSeccomp) -> Result<Value> {
+    serde_json::to_value(s).map_err(|e| EngineError::internal("seccomp profile", e))
+}
+
+/// `--privileged`: the host's character and block devices under `/dev`, as
+/// `linux.devices` entries (pseudo-terminals and the shared memory and queue
+/// file systems stay the container's own).
+pub(crate) fn host_devices() -> Vec<Value> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    let mut dirs = vec![PathBuf::from("/dev")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let ft = meta.file_type();
+            if ft.is_dir() {
+                if !["/dev/pts", "/dev/shm", "/dev/mqueue"].contains(&path.to_str().unwrap_or("")) {
+                    dirs.push(path);
+                }
+                continue;
+            }
+            let kind = match (ft.is_char_device(), ft.is_block_device()) {
+                (true, _) => "c",
+                (_, true) => "b",
+                _ => continue,
+            };
+            // The container's console and terminals are its own.
+            if path == Path::new("/dev/console") || path == Path::new("/dev/ptmx") {
+                continue;
+            }
+            let rdev = meta.rdev();
+            out.push(json!({
+                "path": path, "type": kind,
+                "major": nix::sys::stat::major(rdev), "minor": nix::sys::stat::minor(rdev),
+                "fileMode": meta.mode() & 0o7777, "uid": meta.uid(), "gid": meta.gid(),
+            }));
+        }
+    }
+    out.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+    out
 }
 
 /// Adds the user namespace (new, with the mappings, or joined by path).
@@ -428,6 +529,50 @@ mod tests {
         assert_eq!(capabilities(&h).expect("caps"), ["CAP_NET_ADMIN"]);
         h.cap_add = vec!["WIZARDRY".into()];
         assert!(capabilities(&h).is_err());
+    }
+
+    #[test]
+    fn security_options_parse_like_dockers() {
+        let parse = |opts: &[&str]| {
+            security(&HostConfig {
+                security_opt: opts.iter().map(|o| o.to_string()).collect(),
+                ..Default::default()
+            })
+        };
+        let s = parse(&[]).expect("none");
+        assert!(matches!(s.seccomp, Seccomp::Default) && !s.no_new_privileges && s.system_paths);
+        for nnp in [
+            "no-new-privileges",
+            "no-new-privileges=true",
+            "no-new-privileges:true",
+        ] {
+            assert!(parse(&[nnp]).expect(nnp).no_new_privileges, "{nnp}");
+        }
+        assert!(
+            !parse(&["no-new-privileges=false"])
+                .expect("false")
+                .no_new_privileges
+        );
+        let s = parse(&["seccomp=unconfined", "systempaths=unconfined"]).expect("unconfined");
+        assert!(matches!(s.seccomp, Seccomp::Unconfined) && !s.system_paths);
+        let json = r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}"#;
+        assert!(matches!(
+            parse(&[json]).expect("json").seccomp,
+            Seccomp::Custom(_)
+        ));
+        for (bad, says) in [
+            ("seccomp=/tmp/profile.json", "the client reads the file"),
+            ("seccomp={\"syscalls\": []}", "defaultAction"),
+            ("no-new-privileges=maybe", "true or false"),
+            ("apparmor=docker-default", "apparmor is not supported"),
+            ("wizardry=on", "known options are"),
+        ] {
+            let e = parse(&[bad]).expect_err(bad).to_string();
+            assert!(
+                e.contains(says) && e.contains("--security-opt"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

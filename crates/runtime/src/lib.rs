@@ -37,6 +37,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use exe::{exe_is_protected, reexec_protected};
 pub use profile::{
     ALL_CAPS, DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS, SeccompProfile, default_seccomp,
+    held_caps, masked_paths,
 };
 pub use signal::parse_signal;
 pub use spec::{default_spec, features};

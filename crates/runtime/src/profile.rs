@@ -78,6 +78,18 @@ pub const ALL_CAPS: [&str; 41] = [
     "CAP_CHECKPOINT_RESTORE",
 ];
 
+/// The capabilities of [`ALL_CAPS`] this process's bounding set holds: what
+/// `--privileged` can grant, since no process gives more than it has (some
+/// sandboxes withhold a few from everything they start).
+pub fn held_caps() -> Vec<String> {
+    let held = caps::read(None, caps::CapSet::Bounding).unwrap_or_default();
+    ALL_CAPS
+        .iter()
+        .filter(|name| held.iter().any(|c| c.to_string() == **name))
+        .map(|c| c.to_string())
+        .collect()
+}
+
 /// Hidden from the container: a file under `/dev/null`, a directory under an
 /// empty read-only tmpfs. They leak host facts (hardware, kernel addresses,
 /// other tenants' keys, timers usable as side channels, power readings).
@@ -95,6 +107,27 @@ pub const MASKED_PATHS: [&str; 12] = [
     "/sys/firmware",
     "/sys/devices/virtual/powercap",
 ];
+
+/// [`MASKED_PATHS`] and each CPU's `thermal_throttle` directory in sysfs
+/// (its interrupt counts are a side channel, like `/proc/interrupts`).
+pub fn masked_paths() -> Vec<String> {
+    let mut paths: Vec<String> = MASKED_PATHS.iter().map(|p| p.to_string()).collect();
+    let mut cpus: Vec<String> = std::fs::read_dir("/sys/devices/system/cpu")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| {
+            n.strip_prefix("cpu")
+                .is_some_and(|i| i.parse::<u32>().is_ok())
+        })
+        .map(|n| format!("/sys/devices/system/cpu/{n}/thermal_throttle"))
+        .filter(|p| std::path::Path::new(p).exists())
+        .collect();
+    cpus.sort();
+    paths.append(&mut cpus);
+    paths
+}
 
 /// Read-only: host-wide kernel settings that proc does not namespace.
 pub const READONLY_PATHS: [&str; 5] = [
@@ -204,7 +237,7 @@ fn parse_kernel(s: &str) -> Option<(u32, u32)> {
 }
 
 fn invalid(what: String) -> Error {
-    Error::Seccomp(format!("seccomp profile: {what}"))
+    Error::Seccomp(format!("profile: {what}"))
 }
 
 impl SeccompProfile {

@@ -32,7 +32,7 @@ pub fn default_spec(rootless: Option<(u32, u32)>) -> Spec {
         .unwrap_or_default();
     if let Some(linux) = spec.linux_mut().as_mut() {
         let owned = |paths: &[&str]| paths.iter().map(|p| p.to_string()).collect();
-        linux.set_masked_paths(Some(owned(&crate::MASKED_PATHS)));
+        linux.set_masked_paths(Some(crate::profile::masked_paths()));
         linux.set_readonly_paths(Some(owned(&crate::READONLY_PATHS)));
         linux.set_seccomp(Some(crate::default_seccomp(&bounding)));
     }

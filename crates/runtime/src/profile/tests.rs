@@ -193,7 +193,7 @@ fn bad_profiles_are_refused_with_the_place() {
         r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["a"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "new"}}]}"#,
     );
     assert!(e.contains("minKernel"), "{e}");
-    assert!(err("not json").contains("seccomp profile"));
+    assert!(err("not json").starts_with("seccomp: profile: "));
 }
 
 #[test]
@@ -202,4 +202,125 @@ fn kernel_versions_parse() {
     assert_eq!(parse_kernel("4.8"), Some((4, 8)));
     assert_eq!(parse_kernel("5"), Some((5, 0)));
     assert_eq!(parse_kernel("x"), None);
+}
+
+/// The profile table of docs/security.md, made from the data above. The Docker
+/// column states what Docker 28's daemon does (moby `oci/defaults.go` and
+/// `profiles/seccomp/default.json`), checked by reading them.
+fn profile_table() -> String {
+    use docker_default as d;
+    let short = |c: &str| c.trim_start_matches("CAP_").to_owned();
+    let code = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut rows: Vec<[String; 3]> = vec![
+        [
+            format!("Capabilities ({})", DEFAULT_CAPS.len()),
+            DEFAULT_CAPS
+                .iter()
+                .map(|c| short(c))
+                .collect::<Vec<_>>()
+                .join(", "),
+            "same 14".into(),
+        ],
+        [
+            format!("Masked paths ({} + one per CPU)", MASKED_PATHS.len()),
+            code(&MASKED_PATHS) + ", `/sys/devices/system/cpu/cpu*/thermal_throttle`",
+            "same".into(),
+        ],
+        [
+            format!("Read-only paths ({})", READONLY_PATHS.len()),
+            code(&READONLY_PATHS),
+            "same".into(),
+        ],
+        [
+            "Seccomp default action".into(),
+            "`SCMP_ACT_ERRNO` (EPERM) for every syscall not allowed below".into(),
+            "same".into(),
+        ],
+        [
+            "Allowed to every container".into(),
+            format!(
+                "{} syscalls (`profile/docker_default.rs`, `ALLOWED`)",
+                d::ALLOWED.len()
+            ),
+            "same allow-list".into(),
+        ],
+        [
+            format!("Allowed from kernel {}", d::FROM_KERNEL.0),
+            code(d::FROM_KERNEL.1),
+            "same".into(),
+        ],
+        [
+            "`clone`".into(),
+            "only without namespace flags, unless CAP_SYS_ADMIN".into(),
+            "same".into(),
+        ],
+        [
+            "`clone3`".into(),
+            "ENOSYS unless CAP_SYS_ADMIN (libc falls back to `clone`)".into(),
+            "same".into(),
+        ],
+        [
+            "`socket`".into(),
+            "every family but AF_VSOCK".into(),
+            "same".into(),
+        ],
+        [
+            "`personality`".into(),
+            "Linux personas and the query only".into(),
+            "same".into(),
+        ],
+    ];
+    for (cap, names) in d::BY_CAPABILITY {
+        rows.push([
+            format!("Only with {}", short(cap)),
+            code(names),
+            "same".into(),
+        ]);
+    }
+    rows.push([
+        "Never allowed (notable)".into(),
+        code(d::NEVER_ALLOWED),
+        "same".into(),
+    ]);
+    rows.push([
+        "Devices".into(),
+        "the OCI defaults (`null`, `zero`, `full`, `random`, `urandom`, `tty`, `ptmx`); \
+         the device cgroup refuses `mknod` and use of any other"
+            .into(),
+        "same devices; its cgroup allows `mknod` of any device but not its use".into(),
+    ]);
+    let mut out = String::from("| | bosun | Docker 28 |\n|---|---|---|\n");
+    for [a, b, c] in rows {
+        out += &format!("| {a} | {b} | {c} |\n");
+    }
+    out
+}
+
+/// docs/security.md carries [`profile_table`] between markers; rewrite it
+/// with `BOSUN_BLESS=1 cargo test -p bosun-runtime profile`.
+#[test]
+fn security_doc_table_matches_the_profile() {
+    const BEGIN: &str = "<!-- profile-table: begin -->\n";
+    const END: &str = "<!-- profile-table: end -->";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/security.md");
+    let doc = std::fs::read_to_string(&path).expect("docs/security.md");
+    let start = doc.find(BEGIN).expect("begin marker") + BEGIN.len();
+    let end = doc.find(END).expect("end marker");
+    let table = profile_table();
+    if std::env::var_os("BOSUN_BLESS").is_some() {
+        let new = format!("{}{table}{}", &doc[..start], &doc[end..]);
+        std::fs::write(&path, new).expect("write docs/security.md");
+        return;
+    }
+    assert_eq!(
+        doc[start..end],
+        table,
+        "docs/security.md is out of date: BOSUN_BLESS=1 cargo test -p bosun-runtime profile"
+    );
 }
