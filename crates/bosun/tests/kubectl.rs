@@ -1077,7 +1077,15 @@ fn as_a_user_bound_to_the_view_role(c: &Cluster) {
 
 #[test]
 fn kubectl_get_watch_prints_the_servers_table_rows() {
-    let c = Cluster::start();
+    get_watch_prints_the_servers_table_rows(&Cluster::start());
+}
+
+#[test]
+fn kubectl_1_20_get_watch_prints_the_servers_table_rows() {
+    get_watch_prints_the_servers_table_rows(&Cluster::start_1_20());
+}
+
+fn get_watch_prints_the_servers_table_rows(c: &Cluster) {
     let cm = |name: &str, keys: usize| {
         let data: String = (0..keys).map(|i| format!("  k{i}: v\n")).collect();
         c.file(
