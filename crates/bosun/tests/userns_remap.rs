@@ -150,6 +150,34 @@ fn remapped_root_is_the_subordinate_id_on_the_host_and_root_inside() {
         "-c",
         "echo 10.0.0.9 extra >> /etc/hosts && echo x > /etc/hostname",
     ]);
+    // An export too: the image's files and the container's own are root's.
+    let export = e
+        .docker_command()
+        .args(["export", &id])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(export.status.success());
+    let list = std::process::Command::new("tar")
+        .args(["-tv", "--numeric-owner", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut tar| {
+            use std::io::Write;
+            tar.stdin.take().unwrap().write_all(&export.stdout)?;
+            tar.wait_with_output()
+        })
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    for name in ["bin/busybox", "made-here"] {
+        let line = list
+            .lines()
+            .find(|l| l.ends_with(name))
+            .unwrap_or_else(|| panic!("{name} not in the export: {list}"));
+        assert!(line.contains(" 0/0 "), "{line}");
+    }
+
     // A commit gives the layer the container's ids, not the host's.
     e.docker_ok(&["commit", &id, "committed:1"]);
     let owners = e.docker_ok(&[

@@ -1686,13 +1686,16 @@ impl Engine {
                 None => active.mount(&rootfs)?,
             }
         }
-        let result = (|| {
-            let mut tar = tar::Builder::new(out);
-            // Links stay links: following them could leave the container's tree.
-            tar.follow_symlinks(false);
-            tar.append_dir_all(".", &rootfs)?;
-            tar.finish()
-        })();
+        let result = match self.remap_of(&c.record()) {
+            Some(map) => export_unmapped(&rootfs, out, map),
+            None => (|| {
+                let mut tar = tar::Builder::new(out);
+                // Links stay links: following them could leave the container's tree.
+                tar.follow_symlinks(false);
+                tar.append_dir_all(".", &rootfs)?;
+                tar.finish()
+            })(),
+        };
         if !live {
             let _ = active.unmount(&rootfs);
         }
@@ -1882,6 +1885,54 @@ fn remapped_state_dir(data: &Path, (uid, gid): (u32, u32)) -> Result<PathBuf> {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o710))
         .map_err(|e| io(&dir, e))?;
     Ok(dir)
+}
+
+/// `export` of a remapped container: the tree as the host sees it (under
+/// the mapped ids) is tarred on a thread into a pipe, and each entry is
+/// written out again with the container's ids, as Docker's export gives.
+fn export_unmapped(
+    rootfs: &Path,
+    out: &mut dyn std::io::Write,
+    map: &bosun_image::snapshot::IdMap,
+) -> std::io::Result<()> {
+    let (reader, writer) = std::io::pipe()?;
+    std::thread::scope(|s| {
+        let producer = s.spawn(move || {
+            let mut tar = tar::Builder::new(writer);
+            tar.follow_symlinks(false);
+            tar.append_dir_all(".", rootfs)?;
+            tar.finish()
+        });
+        // Consumed first: an error drops the reader, so the producer stops
+        // with a broken pipe instead of blocking.
+        let consumed = (|| {
+            let mut archive = tar::Archive::new(reader);
+            let mut builder = tar::Builder::new(out);
+            for entry in archive.entries()? {
+                let mut entry = entry?;
+                let mut header = entry.header().clone();
+                let (uid, gid) = map.to_container(
+                    u32::try_from(header.uid()?).unwrap_or(u32::MAX),
+                    u32::try_from(header.gid()?).unwrap_or(u32::MAX),
+                );
+                header.set_uid(uid.into());
+                header.set_gid(gid.into());
+                let path = entry.path()?.into_owned();
+                let link = entry.link_name()?.map(|l| l.into_owned());
+                match (header.entry_type(), link) {
+                    (tar::EntryType::Symlink | tar::EntryType::Link, Some(link)) => {
+                        builder.append_link(&mut header, &path, &link)?;
+                    }
+                    _ => builder.append_data(&mut header, &path, &mut entry)?,
+                }
+            }
+            builder.finish()
+        })();
+        let produced = producer
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the export thread panicked")));
+        consumed.and(produced)
+    })
 }
 
 fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {

@@ -78,7 +78,7 @@ impl IdMap {
 
     /// The container's uid and gid for host ids (65534, the kernel's
     /// overflow id, where the map has none).
-    pub(crate) fn to_container(&self, uid: u32, gid: u32) -> (u32, u32) {
+    pub fn to_container(&self, uid: u32, gid: u32) -> (u32, u32) {
         let inside = |m: &[IdRange], id: u32| {
             m.iter()
                 .find(|r| id >= r.outside && id - r.outside < r.count)
