@@ -7,7 +7,6 @@
 mod cluster;
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use base64::Engine;

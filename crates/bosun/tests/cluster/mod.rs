@@ -44,14 +44,20 @@ fn kubectl() -> String {
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    /// A server with more flags.
+    pub fn start_with(flags: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new()
-            .prefix("bosun-kubectl-auth-")
+            .prefix("bosun-cluster-")
             .tempdir()
             .unwrap();
         std::fs::create_dir(dir.path().join("home")).unwrap();
         let mut child = Command::new(bosun())
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("data"))
+            .args(flags)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
