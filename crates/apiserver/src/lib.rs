@@ -3,7 +3,9 @@
 //! HTTP/1.1 over TLS (rustls on ring) on hyper; a CA, the admin token and
 //! `admin.kubeconfig` are made in the data directory on first start, and a
 //! serving certificate signed by that CA at every start. Every request but the
-//! health checks and `/version` needs the admin bearer token. Objects live in
+//! health checks and `/version` needs credentials: a client certificate from
+//! that CA, a bearer token (admin, token file) or a service-account token
+//! (`sa`). Objects live in
 //! the [`bosun_store::Store`] (embedded redb by default) as JSON; see
 //! `objects` for the verbs and `watch` for streams. Errors are always
 //! `metav1.Status` bodies with Kubernetes' codes and reasons.

@@ -18,7 +18,8 @@ Usage: bosun server [--data-dir DIR] [--listen ADDR] [--etcd-endpoints URLS]
        bosun server certs [--data-dir DIR] --user NAME [--group GROUP]... --out DIR
 
 Serves the Kubernetes API (what kubectl and client libraries speak) over TLS
-until interrupted. The first start makes a CA, an admin token and
+until interrupted, with the controllers that need no nodes (the garbage
+collector of ownerReferences, a default ServiceAccount in every namespace). The first start makes a CA, an admin token and
 DIR/admin.kubeconfig, so that `KUBECONFIG=DIR/admin.kubeconfig kubectl get
 nodes` works with no other step.
 
