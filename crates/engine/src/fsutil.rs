@@ -34,19 +34,30 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// Creates the missing directories of the container path `rel` below
 /// `root`, giving those it makes to `owner` (a remapped container's root,
 /// for whom unmapped host root would read as nobody). `..` components are
-/// skipped rather than followed up.
+/// skipped rather than followed up, and each step is resolved inside `root`:
+/// a symlink in the image (`/app` → `/srv/host-dir`) names the root's own
+/// `/srv/host-dir`, never the host's.
 pub(crate) fn create_dirs_owned(
     root: &Path,
     rel: &str,
     owner: Option<(u32, u32)>,
 ) -> io::Result<()> {
-    let mut path = root.to_path_buf();
+    let mut inside = std::path::PathBuf::from("/");
     for part in Path::new(rel).components() {
         let std::path::Component::Normal(name) = part else {
             continue;
         };
-        path.push(name);
-        match fs::create_dir(&path) {
+        inside.push(name);
+        let path = bosun_image::build::resolve_in_root(root, &inside)?;
+        // A dangling link may point where parents are missing too.
+        let made = fs::create_dir(&path).or_else(|e| match (e.kind(), path.parent()) {
+            (io::ErrorKind::NotFound, Some(parent)) => {
+                fs::create_dir_all(parent)?;
+                fs::create_dir(&path)
+            }
+            _ => Err(e),
+        });
+        match made {
             Ok(()) => {
                 if let Some((uid, gid)) = owner {
                     std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
@@ -57,4 +68,33 @@ pub(crate) fn create_dirs_owned(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn working_dirs_are_made_inside_the_root_through_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let host = dir.path().join("host");
+        fs::create_dir_all(&root).unwrap();
+        fs::create_dir_all(&host).unwrap();
+        std::os::unix::fs::symlink(&host, root.join("app")).unwrap();
+        std::os::unix::fs::symlink("../../../../../../..", root.join("up")).unwrap();
+        create_dirs_owned(&root, "/app/sub", None).unwrap();
+        create_dirs_owned(&root, "/up/escaped", None).unwrap();
+        assert_eq!(fs::read_dir(&host).unwrap().count(), 0, "made on the host");
+        assert!(!dir.path().join("escaped").exists());
+        assert!(
+            root.join(host.strip_prefix("/").unwrap())
+                .join("sub")
+                .is_dir()
+        );
+        assert!(root.join("escaped").is_dir());
+        // Guard absent: the host's own lookup follows the image's link out.
+        fs::create_dir(root.join("app/plain")).unwrap();
+        assert!(host.join("plain").is_dir());
+    }
 }
