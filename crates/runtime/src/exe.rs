@@ -36,7 +36,7 @@ fn unwritable(file: impl AsFd) -> bool {
 }
 
 /// Whether this process already runs from an unwritable view of its binary.
-pub fn exe_is_protected() -> bool {
+fn exe_is_protected() -> bool {
     File::open("/proc/self/exe").is_ok_and(unwritable)
 }
 

@@ -34,7 +34,7 @@ mod wait;
 
 pub use container::{Attached, CreateOptions, ExecOptions, ExitCode, Runtime};
 pub use error::{Error, ErrorKind, Result};
-pub use exe::{exe_is_protected, reexec_protected};
+pub use exe::reexec_protected;
 pub use profile::{
     ALL_CAPS, DEFAULT_CAPS, MASKED_PATHS, READONLY_PATHS, SeccompProfile, default_seccomp,
     held_caps, masked_paths,
