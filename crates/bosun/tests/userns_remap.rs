@@ -178,6 +178,32 @@ fn remapped_root_is_the_subordinate_id_on_the_host_and_root_inside() {
         assert!(line.contains(" 0/0 "), "{line}");
     }
 
+    // `docker cp` both ways: copied in, root's inside and the mapped root's
+    // on the host; copied out, root's in the tar.
+    let src = e.dir.path().join("cp-src");
+    std::fs::write(&src, "copied\n").unwrap();
+    e.docker_ok(&["cp", src.to_str().unwrap(), &format!("{id}:/copied")]);
+    let inside = e.docker_ok(&["exec", &id, "stat", "-c", "%u:%g", "/copied"]);
+    assert_eq!(inside.trim(), "0:0");
+    assert_eq!(owner(&upper.join("copied")), (uid, gid));
+    let out = e
+        .docker_command()
+        .args(["cp", &format!("{id}:/made-here"), "-"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut archive = tar::Archive::new(&out.stdout[..]);
+    let first = archive.entries().unwrap().next().unwrap().unwrap();
+    assert_eq!(
+        (first.header().uid().unwrap(), first.header().gid().unwrap()),
+        (0, 0)
+    );
+
     // A commit gives the layer the container's ids, not the host's.
     e.docker_ok(&["commit", &id, "committed:1"]);
     let owners = e.docker_ok(&[

@@ -220,9 +220,28 @@ async fn really_gone(
     }
 }
 
-async fn all_gone(client: &Client, obj: &ObjRef, gone: &[OwnerRef]) -> Result<bool, Error> {
+/// What the server said of owners during one round of actions, so that the
+/// many dependents of one owner cost one read.
+#[derive(Debug, Default)]
+pub struct Checked(HashMap<(Option<String>, String), bool>);
+
+async fn all_gone(
+    client: &Client,
+    obj: &ObjRef,
+    gone: &[OwnerRef],
+    checked: &mut Checked,
+) -> Result<bool, Error> {
     for o in gone {
-        if !really_gone(client, obj.namespace.as_deref(), o).await? {
+        let key = (obj.namespace.clone(), o.uid.clone());
+        let is_gone = match checked.0.get(&key) {
+            Some(g) => *g,
+            None => {
+                let g = really_gone(client, obj.namespace.as_deref(), o).await?;
+                checked.0.insert(key, g);
+                g
+            }
+        };
+        if !is_gone {
             return Ok(false);
         }
     }
@@ -230,11 +249,16 @@ async fn all_gone(client: &Client, obj: &ObjRef, gone: &[OwnerRef]) -> Result<bo
 }
 
 /// Does one action. An object changed or gone meanwhile is not an error:
-/// the next plan sees the new state.
-pub async fn reconcile(client: &Client, action: &Action) -> Result<(), Error> {
+/// the next plan sees the new state. `checked` is shared by the actions of
+/// one plan.
+pub async fn reconcile(
+    client: &Client,
+    action: &Action,
+    checked: &mut Checked,
+) -> Result<(), Error> {
     let done = match action {
         Action::Delete { obj, policy, gone } => {
-            if !all_gone(client, obj, gone).await? {
+            if !all_gone(client, obj, gone, checked).await? {
                 return Ok(());
             }
             let params = DeleteParams {
@@ -247,7 +271,7 @@ pub async fn reconcile(client: &Client, action: &Action) -> Result<(), Error> {
                 .map(drop)
         }
         Action::RemoveOwners { obj, uids, gone } => {
-            if !all_gone(client, obj, gone).await? {
+            if !all_gone(client, obj, gone, checked).await? {
                 return Ok(());
             }
             edit(client, obj, |m| {

@@ -45,8 +45,9 @@ async fn run_gc(client: Client) {
     loop {
         changed(&notify).await;
         let nodes: Vec<gc::Node> = caches.iter().flat_map(Cache::snapshot).collect();
+        let mut checked = gc::Checked::default();
         for action in gc::plan(&nodes) {
-            if let Err(e) = gc::reconcile(&client, &action).await {
+            if let Err(e) = gc::reconcile(&client, &action, &mut checked).await {
                 eprintln!("bosun controllers: garbage collector: {action:?}: {e}");
             }
         }

@@ -90,7 +90,10 @@ impl Engine {
             None
         } else {
             let active = self.snapshotter().active(&c.id)?;
-            active.mount(&rootfs)?;
+            match self.remap_of(&rec) {
+                Some(map) => active.mount_idmapped(&rootfs, map)?,
+                None => active.mount(&rootfs)?,
+            }
             Some((active, rootfs.clone()))
         };
         let host = bosun_image::build::resolve_in_root(&rootfs, inside)
@@ -111,22 +114,24 @@ impl Engine {
             .file_name()
             .map(|n| n.to_owned())
             .unwrap_or_else(|| ".".into());
-        let mut tar = tar::Builder::new(out);
-        tar.follow_symlinks(false);
         let meta = std::fs::symlink_metadata(&located.host).map_err(|_| {
             EngineError::NotFound(format!(
                 "Could not find the file {path} in container {}",
                 c.id
             ))
         })?;
-        let written = if meta.is_dir() {
-            tar.append_dir_all(&name, &located.host)
-        } else {
-            tar.append_path_with_name(&located.host, &name)
+        let dir = meta.is_dir();
+        let written = match self.remap_of(&c.record()) {
+            Some(map) => crate::engine::tar_unmapped(out, map, |tar| {
+                append_located(tar, dir, &name, &located.host)
+            }),
+            None => {
+                let mut tar = tar::Builder::new(out);
+                tar.follow_symlinks(false);
+                append_located(&mut tar, dir, &name, &located.host).and_then(|()| tar.finish())
+            }
         };
-        written
-            .and_then(|()| tar.finish())
-            .map_err(|e| EngineError::internal("archive", e))
+        written.map_err(|e| EngineError::internal("archive", e))
     }
 
     /// `PUT /containers/{id}/archive`: unpack a tar into the directory `path`.
@@ -147,8 +152,35 @@ impl Engine {
         archive.set_preserve_permissions(true);
         // tar refuses entries that would land outside the directory, also
         // through links the container made.
-        archive
-            .unpack(&located.host)
-            .map_err(|e| EngineError::Invalid(format!("cannot extract into {path}: {e}")))
+        let bad =
+            |e: std::io::Error| EngineError::Invalid(format!("cannot extract into {path}: {e}"));
+        let Some(map) = self.remap_of(&c.record()) else {
+            return archive.unpack(&located.host).map_err(bad);
+        };
+        // A remapped container's root gets what it is given, as in Docker;
+        // host root's files would be nobody's inside.
+        let (uid, gid) = map.root();
+        for entry in archive.entries().map_err(bad)? {
+            let mut entry = entry.map_err(bad)?;
+            let rel = entry.path().map_err(bad)?.into_owned();
+            if entry.unpack_in(&located.host).map_err(bad)? {
+                std::os::unix::fs::lchown(located.host.join(&rel), Some(uid), Some(gid))
+                    .map_err(|e| EngineError::internal("chown the copied files", e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `host` into `tar` under `name`: a directory with everything below it.
+fn append_located<W: std::io::Write>(
+    tar: &mut tar::Builder<W>,
+    dir: bool,
+    name: &std::ffi::OsStr,
+    host: &Path,
+) -> std::io::Result<()> {
+    match dir {
+        true => tar.append_dir_all(name, host),
+        false => tar.append_path_with_name(host, name),
     }
 }

@@ -367,7 +367,7 @@ impl Engine {
 
     /// The mapping a container runs with: the engine's, unless it asked for
     /// the host's user namespace (`--userns=host`).
-    fn remap_of(&self, rec: &Record) -> Option<&bosun_image::snapshot::IdMap> {
+    pub(crate) fn remap_of(&self, rec: &Record) -> Option<&bosun_image::snapshot::IdMap> {
         match rec.host_config.userns_mode.as_str() {
             "host" => None,
             _ => self.remap.as_ref(),
@@ -1687,7 +1687,7 @@ impl Engine {
             }
         }
         let result = match self.remap_of(&c.record()) {
-            Some(map) => export_unmapped(&rootfs, out, map),
+            Some(map) => tar_unmapped(out, map, |tar| tar.append_dir_all(".", &rootfs)),
             None => (|| {
                 let mut tar = tar::Builder::new(out);
                 // Links stay links: following them could leave the container's tree.
@@ -1887,20 +1887,21 @@ fn remapped_state_dir(data: &Path, (uid, gid): (u32, u32)) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// `export` of a remapped container: the tree as the host sees it (under
-/// the mapped ids) is tarred on a thread into a pipe, and each entry is
-/// written out again with the container's ids, as Docker's export gives.
-fn export_unmapped(
-    rootfs: &Path,
+/// A tar of a remapped container's files (`export`, `cp` out): what `add`
+/// puts in a builder, as the host sees it (under the mapped ids), is tarred
+/// on a thread into a pipe, and each entry is written out again with the
+/// container's ids, as Docker gives them. Links are never followed.
+pub(crate) fn tar_unmapped(
     out: &mut dyn std::io::Write,
     map: &bosun_image::snapshot::IdMap,
+    add: impl FnOnce(&mut tar::Builder<std::io::PipeWriter>) -> std::io::Result<()> + Send,
 ) -> std::io::Result<()> {
     let (reader, writer) = std::io::pipe()?;
     std::thread::scope(|s| {
         let producer = s.spawn(move || {
             let mut tar = tar::Builder::new(writer);
             tar.follow_symlinks(false);
-            tar.append_dir_all(".", rootfs)?;
+            add(&mut tar)?;
             tar.finish()
         });
         // Consumed first: an error drops the reader, so the producer stops
