@@ -550,3 +550,56 @@ fn read_only_root_user_and_tmpfs_options() {
     let out = sh(&e, &[], "touch /x && echo root-ok; id -u");
     assert_eq!(out, "root-ok\n0\n");
 }
+
+#[test]
+fn bosun_run_security_opt_reads_the_profile_file_like_docker() {
+    let e = TestEngine::start();
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let run = |opts: &[&str]| {
+        let mut c = Command::new(common::bosun());
+        c.env("BOSUN_HOST", format!("unix://{}", e.socket.display()))
+            .args(["run", "--rm"]);
+        for o in opts {
+            c.args(["--security-opt", o]);
+        }
+        let out = c
+            .args([
+                "busybox",
+                "sh",
+                "-c",
+                "mkdir /tmp/d 2>&1 && echo made; grep NoNewPrivs /proc/self/status",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run bosun");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let opt = format!("seccomp={}", profile.display());
+    let out = run(&[&opt, "no-new-privileges"]);
+    assert!(
+        !out.contains("made") && out.contains("Operation not permitted"),
+        "{out}"
+    );
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    let out = run(&[]);
+    assert!(
+        out.contains("made") && out.contains("NoNewPrivs:\t0"),
+        "{out}"
+    );
+    let out = run(&["seccomp=/nonexistent/profile.json"]);
+    assert!(
+        out.contains("cannot read /nonexistent/profile.json"),
+        "{out}"
+    );
+}
