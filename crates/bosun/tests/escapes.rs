@@ -574,3 +574,38 @@ fn magic_link_mount_destinations_are_refused() {
         "host hosts\n"
     );
 }
+
+#[test]
+fn proc_and_sys_through_a_symlink_are_refused() {
+    let rt = Rt::new();
+    for dest in ["proc", "sys"] {
+        let mut b = Bundle::busybox();
+        let root = b.rootfs();
+        std::fs::remove_dir(root.join(dest)).unwrap();
+        std::fs::create_dir(root.join("elsewhere")).unwrap();
+        symlink("/elsewhere", root.join(dest)).unwrap();
+        b.args(&["true"]);
+        let id = unique_id("procln");
+        let (code, _, err) = rt.run(&b, &id);
+        assert_ne!(code, 0, "{dest}");
+        assert!(err.contains("symlink"), "{dest}: {err}");
+        assert!(!rt.root().join(&id).exists(), "{dest}: state left behind");
+    }
+    // Guard absent: any other mount follows such a link (inside the root).
+    let mut b = Bundle::busybox();
+    let root = b.rootfs();
+    std::fs::create_dir(root.join("elsewhere")).unwrap();
+    symlink("/elsewhere", root.join("data")).unwrap();
+    b.edit(|c| {
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs"}))
+    });
+    b.args(&[
+        "sh",
+        "-c",
+        "touch /data/x && test -e /elsewhere/x && echo followed",
+    ]);
+    assert_eq!(rt.run_ok(&b, &unique_id("dataln")), "followed\n");
+}

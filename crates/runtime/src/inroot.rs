@@ -80,6 +80,15 @@ impl Root {
         openat2(self.fd.as_fd(), path, how(flags))
     }
 
+    /// Whether `path` is reached without following any symlink (a missing
+    /// path counts: nothing is followed to make it).
+    pub(crate) fn without_symlinks(&self, path: &Path) -> bool {
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        !matches!(openat2(self.fd.as_fd(), path, how), Err(Errno::ELOOP))
+    }
+
     /// `open` with an error naming the path.
     pub(crate) fn open_ctx(&self, path: &Path, flags: OFlag) -> Result<OwnedFd> {
         self.open(path, flags)

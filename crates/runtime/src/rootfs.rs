@@ -252,6 +252,17 @@ fn mount_one(bundle: &Bundle, root: &Root, m: &Mount, opts: &Options) -> Result<
             .ctx(mount_err("bind remount", &shown))?;
         }
     } else {
+        if matches!(typ, "proc" | "sysfs") && !root.without_symlinks(dest) {
+            // Through a link the kernel's files would land elsewhere, away from
+            // the masked and read-only paths meant for them (runc refuses it too).
+            return Err(Error::invalid(
+                "mounts.destination",
+                format!(
+                    "{} leads through a symlink; {typ} is mounted only on a real directory",
+                    dest.display()
+                ),
+            ));
+        }
         let target = make_target(root, dest, true)?;
         let on = fd_path(&target);
         match typ {
