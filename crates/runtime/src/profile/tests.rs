@@ -324,3 +324,19 @@ fn security_doc_table_matches_the_profile() {
         "docs/security.md is out of date: BOSUN_BLESS=1 cargo test -p bosun-runtime profile"
     );
 }
+
+#[test]
+fn runtime_spec_bundles_carry_the_profile() {
+    let spec = crate::default_spec(None);
+    let linux = spec.linux().as_ref().expect("linux");
+    let s = linux.seccomp().as_ref().expect("a seccomp profile");
+    assert_eq!(s.default_action(), LinuxSeccompAction::ScmpActErrno);
+    assert!(allowed_outright(s, "read"));
+    assert!(rules_for(s, "mount").is_empty() && rules_for(s, "keyctl").is_empty());
+    // runc's three capabilities: no CAP_SYS_CHROOT, so no chroot either.
+    assert!(rules_for(s, "chroot").is_empty());
+    let masked = linux.masked_paths().as_ref().expect("masked paths");
+    assert!(MASKED_PATHS.iter().all(|p| masked.iter().any(|m| m == p)));
+    let ro = linux.readonly_paths().as_ref().expect("read-only paths");
+    assert_eq!(ro, &READONLY_PATHS.map(String::from).to_vec());
+}
