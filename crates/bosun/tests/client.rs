@@ -45,51 +45,61 @@ fn names(items: &[Value]) -> Vec<&str> {
 async fn the_client_does_the_verbs_and_its_watcher_relists_after_compaction() {
     let c = Cluster::start_with(&["--compaction-interval", "1"]);
     let client = Client::new(&admin_config(&c)).unwrap();
-    let cms = resource::find("", "v1", "configmaps").unwrap();
+    // Secrets: no controller makes any (one may publish ConfigMaps in every namespace).
+    let secrets = resource::find("", "v1", "secrets").unwrap();
     let ns = Some("default");
-    let cm = |n: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": n}});
-    let a = client.create(cms, ns, &cm("a")).await.unwrap();
-    let e = client.create(cms, ns, &cm("a")).await.unwrap_err();
+    let secret = |n: &str| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": n}});
+    let a = client.create(secrets, ns, &secret("a")).await.unwrap();
+    let e = client.create(secrets, ns, &secret("a")).await.unwrap_err();
     assert_eq!(e.code(), Some(409), "{e}");
 
-    let mut w = Watcher::new(client.clone(), cms, ns);
+    let mut w = Watcher::new(client.clone(), secrets, ns);
     let Event::Restarted(items) = w.next().await.unwrap() else {
         panic!("a watcher starts with the list")
     };
     assert_eq!(names(&items), ["a"]);
-    client.create(cms, ns, &cm("b")).await.unwrap();
+    client.create(secrets, ns, &secret("b")).await.unwrap();
     assert!(matches!(w.next().await.unwrap(), Event::Applied(v) if name(&v) == "b"));
 
     // update is a compare-and-swap on the resourceVersion read.
     let mut stale = a.clone();
-    stale["data"] = json!({"k": "v"});
+    stale["metadata"]["labels"] = json!({"k": "v"});
     client
-        .patch(cms, ns, "a", &Patch::Merge(json!({"data": {"k": "1"}})))
+        .patch(
+            secrets,
+            ns,
+            "a",
+            &Patch::Merge(json!({"metadata": {"labels": {"k": "1"}}})),
+        )
         .await
         .unwrap();
-    let e = client.update(cms, ns, &stale).await.unwrap_err();
+    let e = client.update(secrets, ns, &stale).await.unwrap_err();
     assert_eq!(e.code(), Some(409), "{e}");
-    assert!(matches!(w.next().await.unwrap(), Event::Applied(v) if v["data"]["k"] == "1"));
-    let fresh = client.get(cms, ns, "a").await.unwrap();
+    assert!(
+        matches!(w.next().await.unwrap(), Event::Applied(v) if v["metadata"]["labels"]["k"] == "1")
+    );
+    let fresh = client.get(secrets, ns, "a").await.unwrap();
     let mut next = fresh.clone();
-    next["data"]["k"] = "2".into();
-    client.update(cms, ns, &next).await.unwrap();
-    assert!(matches!(w.next().await.unwrap(), Event::Applied(v) if v["data"]["k"] == "2"));
+    next["metadata"]["labels"]["k"] = "2".into();
+    client.update(secrets, ns, &next).await.unwrap();
+    assert!(
+        matches!(w.next().await.unwrap(), Event::Applied(v) if v["metadata"]["labels"]["k"] == "2")
+    );
     client
-        .delete(cms, ns, "b", &DeleteParams::default())
+        .delete(secrets, ns, "b", &DeleteParams::default())
         .await
         .unwrap();
     assert!(matches!(w.next().await.unwrap(), Event::Deleted(v) if name(&v) == "b"));
-    let e = client.get(cms, ns, "b").await.unwrap_err();
+    let e = client.get(secrets, ns, "b").await.unwrap_err();
     assert_eq!(e.code(), Some(404));
 
     // A watcher whose version is compacted away before it watches lists again.
-    let mut late = Watcher::new(client.clone(), cms, ns);
+    let mut late = Watcher::new(client.clone(), secrets, ns);
     let Event::Restarted(_) = late.next().await.unwrap() else {
         panic!("a watcher starts with the list")
     };
-    let old = client.list(cms, ns).await.unwrap().resource_version;
-    client.create(cms, ns, &cm("c")).await.unwrap();
+    let old = client.list(secrets, ns).await.unwrap().resource_version;
+    client.create(secrets, ns, &secret("c")).await.unwrap();
     let auth = format!(
         "Authorization: Bearer {}",
         std::fs::read_to_string(c.data().join("admin.token"))
@@ -100,7 +110,7 @@ async fn the_client_does_the_verbs_and_its_watcher_relists_after_compaction() {
         let (code, _) = c.curl(
             &["-H", &auth],
             &format!(
-                "/api/v1/namespaces/default/configmaps?resourceVersion={old}&resourceVersionMatch=Exact"
+                "/api/v1/namespaces/default/secrets?resourceVersion={old}&resourceVersionMatch=Exact"
             ),
         );
         code == 410
