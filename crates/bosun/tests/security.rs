@@ -216,6 +216,9 @@ fn custom_profile_file_and_bad_security_options() {
     assert!(out.contains("Seccomp:\t2"), "{out}");
     let out = sh(&e, &[], script);
     assert!(out.contains("made"), "{out}");
+    // Docker's rule: --privileged runs unfiltered even with a profile given.
+    let out = sh(&e, &["--privileged", "--security-opt", &opt], script);
+    assert!(out.contains("made") && out.contains("Seccomp:\t0"), "{out}");
 
     std::fs::write(&profile, r#"{"syscalls": []}"#).unwrap();
     let out = e.docker(&["create", "--security-opt", &opt, "busybox", "true"]);

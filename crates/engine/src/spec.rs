@@ -276,10 +276,11 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Value> {
         "rlimits": rlimits,
         "noNewPrivileges": security.no_new_privileges,
     });
+    // As in Docker, --privileged runs unfiltered even with a profile given.
     spec["linux"]["seccomp"] = match (&security.seccomp, input.host.privileged) {
-        (Seccomp::Unconfined, _) | (Seccomp::Default, true) => Value::Null,
+        (Seccomp::Unconfined, _) | (_, true) => Value::Null,
         (Seccomp::Default, false) => to_json(bosun_runtime::default_seccomp(&caps))?,
-        (Seccomp::Custom(p), _) => to_json(p.resolve(&caps))?,
+        (Seccomp::Custom(p), false) => to_json(p.resolve(&caps))?,
     };
     if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
         match &input.netns {
