@@ -1,5 +1,5 @@
 //! Delete propagation over ownerReferences, driven by the real kubectl (the
-//! one on PATH, or $BOSUN_KUBECTL) against `bosun server`, whose garbage
+//! one on PATH, or $BOSUN_KUBECTL, and 1.20) against `bosun server`, whose garbage
 //! collector (the `controllers` crate) runs beside the API server: owner
 //! chains are ConfigMaps owning ConfigMaps, made by hand. Also the `default`
 //! ServiceAccount every namespace gets, and `kubectl delete` waiting while a
@@ -8,7 +8,7 @@
 mod cluster;
 mod common;
 
-use cluster::{Cluster, wait_until};
+use cluster::{Cluster, kubectl_1_20, wait_until};
 use serde_json::Value;
 
 /// A ConfigMap owned by the ConfigMaps `owners` (name, uid, blockOwnerDeletion),
@@ -81,7 +81,15 @@ fn unhold(c: &Cluster, name: &str) {
 
 #[test]
 fn kubectl_delete_cascade_background_collects_the_dependents_after() {
-    let c = Cluster::start();
+    delete_cascade_background_collects_the_dependents_after(Cluster::start());
+}
+
+#[test]
+fn kubectl_1_20_delete_cascade_background_collects_the_dependents_after() {
+    delete_cascade_background_collects_the_dependents_after(Cluster::start_for(&kubectl_1_20()));
+}
+
+fn delete_cascade_background_collects_the_dependents_after(c: Cluster) {
     owner(&c, "top");
     make(&c, "mid", &[("top", true)], false);
     make(&c, "leaf", &[("mid", false)], false);
@@ -121,7 +129,17 @@ fn kubectl_delete_cascade_background_collects_the_dependents_after() {
 
 #[test]
 fn kubectl_delete_cascade_foreground_holds_the_owner_until_dependents_are_gone() {
-    let c = Cluster::start();
+    delete_cascade_foreground_holds_the_owner_until_dependents_are_gone(Cluster::start());
+}
+
+#[test]
+fn kubectl_1_20_delete_cascade_foreground_holds_the_owner_until_dependents_are_gone() {
+    delete_cascade_foreground_holds_the_owner_until_dependents_are_gone(Cluster::start_for(
+        &kubectl_1_20(),
+    ));
+}
+
+fn delete_cascade_foreground_holds_the_owner_until_dependents_are_gone(c: Cluster) {
     let top = owner(&c, "top");
     make(&c, "held", &[("top", true)], true);
     make(&c, "free", &[("top", true)], false);
@@ -168,7 +186,17 @@ fn kubectl_delete_cascade_foreground_holds_the_owner_until_dependents_are_gone()
 
 #[test]
 fn kubectl_delete_cascade_orphan_leaves_dependents_without_the_reference() {
-    let c = Cluster::start();
+    delete_cascade_orphan_leaves_dependents_without_the_reference(Cluster::start());
+}
+
+#[test]
+fn kubectl_1_20_delete_cascade_orphan_leaves_dependents_without_the_reference() {
+    delete_cascade_orphan_leaves_dependents_without_the_reference(Cluster::start_for(
+        &kubectl_1_20(),
+    ));
+}
+
+fn delete_cascade_orphan_leaves_dependents_without_the_reference(c: Cluster) {
     owner(&c, "top");
     owner(&c, "second");
     make(&c, "a", &[("top", true)], false);
@@ -231,7 +259,15 @@ fn kubectl_delete_cascade_orphan_leaves_dependents_without_the_reference() {
 
 #[test]
 fn kubectl_delete_waits_while_a_finalizer_holds_the_object() {
-    let c = Cluster::start();
+    delete_waits_while_a_finalizer_holds_the_object(Cluster::start());
+}
+
+#[test]
+fn kubectl_1_20_delete_waits_while_a_finalizer_holds_the_object() {
+    delete_waits_while_a_finalizer_holds_the_object(Cluster::start_for(&kubectl_1_20()));
+}
+
+fn delete_waits_while_a_finalizer_holds_the_object(c: Cluster) {
     let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  finalizers: [example.com/hold]\n";
     c.ok(&[
         "apply",

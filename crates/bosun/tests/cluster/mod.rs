@@ -29,6 +29,7 @@ pub struct Cluster {
     child: Child,
     pub dir: tempfile::TempDir,
     pub addr: String,
+    kubectl: String,
 }
 
 impl Drop for Cluster {
@@ -38,13 +39,38 @@ impl Drop for Cluster {
     }
 }
 
+/// The newest kubectl: the one on PATH, or $BOSUN_KUBECTL.
 fn kubectl() -> String {
     std::env::var("BOSUN_KUBECTL").unwrap_or_else(|_| "kubectl".to_owned())
+}
+
+/// kubectl 1.20: $BOSUN_KUBECTL_1_20, else Debian's `kubernetes-client` as
+/// scripts/install-deps.sh unpacks it.
+pub fn kubectl_1_20() -> String {
+    std::env::var("BOSUN_KUBECTL_1_20")
+        .unwrap_or_else(|_| "/opt/kubectl-1.20/usr/bin/kubectl".to_owned())
 }
 
 impl Cluster {
     pub fn start() -> Cluster {
         Cluster::start_with(&[])
+    }
+
+    /// A server driven by the kubectl at `program` (which must exist: a
+    /// missing one fails the test rather than skipping it).
+    pub fn start_for(program: &str) -> Cluster {
+        let found = Command::new(program)
+            .args(["version", "--client"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            found,
+            "{program} is needed by this test (BOSUN_KUBECTL_1_20, or \
+             scripts/install-deps.sh unpacks it into /opt/kubectl-1.20)"
+        );
+        let mut c = Cluster::start_with(&[]);
+        c.kubectl = program.to_owned();
+        c
     }
 
     /// A server with more flags.
@@ -73,7 +99,12 @@ impl Cluster {
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("bosun server did not say where it listens: {line:?}"))
             .to_owned();
-        Cluster { child, dir, addr }
+        Cluster {
+            child,
+            dir,
+            addr,
+            kubectl: kubectl(),
+        }
     }
 
     pub fn data(&self) -> PathBuf {
@@ -85,7 +116,7 @@ impl Cluster {
     }
 
     pub fn run_as(&self, kubeconfig: &Path, args: &[&str]) -> Output {
-        Command::new(kubectl())
+        Command::new(&self.kubectl)
             .env("KUBECONFIG", kubeconfig)
             .env("HOME", self.dir.path().join("home"))
             .arg("--cache-dir")
@@ -145,7 +176,7 @@ impl Cluster {
 
     /// kubectl as the admin, left running.
     pub fn spawn(&self, args: &[&str]) -> Child {
-        Command::new(kubectl())
+        Command::new(&self.kubectl)
             .env("KUBECONFIG", self.admin())
             .env("HOME", self.dir.path().join("home"))
             .arg("--cache-dir")
