@@ -1,0 +1,180 @@
+//! The scheduler's pure core: [`schedule`] picks a node for a pod from a
+//! [`Snapshot`] of nodes and bound pods, with Kubernetes' default filter and
+//! score plugins, and explains a failure in kube-scheduler's words. No IO and
+//! no clock: the loop that feeds it (queue, bindings, events) lives elsewhere.
+
+mod model;
+mod plugins;
+mod quantity;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use bosun_api::ErrorKind;
+
+pub use model::{Node, Pod, Resources};
+pub use quantity::parse_milli;
+
+/// A Pod or Node field the scheduler could not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("invalid quantity {input:?}: {reason}")]
+    Quantity { input: String, reason: &'static str },
+    #[error("{path}: {reason}")]
+    Field { path: String, reason: &'static str },
+}
+
+impl ParseError {
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::Invalid
+    }
+}
+
+/// The nodes and the pods bound to them, as the scheduler sees them at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) pods: Vec<Pod>,
+    /// Per node (by index): requested resources, scoring requests, pod indexes.
+    pub(crate) used: Vec<Resources>,
+    pub(crate) score_used: Vec<Resources>,
+    pub(crate) pods_on: Vec<Vec<usize>>,
+    index: BTreeMap<String, usize>,
+}
+
+impl Snapshot {
+    /// Pods that are not bound, or bound to a node not in `nodes`, hold no resources;
+    /// finished pods (Succeeded, Failed) are left out.
+    pub fn new(nodes: Vec<Node>, pods: Vec<Pod>) -> Snapshot {
+        let n = nodes.len();
+        let index = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.clone(), i))
+            .collect();
+        let mut snap = Snapshot {
+            nodes,
+            pods: Vec::new(),
+            used: vec![Resources::default(); n],
+            score_used: vec![Resources::default(); n],
+            pods_on: vec![Vec::new(); n],
+            index,
+        };
+        for pod in pods {
+            snap.assume(pod);
+        }
+        snap
+    }
+
+    /// Adds a bound pod, as the scheduling loop does after a binding succeeds.
+    pub fn assume(&mut self, pod: Pod) {
+        if pod.terminal {
+            return;
+        }
+        let Some(&i) = pod.node_name.as_ref().and_then(|n| self.index.get(n)) else {
+            return;
+        };
+        self.used[i].add(&pod.requests);
+        self.score_used[i].add(&pod.score_requests);
+        self.pods_on[i].push(self.pods.len());
+        self.pods.push(pod);
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// What the bound pods request of `node`, if it is in the snapshot.
+    pub fn requested(&self, node: &str) -> Option<Resources> {
+        self.index.get(node).map(|&i| self.used[i])
+    }
+
+    pub(crate) fn node_of(&self, pod: &Pod) -> Option<&Node> {
+        pod.node_name
+            .as_ref()
+            .and_then(|n| self.index.get(n))
+            .map(|&i| &self.nodes[i])
+    }
+}
+
+/// Where the pod goes, or why it goes nowhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Bind(String),
+    Unschedulable(Unschedulable),
+}
+
+/// Every node's reasons for refusing the pod, from the first filter that refused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unschedulable {
+    pub nodes: usize,
+    pub reasons: BTreeMap<String, Vec<String>>,
+}
+
+impl fmt::Display for Unschedulable {
+    /// kube-scheduler's message: "0/5 nodes are available: 3 Insufficient cpu, 2 …."
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.nodes == 0 {
+            return f.write_str("no nodes available to schedule pods");
+        }
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in self.reasons.values().flatten() {
+            *counts.entry(r).or_default() += 1;
+        }
+        let mut parts: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
+        parts.sort();
+        write!(
+            f,
+            "0/{} nodes are available: {}.",
+            self.nodes,
+            parts.join(", ")
+        )
+    }
+}
+
+/// Every feasible node's total score and every other node's reasons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evaluation {
+    pub scores: BTreeMap<String, i64>,
+    pub reasons: BTreeMap<String, Vec<String>>,
+}
+
+/// Runs the filters on every node and scores the nodes that pass.
+pub fn evaluate(snapshot: &Snapshot, pod: &Pod) -> Evaluation {
+    let pre = plugins::PreFilter::new(snapshot, pod);
+    let mut feasible = Vec::new();
+    let mut reasons = BTreeMap::new();
+    for (i, node) in snapshot.nodes.iter().enumerate() {
+        match plugins::filter(snapshot, &pre, pod, i) {
+            Ok(()) => feasible.push(i),
+            Err(why) => {
+                reasons.insert(node.name.clone(), why);
+            }
+        }
+    }
+    let scores = plugins::score(snapshot, &pre, pod, &feasible)
+        .into_iter()
+        .map(|(i, s)| (snapshot.nodes[i].name.clone(), s))
+        .collect();
+    Evaluation { scores, reasons }
+}
+
+/// Picks the best-scoring node; `seed` chooses among equal scores, so a caller
+/// passing the same seed gets the same answer.
+pub fn schedule(snapshot: &Snapshot, pod: &Pod, seed: u64) -> Decision {
+    let eval = evaluate(snapshot, pod);
+    let Some(best) = eval.scores.values().max().copied() else {
+        return Decision::Unschedulable(Unschedulable {
+            nodes: snapshot.nodes.len(),
+            reasons: eval.reasons,
+        });
+    };
+    let top: Vec<&String> = eval
+        .scores
+        .iter()
+        .filter(|(_, s)| **s == best)
+        .map(|(n, _)| n)
+        .collect();
+    let pick = top[(seed % top.len() as u64) as usize];
+    Decision::Bind(pick.clone())
+}

@@ -1,0 +1,375 @@
+//! Kubernetes' default filter and score plugins over a [`Snapshot`].
+//!
+//! Filters run in kube-scheduler's order and a node reports the reasons of the
+//! first one that refuses it, so the message says what Kubernetes would say.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::Snapshot;
+use crate::model::{Node, Pod, Taint};
+
+const UNSCHEDULABLE: &str = "node(s) were unschedulable";
+const NODE_NAME: &str = "node(s) didn't match the requested node name";
+const AFFINITY: &str = "node(s) didn't match Pod's node affinity/selector";
+const PORTS: &str = "node(s) didn't have free ports for the requested pod ports";
+const SPREAD: &str = "node(s) didn't match pod topology spread constraints";
+const SPREAD_LABEL: &str =
+    "node(s) didn't match pod topology spread constraints (missing required label)";
+const EXISTING_ANTI: &str = "node(s) didn't satisfy existing pods anti-affinity rules";
+const POD_AFFINITY: &str = "node(s) didn't match pod affinity rules";
+const POD_ANTI: &str = "node(s) didn't match pod anti-affinity rules";
+
+type Domain = (String, String);
+
+/// What the filters compute once per pod rather than once per node.
+#[derive(Debug)]
+pub(crate) struct PreFilter {
+    /// Per hard spread constraint: matching pods per domain value (eligible nodes only).
+    spread: Vec<BTreeMap<String, i64>>,
+    /// Per soft spread constraint, the same.
+    soft_spread: Vec<BTreeMap<String, i64>>,
+    /// Per affinity term: domains holding a matching pod.
+    affinity: Vec<BTreeSet<String>>,
+    anti_affinity: Vec<BTreeSet<String>>,
+    /// Domains an existing pod's required anti-affinity forbids to this pod.
+    forbidden: BTreeSet<Domain>,
+}
+
+fn label<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
+    node.labels.get(key).map(String::as_str)
+}
+
+fn node_affinity_ok(pod: &Pod, node: &Node) -> bool {
+    pod.node_selector
+        .iter()
+        .all(|(k, v)| node.labels.get(k) == Some(v))
+        && pod
+            .required_nodes
+            .as_ref()
+            .is_none_or(|terms| terms.iter().any(|t| t.matches(node)))
+}
+
+impl PreFilter {
+    pub(crate) fn new(snap: &Snapshot, pod: &Pod) -> PreFilter {
+        let eligible: Vec<usize> = (0..snap.nodes.len())
+            .filter(|&i| node_affinity_ok(pod, &snap.nodes[i]))
+            .collect();
+        let count = |key: &str, sel: &Option<crate::model::Selector>| {
+            let mut domains: BTreeMap<String, i64> = BTreeMap::new();
+            for &i in &eligible {
+                let Some(value) = label(&snap.nodes[i], key) else {
+                    continue;
+                };
+                let n = snap.pods_on[i]
+                    .iter()
+                    .map(|&p| &snap.pods[p])
+                    .filter(|p| {
+                        p.namespace == pod.namespace
+                            && sel.as_ref().is_some_and(|s| s.matches(&p.labels))
+                    })
+                    .count() as i64;
+                *domains.entry(value.to_owned()).or_default() += n;
+            }
+            domains
+        };
+        let spread = pod
+            .spread
+            .iter()
+            .filter(|c| c.hard)
+            .map(|c| count(&c.topology_key, &c.selector))
+            .collect();
+        let soft_spread = pod
+            .spread
+            .iter()
+            .filter(|c| !c.hard)
+            .map(|c| count(&c.topology_key, &c.selector))
+            .collect();
+        let domains = |terms: &[crate::model::PodAffinityTerm]| {
+            terms
+                .iter()
+                .map(|t| {
+                    snap.pods
+                        .iter()
+                        .filter(|p| t.selects(p))
+                        .filter_map(|p| label(snap.node_of(p)?, &t.topology_key).map(str::to_owned))
+                        .collect()
+                })
+                .collect()
+        };
+        let mut forbidden = BTreeSet::new();
+        for existing in &snap.pods {
+            let Some(node) = snap.node_of(existing) else {
+                continue;
+            };
+            for t in existing.anti_affinity.iter().filter(|t| t.selects(pod)) {
+                if let Some(v) = label(node, &t.topology_key) {
+                    forbidden.insert((t.topology_key.clone(), v.to_owned()));
+                }
+            }
+        }
+        PreFilter {
+            spread,
+            soft_spread,
+            affinity: domains(&pod.affinity),
+            anti_affinity: domains(&pod.anti_affinity),
+            forbidden,
+        }
+    }
+}
+
+/// The first NoSchedule/NoExecute taint the pod does not tolerate.
+fn untolerated<'a>(pod: &Pod, node: &'a Node, effects: &[&str]) -> impl Iterator<Item = &'a Taint> {
+    node.taints.iter().filter(move |t| {
+        effects.contains(&t.effect.as_str()) && !pod.tolerations.iter().any(|tol| tol.tolerates(t))
+    })
+}
+
+pub(crate) fn filter(
+    snap: &Snapshot,
+    pre: &PreFilter,
+    pod: &Pod,
+    i: usize,
+) -> Result<(), Vec<String>> {
+    let node = &snap.nodes[i];
+    let fail = |r: &str| Err(vec![r.to_owned()]);
+    let unschedulable_taint = Taint {
+        key: "node.kubernetes.io/unschedulable".into(),
+        value: String::new(),
+        effect: "NoSchedule".into(),
+    };
+    if node.unschedulable
+        && !pod
+            .tolerations
+            .iter()
+            .any(|t| t.tolerates(&unschedulable_taint))
+    {
+        return fail(UNSCHEDULABLE);
+    }
+    if pod.node_name.as_ref().is_some_and(|n| *n != node.name) {
+        return fail(NODE_NAME);
+    }
+    if let Some(t) = untolerated(pod, node, &["NoSchedule", "NoExecute"]).next() {
+        return fail(&format!(
+            "node(s) had untolerated taint {{{}: {}}}",
+            t.key, t.value
+        ));
+    }
+    if !node_affinity_ok(pod, node) {
+        return fail(AFFINITY);
+    }
+    let used_ports = snap.pods_on[i]
+        .iter()
+        .flat_map(|&p| &snap.pods[p].host_ports);
+    if used_ports
+        .clone()
+        .any(|u| pod.host_ports.iter().any(|w| w.conflicts(u)))
+    {
+        return fail(PORTS);
+    }
+    let (have, used, want) = (&node.allocatable, &snap.used[i], &pod.requests);
+    let mut short = Vec::new();
+    if used.pods + 1 > have.pods {
+        short.push("Too many pods".to_owned());
+    }
+    for (name, w, u, h) in [
+        ("cpu", want.cpu, used.cpu, have.cpu),
+        ("memory", want.memory, used.memory, have.memory),
+        (
+            "ephemeral-storage",
+            want.ephemeral,
+            used.ephemeral,
+            have.ephemeral,
+        ),
+    ] {
+        if w > 0 && w > h - u {
+            short.push(format!("Insufficient {name}"));
+        }
+    }
+    if !short.is_empty() {
+        return Err(short);
+    }
+    for (c, counts) in pod.spread.iter().filter(|c| c.hard).zip(&pre.spread) {
+        let Some(value) = label(node, &c.topology_key) else {
+            return fail(SPREAD_LABEL);
+        };
+        let self_match = i64::from(c.selector.as_ref().is_some_and(|s| s.matches(&pod.labels)));
+        let min = counts.values().min().copied().unwrap_or(0);
+        let here = counts.get(value).copied().unwrap_or(0);
+        if here + self_match - min > c.max_skew {
+            return fail(SPREAD);
+        }
+    }
+    if pre
+        .forbidden
+        .iter()
+        .any(|(k, v)| label(node, k) == Some(v.as_str()))
+    {
+        return fail(EXISTING_ANTI);
+    }
+    // The first pod of a group that selects itself may go anywhere its terms'
+    // topology keys exist, or no group could ever start.
+    let none_anywhere = pre.affinity.iter().all(BTreeSet::is_empty);
+    let selects_self = pod.affinity.iter().all(|t| t.selects(pod));
+    for (t, domains) in pod.affinity.iter().zip(&pre.affinity) {
+        let ok = match label(node, &t.topology_key) {
+            None => false,
+            Some(v) => domains.contains(v) || none_anywhere && selects_self,
+        };
+        if !ok {
+            return fail(POD_AFFINITY);
+        }
+    }
+    for (t, domains) in pod.anti_affinity.iter().zip(&pre.anti_affinity) {
+        if label(node, &t.topology_key).is_some_and(|v| domains.contains(v)) {
+            return fail(POD_ANTI);
+        }
+    }
+    Ok(())
+}
+
+const MAX: i64 = 100;
+
+/// Scales raw values to 0..=MAX; `reverse` makes the smallest raw value best.
+fn normalize(raw: &[i64], reverse: bool) -> Vec<i64> {
+    let max = raw.iter().copied().max().unwrap_or(0);
+    let min = raw.iter().copied().min().unwrap_or(0);
+    raw.iter()
+        .map(|&r| match (reverse, max) {
+            (false, 0) => 0,
+            (false, m) => r * MAX / m,
+            (true, _) if max == min => MAX,
+            (true, _) => (max - r) * MAX / (max - min),
+        })
+        .collect()
+}
+
+fn fraction(requested: i128, allocatable: i128) -> f64 {
+    if allocatable <= 0 {
+        1.0
+    } else {
+        (requested as f64 / allocatable as f64).min(1.0)
+    }
+}
+
+/// Weighted sum of the default score plugins for each feasible node index.
+pub(crate) fn score(
+    snap: &Snapshot,
+    pre: &PreFilter,
+    pod: &Pod,
+    feasible: &[usize],
+) -> Vec<(usize, i64)> {
+    let mut total = vec![0i64; feasible.len()];
+    let mut add = |weight: i64, scores: Vec<i64>| {
+        for (t, s) in total.iter_mut().zip(scores) {
+            *t += weight * s;
+        }
+    };
+    let frac = |i: usize| {
+        let (have, used) = (&snap.nodes[i].allocatable, &snap.score_used[i]);
+        (
+            fraction(used.cpu + pod.score_requests.cpu, have.cpu),
+            fraction(used.memory + pod.score_requests.memory, have.memory),
+        )
+    };
+    // NodeResourcesFit, LeastAllocated: free share after placing the pod.
+    add(
+        1,
+        feasible
+            .iter()
+            .map(|&i| {
+                let (c, m) = frac(i);
+                (((1.0 - c) + (1.0 - m)) / 2.0 * MAX as f64) as i64
+            })
+            .collect(),
+    );
+    // NodeResourcesBalancedAllocation: cpu and memory shares close together.
+    add(
+        1,
+        feasible
+            .iter()
+            .map(|&i| {
+                let (c, m) = frac(i);
+                ((1.0 - (c - m).abs() / 2.0) * MAX as f64) as i64
+            })
+            .collect(),
+    );
+    // ImageLocality: bytes of the pod's images already present, scaled by how
+    // many nodes have them (a ubiquitous image is no reason to pick a node).
+    let n = snap.nodes.len().max(1) as f64;
+    let spread_of = |image: &str| {
+        snap.nodes
+            .iter()
+            .filter(|n| {
+                n.images
+                    .iter()
+                    .any(|(names, _)| names.iter().any(|x| x == image))
+            })
+            .count() as f64
+            / n
+    };
+    let containers = pod.images.len().max(1) as f64;
+    let (min_t, max_t) = (
+        23.0 * 1024.0 * 1024.0,
+        1000.0 * 1024.0 * 1024.0 * containers,
+    );
+    add(
+        1,
+        feasible
+            .iter()
+            .map(|&i| {
+                let sum: f64 = pod
+                    .images
+                    .iter()
+                    .filter_map(|img| {
+                        let size = snap.nodes[i]
+                            .images
+                            .iter()
+                            .find(|(names, _)| names.iter().any(|x| x == img))?
+                            .1;
+                        Some(size as f64 * spread_of(img))
+                    })
+                    .sum();
+                let clamped = sum.clamp(min_t, max_t);
+                ((clamped - min_t) / (max_t - min_t) * MAX as f64) as i64
+            })
+            .collect(),
+    );
+    // NodeAffinity, preferred terms.
+    let raw: Vec<i64> = feasible
+        .iter()
+        .map(|&i| {
+            pod.preferred_nodes
+                .iter()
+                .filter(|(_, t)| t.matches(&snap.nodes[i]))
+                .map(|(w, _)| *w)
+                .sum()
+        })
+        .collect();
+    add(2, normalize(&raw, false));
+    // TaintToleration: fewer untolerated PreferNoSchedule taints is better.
+    let raw: Vec<i64> = feasible
+        .iter()
+        .map(|&i| untolerated(pod, &snap.nodes[i], &["PreferNoSchedule"]).count() as i64)
+        .collect();
+    add(3, normalize(&raw, true));
+    // PodTopologySpread, ScheduleAnyway: fewer matching pods in the node's domains.
+    if !pre.soft_spread.is_empty() {
+        let soft = pod.spread.iter().filter(|c| !c.hard);
+        let soft: Vec<_> = soft.zip(&pre.soft_spread).collect();
+        let raw: Vec<i64> = feasible
+            .iter()
+            .map(|&i| {
+                soft.iter()
+                    .map(|(c, counts)| {
+                        label(&snap.nodes[i], &c.topology_key)
+                            .and_then(|v| counts.get(v))
+                            .copied()
+                            .unwrap_or(0)
+                    })
+                    .sum()
+            })
+            .collect();
+        add(2, normalize(&raw, true));
+    }
+    feasible.iter().copied().zip(total).collect()
+}
