@@ -16,3 +16,9 @@ pub use server::{Server, ServerConfig, ServerError, TlsFiles};
 pub use storage::{
     GcReport, PutManifest, Referrer, ServerLock, Storage, StorageError, StoredManifest,
 };
+
+/// Entry points for the fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::server::Handler;
+}

@@ -241,12 +241,13 @@ async fn append(
             .header("Range", format!("0-{}", len.saturating_sub(1)))
             .header("Docker-Upload-UUID", id.as_str()));
         }
-        if declared.is_some_and(|d| d != end + 1 - start) {
+        // In u128: `0-18446744073709551615` is 2^64 bytes, one more than u64 holds.
+        let chunk = u128::from(end) + 1 - u128::from(start);
+        if declared.is_some_and(|d| u128::from(d) != chunk) {
             return Err(ApiError::new(
                 Code::SizeInvalid,
                 format!(
-                    "Content-Range {start}-{end} is {} bytes, Content-Length says {}",
-                    end + 1 - start,
+                    "Content-Range {start}-{end} is {chunk} bytes, Content-Length says {}",
                     declared.unwrap_or_default()
                 ),
             ));

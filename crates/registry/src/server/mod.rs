@@ -39,6 +39,12 @@ use route::{Route, query_pairs};
 
 type Resp = Response<Body>;
 
+/// A client gets this long for its TLS handshake, and then for each request's
+/// headers (from the connection's start or the previous response): a slow or
+/// idle client (slowloris) is cut off instead of holding a task and a
+/// descriptor forever. Bodies have no such limit: a blob may take hours.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How to run a server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -179,25 +185,66 @@ impl Server {
             let state = self.state.clone();
             let tls = self.tls.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |req| handle(state.clone(), req));
-                let mut http = http1::Builder::new();
-                http.timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(60))
-                    .max_buf_size(4 << 20);
                 // A connection that fails (a client gone, a bad handshake)
                 // concerns only that client.
                 match tls {
                     Some(acceptor) => {
-                        if let Ok(stream) = acceptor.accept(stream).await {
-                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        // A handshake that never ends is cut off like headers that never end.
+                        let handshake =
+                            tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream));
+                        if let Ok(Ok(stream)) = handshake.await {
+                            serve_connection(state, stream).await;
                         }
                     }
-                    None => {
-                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
-                    }
+                    None => serve_connection(state, stream).await,
                 }
             });
         }
+    }
+}
+
+/// Serves one connection until it ends.
+async fn serve_connection(
+    state: Arc<State>,
+    io: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+) {
+    let service = service_fn(move |req| handle(state.clone(), req));
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // The large buffer is for bodies; headers past 64 KiB are 431.
+        .max_header_size(64 << 10)
+        .max_buf_size(4 << 20);
+    let _ = http.serve_connection(TokioIo::new(io), service).await;
+}
+
+/// The server without a listener, for the fuzz targets in `fuzz/`: it serves
+/// connections it is handed (an in-memory pipe) exactly as [`Server::run`]
+/// serves accepted ones.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Handler {
+    state: Arc<State>,
+}
+
+impl Handler {
+    /// Opens (or makes) the storage in `data_dir`; no authentication, no TLS.
+    pub fn open(data_dir: &std::path::Path) -> Result<Self, ServerError> {
+        Ok(Self {
+            state: Arc::new(State {
+                storage: Arc::new(Storage::open(data_dir)?),
+                auth: None,
+                uploads: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Serves one connection until the client closes it.
+    pub async fn serve(
+        &self,
+        io: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    ) {
+        serve_connection(self.state.clone(), io).await;
     }
 }
 
