@@ -178,3 +178,6 @@ pub fn schedule(snapshot: &Snapshot, pod: &Pod, seed: u64) -> Decision {
     let pick = top[(seed % top.len() as u64) as usize];
     Decision::Bind(pick.clone())
 }
+
+#[cfg(test)]
+mod tests;
