@@ -567,4 +567,8 @@ impl Node {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    pub fn allocatable(&self) -> Resources {
+        self.allocatable
+    }
 }
