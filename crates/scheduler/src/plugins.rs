@@ -295,18 +295,23 @@ pub(crate) fn score(
     );
     // ImageLocality: bytes of the pod's images already present, scaled by how
     // many nodes have them (a ubiquitous image is no reason to pick a node).
+    // Each image's share of nodes is computed once per pod, not once per node.
     let n = snap.nodes.len().max(1) as f64;
-    let spread_of = |image: &str| {
-        snap.nodes
+    let has = |node: &Node, image: &str| {
+        node.images
             .iter()
-            .filter(|n| {
-                n.images
-                    .iter()
-                    .any(|(names, _)| names.iter().any(|x| x == image))
-            })
-            .count() as f64
-            / n
+            .find(|(names, _)| names.iter().any(|x| normalize_image(x) == image))
+            .map(|(_, size)| *size)
     };
+    let wanted: Vec<(String, f64)> = pod
+        .images
+        .iter()
+        .map(|img| {
+            let img = normalize_image(img);
+            let share = snap.nodes.iter().filter(|n| has(n, &img).is_some()).count() as f64 / n;
+            (img, share)
+        })
+        .collect();
     let containers = pod.images.len().max(1) as f64;
     let (min_t, max_t) = (
         23.0 * 1024.0 * 1024.0,
@@ -317,17 +322,9 @@ pub(crate) fn score(
         feasible
             .iter()
             .map(|&i| {
-                let sum: f64 = pod
-                    .images
+                let sum: f64 = wanted
                     .iter()
-                    .filter_map(|img| {
-                        let size = snap.nodes[i]
-                            .images
-                            .iter()
-                            .find(|(names, _)| names.iter().any(|x| x == img))?
-                            .1;
-                        Some(size as f64 * spread_of(img))
-                    })
+                    .filter_map(|(img, share)| Some(has(&snap.nodes[i], img)? as f64 * share))
                     .sum();
                 let clamped = sum.clamp(min_t, max_t);
                 ((clamped - min_t) / (max_t - min_t) * MAX as f64) as i64
@@ -372,4 +369,21 @@ pub(crate) fn score(
         add(2, normalize(&raw, true));
     }
     feasible.iter().copied().zip(total).collect()
+}
+
+/// Docker's short names (`nginx`, `me/app:1`) in the full form nodes report
+/// (`docker.io/library/nginx:latest`), so a pod's image matches `status.images`.
+pub(crate) fn normalize_image(image: &str) -> String {
+    let (first, _) = image.split_once('/').unwrap_or(("", image));
+    let has_registry = first.contains(['.', ':']) || first == "localhost";
+    let mut full = match (image.contains('/'), has_registry) {
+        (false, _) => format!("docker.io/library/{image}"),
+        (true, false) => format!("docker.io/{image}"),
+        (true, true) => image.to_owned(),
+    };
+    let last = full.rsplit('/').next().unwrap_or_default();
+    if !last.contains([':', '@']) {
+        full.push_str(":latest");
+    }
+    full
 }

@@ -546,3 +546,24 @@ fn seed_picks_among_ties_deterministically() {
     assert_eq!(picks, ["a", "b", "c"]);
     assert_eq!(bind(schedule(&s, &p, 4)), "b");
 }
+
+#[test]
+fn image_names_compare_in_their_full_form() {
+    use crate::plugins::normalize_image as n;
+    assert_eq!(n("nginx"), "docker.io/library/nginx:latest");
+    assert_eq!(n("me/app:1"), "docker.io/me/app:1");
+    assert_eq!(
+        n("registry.local:5000/app"),
+        "registry.local:5000/app:latest"
+    );
+    assert_eq!(n("localhost/app@sha256:ab"), "localhost/app@sha256:ab");
+    let nodes = [
+        node("a", "4", "4Gi"),
+        with(
+            node("b", "4", "4Gi"),
+            &["status", "images"],
+            json!([{"names": ["docker.io/library/web:1"], "sizeBytes": 500_000_000}]),
+        ),
+    ];
+    assert_eq!(bind(decide(&nodes, &[], pod("p", "1", "1Mi"))), "b");
+}
