@@ -234,7 +234,9 @@ fn split_op(part: &str, op: &str) -> Option<(String, String)> {
             i += 2;
             continue;
         }
-        if part[i..].starts_with(op) {
+        // On bytes: an escape may skip into a multi-byte character, and the
+        // (ASCII) operator can only start on a character boundary.
+        if b[i..].starts_with(op.as_bytes()) {
             // `!=` must not be read as `=` preceded by a field ending in '!'.
             if op == "=" && i > 0 && b[i - 1] == b'!' {
                 return None;
@@ -320,6 +322,16 @@ mod tests {
             }
             assert!(LabelSelector::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_escape_before_a_multibyte_character_does_not_panic() {
+        // Found by fuzz/k8s_object: `\` then a 3-byte character made the
+        // operator search slice inside it.
+        let f = FieldSelector::parse("metadata.nam\\\u{fffd}pe=x").unwrap();
+        assert_eq!(f.fields().count(), 1);
+        assert!(FieldSelector::parse("a\\\u{e9}").is_err());
+        assert!(LabelSelector::parse("a\\\u{e9}=b").is_err());
     }
 
     #[test]

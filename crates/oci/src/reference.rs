@@ -146,13 +146,6 @@ impl FromStr for ImageRef {
         for component in remote.split('/') {
             check_component(s, component)?;
         }
-        let full_len = registry.map_or(0, |r| r.len() + 1) + remote.len();
-        if full_len > NAME_MAX {
-            return Err(ReferenceError::TooLong {
-                reference: s.to_owned(),
-                name: name.to_owned(),
-            });
-        }
         let registry = match registry {
             None | Some(LEGACY_REGISTRY) => DEFAULT_REGISTRY,
             Some(r) => r,
@@ -163,6 +156,14 @@ impl FromStr for ImageRef {
         } else {
             remote.to_owned()
         };
+        // Counted on the normalised name, as Docker does: a name that fits only
+        // without `docker.io/library/` would print as one that does not parse.
+        if registry.len() + 1 + repository.len() > NAME_MAX {
+            return Err(ReferenceError::TooLong {
+                reference: s.to_owned(),
+                name: format!("{registry}/{repository}"),
+            });
+        }
         let tag = match (tag, &digest) {
             (Some(t), _) => Some(t.to_owned()),
             (None, None) => Some(DEFAULT_TAG.to_owned()),

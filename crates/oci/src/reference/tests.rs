@@ -200,9 +200,25 @@ fn tag_length_limit_is_128() {
 
 #[test]
 fn name_length_limit_is_255() {
-    // 251 + "/abc" = 255 characters, counted before normalisation.
-    let ok = format!("{}/abc", "a".repeat(251));
+    // Counted after normalisation, as Docker does: "docker.io/" + 241 + "/abc"
+    // is 255 characters.
+    let ok = format!("{}/abc", "a".repeat(241));
     assert!(ok.parse::<ImageRef>().is_ok());
-    let too_long = format!("{}/abcd", "a".repeat(251));
+    let too_long = format!("{}/abcd", "a".repeat(241));
     assert!(too_long.parse::<ImageRef>().is_err());
+    let ok = format!("registry.example/{}", "a".repeat(238));
+    assert!(ok.parse::<ImageRef>().is_ok());
+}
+
+#[test]
+fn a_short_name_that_normalises_past_255_is_refused() {
+    // Found by fuzz/image_ref: it parsed, and printed as a name that did not.
+    let short = format!("us_{}", "b".repeat(240));
+    let err = short
+        .parse::<ImageRef>()
+        .expect_err("docker.io/library/ makes it 261");
+    assert!(err.to_string().contains("longer than 255"), "{err}");
+    let fits = "b".repeat(255 - "docker.io/library/".len());
+    let r: ImageRef = fits.parse().expect("255 after normalisation");
+    assert_eq!(r.to_string().parse::<ImageRef>().expect("round trip"), r);
 }
