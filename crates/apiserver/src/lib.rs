@@ -14,6 +14,8 @@ mod alloc;
 mod audit;
 mod auth;
 mod discovery;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod kinds;
 mod metrics;
@@ -57,6 +59,11 @@ use crate::route::Route;
 const MAX_BODY: usize = 3 << 20;
 /// Requests other than watches that take longer get 504.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// A client gets this long for its TLS handshake, and then for each
+/// request's headers (from the connection's start or the previous response):
+/// a slow or idle client (slowloris) is cut off instead of holding a task and
+/// a descriptor forever. kube-apiserver's read-header timeout is 32 s.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Namespaces that exist from the first start on.
 const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
@@ -280,8 +287,12 @@ impl Server {
             let state = self.state.clone();
             let tls = self.tls.clone();
             tokio::spawn(async move {
-                // A failed handshake or a client gone concerns only that client.
-                let Ok(stream) = tls.accept(stream).await else {
+                // A failed handshake or a client gone concerns only that client;
+                // one that never finishes its handshake is cut off like one that
+                // never finishes its headers.
+                let Ok(Ok(stream)) =
+                    tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream)).await
+                else {
                     return;
                 };
                 // A client certificate the CA signed names the user of every
@@ -295,7 +306,7 @@ impl Server {
                 let service = service_fn(move |req| handle(state.clone(), req, cert_user.clone()));
                 let mut http = http1::Builder::new();
                 http.timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(60));
+                    .header_read_timeout(HEADER_READ_TIMEOUT);
                 let _ = http.serve_connection(TokioIo::new(stream), service).await;
             });
         }

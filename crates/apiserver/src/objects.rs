@@ -768,6 +768,26 @@ fn invalid_if_any(res: &Resource, name: &str, obj: &Value, meta: &ObjectMeta) ->
     }
 }
 
+/// The checks [`create`] makes of a new object that need no store: namespace,
+/// metadata, defaults, initial status and validation (without the addresses
+/// `alloc` assigns). For the fuzz targets.
+pub(crate) fn check_new_object(
+    res: &Resource,
+    namespace: Option<&str>,
+    obj: &mut Value,
+) -> ApiResult<()> {
+    reconcile_namespace(res, obj, namespace)?;
+    let meta = ObjectMeta::of(obj).map_err(bad_request)?;
+    kinds::default(res.kind, obj).map_err(|c| Status::invalid(res, &meta.name, vec![c]))?;
+    if res.has(Subresource::Status) {
+        let given = obj.get("status").cloned();
+        if let Some(s) = kinds::initial_status(res.kind, given.as_ref()) {
+            obj["status"] = s;
+        }
+    }
+    invalid_if_any(res, &meta.name, obj, &meta)
+}
+
 /// Creates an object (also used to make the built-in namespaces at start).
 pub(crate) async fn create(
     state: &State,

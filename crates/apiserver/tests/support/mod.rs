@@ -104,7 +104,8 @@ impl Cluster {
         }
     }
 
-    async fn connect(&self) -> TlsStream<TcpStream> {
+    /// A TLS connection to the server, trusting its CA.
+    pub async fn connect(&self) -> TlsStream<TcpStream> {
         let tcp = TcpStream::connect(self.addr).await.unwrap();
         let name = ServerName::try_from("localhost").unwrap();
         self.connector
