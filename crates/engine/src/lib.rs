@@ -33,3 +33,15 @@ pub use error::EngineError;
 pub use network::NetworkConfig;
 pub use shim::{exec_main, shim_main};
 pub use userns::{DEFAULT_REMAP_USER, UsernsRemap};
+
+/// Entry points for the fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::EngineError;
+
+    /// Decodes and checks a request (method, path with query, body) the way
+    /// the API server does before it asks the engine anything. Touches no state.
+    pub fn decode_request(method: &str, target: &str, body: &[u8]) -> Result<(), EngineError> {
+        crate::api::decode_request(method, target, body)
+    }
+}

@@ -90,13 +90,6 @@ pub(super) async fn dispatch(
         }
         (Method::GET, [id, "logs"]) => logs(engine, id, &call),
         (Method::POST, [id, "update"]) => {
-            #[derive(serde::Deserialize, Default)]
-            #[serde(rename_all = "PascalCase", default)]
-            struct Update {
-                #[serde(flatten)]
-                host: crate::model::HostConfig,
-                restart_policy: Option<crate::model::RestartPolicy>,
-            }
             let body: Update = read_json(req).await?;
             let policy = body.restart_policy.filter(|p| !p.name.is_empty());
             engine.update_container(id, &body.host, policy)?;
@@ -174,6 +167,15 @@ pub(super) async fn dispatch(
         }
         _ => Err(call.not_found()),
     }
+}
+
+/// The body of `POST /containers/{id}/update`.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub(super) struct Update {
+    #[serde(flatten)]
+    host: crate::model::HostConfig,
+    restart_policy: Option<crate::model::RestartPolicy>,
 }
 
 fn size(call: &Call) -> Result<(u16, u16), EngineError> {

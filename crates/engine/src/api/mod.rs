@@ -18,7 +18,7 @@ use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Value, json};
 use tokio::net::UnixListener;
 
@@ -35,6 +35,12 @@ pub(crate) type Body = BoxBody<Bytes, Infallible>;
 /// Largest JSON request body read into memory (tar bodies stream).
 const MAX_JSON_BODY: usize = 16 << 20;
 
+/// A client gets this long to send a request's headers, counted from the
+/// connection's start or the end of its previous response: one that trickles
+/// them (slowloris) or keeps an idle connection open is cut off, so neither
+/// holds a task and a descriptor forever. As the registry and API server.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Serve the API on `listener` until `shutdown` resolves. Connections in
 /// flight (hijacked streams, follows) end with the process.
 pub async fn serve(
@@ -47,7 +53,12 @@ pub async fn serve(
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((s, _)) => s,
-                Err(_) => continue,
+                Err(_) => {
+                    // Out of file descriptors and the like: retrying at once
+                    // would spin; back off and keep serving.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
             },
             () = &mut shutdown => return,
         };
@@ -58,6 +69,8 @@ pub async fn serve(
                 async move { Ok::<_, Infallible>(route(engine, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades()
                 .await;
@@ -279,13 +292,62 @@ pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
     req: Request<Incoming>,
 ) -> Result<T, EngineError> {
     let bytes = read_body(req, MAX_JSON_BODY).await?;
+    decode_json(&bytes)
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, EngineError> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
-        &bytes
+        bytes
     };
     serde_json::from_slice(bytes)
         .map_err(|e| EngineError::Invalid(format!("invalid JSON body: {e}")))
+}
+
+/// Everything the server does with a request's bytes before an [`Engine`]
+/// is asked anything: the version prefix, the path segments and query, the
+/// filters, and the JSON body as the handler of that path decodes and checks
+/// it. The fuzz targets in `fuzz/` drive it; it touches no state.
+pub(crate) fn decode_request(method: &str, target: &str, body: &[u8]) -> Result<(), EngineError> {
+    let method = Method::from_bytes(method.as_bytes())
+        .map_err(|_| EngineError::Invalid(format!("invalid method {method:?}")))?;
+    let (path, query) = target
+        .split_once('?')
+        .map_or((target, None), |(p, q)| (p, Some(q)));
+    let (_, path) = strip_version(path);
+    let call = Call {
+        method,
+        segments: path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(percent_decode)
+            .collect(),
+        query: parse_query(query),
+    };
+    call.filters()?;
+    call.int("t")?;
+    let seg: Vec<&str> = call.segments.iter().map(String::as_str).collect();
+    match seg.as_slice() {
+        ["containers", "create"] => {
+            let req: crate::model::CreateRequest = decode_json(body)?;
+            check_create_request(&req)?;
+            match call.param("name") {
+                Some(n) if !crate::volumes::valid_name(n.trim_start_matches('/')) => Err(
+                    EngineError::Invalid(format!("invalid container name {n:?}")),
+                ),
+                _ => Ok(()),
+            }
+        }
+        ["containers", _, "update"] => decode_json::<containers::Update>(body).map(drop),
+        ["containers", _, "exec"] => decode_json::<crate::exec::ExecRequest>(body).map(drop),
+        ["networks", "create"] => decode_json::<networks::CreateNetwork>(body).map(drop),
+        ["networks", _, "connect" | "disconnect"] => {
+            decode_json::<networks::Connect>(body).map(drop)
+        }
+        ["volumes", "create"] => decode_json::<system::VolumeCreate>(body).map(drop),
+        _ => Ok(()),
+    }
 }
 
 /// Write a (possibly large) request body to `path`, refusing more than
@@ -339,6 +401,22 @@ pub(crate) async fn read_body(req: Request<Incoming>, limit: usize) -> Result<By
         .await
         .map(|c| c.to_bytes())
         .map_err(|e| EngineError::Invalid(format!("cannot read the request body: {e}")))
+}
+
+/// The checks `Engine::create` makes of a create body before it looks at
+/// the image (with an image that contributes nothing).
+fn check_create_request(req: &crate::model::CreateRequest) -> Result<(), EngineError> {
+    let image = crate::spec::ImageDefaults::default();
+    crate::spec::command(&req.config, &image)?;
+    crate::spec::capabilities(&req.host_config)?;
+    crate::spec::environment(&req.config, &image, "x")?;
+    crate::spec::resources(&req.host_config)?;
+    crate::network::parse_port_bindings(&req.host_config.port_bindings)?;
+    if !req.config.stop_signal.is_empty() {
+        bosun_runtime::parse_signal(&req.config.stop_signal)
+            .map_err(|e| EngineError::Invalid(format!("StopSignal: {e}")))?;
+    }
+    Ok(())
 }
 
 async fn dispatch(

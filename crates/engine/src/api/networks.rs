@@ -65,7 +65,7 @@ fn lookup(engine: &Engine, key: &str) -> Result<Value, EngineError> {
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
-struct CreateNetwork {
+pub(super) struct CreateNetwork {
     name: String,
     driver: Option<String>,
     #[serde(rename = "IPAM")]
@@ -87,7 +87,7 @@ struct IpamConfig {
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
-struct Connect {
+pub(super) struct Connect {
     container: String,
     endpoint_config: Option<EndpointConfig>,
 }

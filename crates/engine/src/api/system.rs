@@ -267,7 +267,7 @@ fn volume_in_use(engine: &Engine, name: &str) -> Option<String> {
 
 #[derive(serde::Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
-struct VolumeCreate {
+pub(super) struct VolumeCreate {
     name: Option<String>,
     driver: Option<String>,
     labels: Option<BTreeMap<String, String>>,
