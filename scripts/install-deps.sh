@@ -49,3 +49,8 @@ if ! command -v cargo >/dev/null; then
   echo "cargo not found: install a Rust toolchain >= 1.90 (rustup) first" >&2
   exit 1
 fi
+# cargo-fuzz for scripts/fuzz.sh (from crates.io). libFuzzer wants a nightly
+# compiler; without one fuzz.sh builds on stable (RUSTC_BOOTSTRAP=1) without a sanitizer.
+if ! command -v cargo-fuzz >/dev/null; then
+  cargo install --locked cargo-fuzz
+fi
