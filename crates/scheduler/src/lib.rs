@@ -39,6 +39,8 @@ pub struct Snapshot {
     pub(crate) used: Vec<Resources>,
     pub(crate) score_used: Vec<Resources>,
     pub(crate) pods_on: Vec<Vec<usize>>,
+    /// The node index of each pod in `pods`.
+    pod_node: Vec<usize>,
     index: BTreeMap<String, usize>,
 }
 
@@ -58,6 +60,7 @@ impl Snapshot {
             used: vec![Resources::default(); n],
             score_used: vec![Resources::default(); n],
             pods_on: vec![Vec::new(); n],
+            pod_node: Vec::new(),
             index,
         };
         for pod in pods {
@@ -77,6 +80,7 @@ impl Snapshot {
         self.used[i].add(&pod.requests);
         self.score_used[i].add(&pod.score_requests);
         self.pods_on[i].push(self.pods.len());
+        self.pod_node.push(i);
         self.pods.push(pod);
     }
 
@@ -89,11 +93,12 @@ impl Snapshot {
         self.index.get(node).map(|&i| self.used[i])
     }
 
-    pub(crate) fn node_of(&self, pod: &Pod) -> Option<&Node> {
-        pod.node_name
-            .as_ref()
-            .and_then(|n| self.index.get(n))
-            .map(|&i| &self.nodes[i])
+    /// Bound pods with the node each is on.
+    pub(crate) fn placed(&self) -> impl Iterator<Item = (&Pod, &Node)> {
+        self.pods
+            .iter()
+            .zip(&self.pod_node)
+            .map(|(p, &i)| (p, &self.nodes[i]))
     }
 }
 
@@ -139,44 +144,50 @@ pub struct Evaluation {
     pub reasons: BTreeMap<String, Vec<String>>,
 }
 
-/// Runs the filters on every node and scores the nodes that pass.
-pub fn evaluate(snapshot: &Snapshot, pod: &Pod) -> Evaluation {
+/// Node indexes with their scores, and the others with their reasons.
+type Outcome = (Vec<(usize, i64)>, Vec<(usize, Vec<String>)>);
+
+fn run(snapshot: &Snapshot, pod: &Pod) -> Outcome {
     let pre = plugins::PreFilter::new(snapshot, pod);
     let mut feasible = Vec::new();
-    let mut reasons = BTreeMap::new();
-    for (i, node) in snapshot.nodes.iter().enumerate() {
+    let mut refused = Vec::new();
+    for i in 0..snapshot.nodes.len() {
         match plugins::filter(snapshot, &pre, pod, i) {
             Ok(()) => feasible.push(i),
-            Err(why) => {
-                reasons.insert(node.name.clone(), why);
-            }
+            Err(why) => refused.push((i, why)),
         }
     }
-    let scores = plugins::score(snapshot, &pre, pod, &feasible)
-        .into_iter()
-        .map(|(i, s)| (snapshot.nodes[i].name.clone(), s))
-        .collect();
-    Evaluation { scores, reasons }
+    (plugins::score(snapshot, &pre, pod, &feasible), refused)
 }
 
-/// Picks the best-scoring node; `seed` chooses among equal scores, so a caller
-/// passing the same seed gets the same answer.
+/// Runs the filters on every node and scores the nodes that pass.
+pub fn evaluate(snapshot: &Snapshot, pod: &Pod) -> Evaluation {
+    let (scores, refused) = run(snapshot, pod);
+    let name = |i: usize| snapshot.nodes[i].name.clone();
+    Evaluation {
+        scores: scores.into_iter().map(|(i, s)| (name(i), s)).collect(),
+        reasons: refused.into_iter().map(|(i, r)| (name(i), r)).collect(),
+    }
+}
+
+/// Picks the best-scoring node; `seed` chooses among equal scores (ordered by
+/// name), so a caller passing the same seed gets the same answer.
 pub fn schedule(snapshot: &Snapshot, pod: &Pod, seed: u64) -> Decision {
-    let eval = evaluate(snapshot, pod);
-    let Some(best) = eval.scores.values().max().copied() else {
+    let (scores, refused) = run(snapshot, pod);
+    let Some(best) = scores.iter().map(|(_, s)| *s).max() else {
+        let name = |i: usize| snapshot.nodes[i].name.clone();
         return Decision::Unschedulable(Unschedulable {
             nodes: snapshot.nodes.len(),
-            reasons: eval.reasons,
+            reasons: refused.into_iter().map(|(i, r)| (name(i), r)).collect(),
         });
     };
-    let top: Vec<&String> = eval
-        .scores
+    let mut top: Vec<&str> = scores
         .iter()
-        .filter(|(_, s)| **s == best)
-        .map(|(n, _)| n)
+        .filter(|(_, s)| *s == best)
+        .map(|(i, _)| snapshot.nodes[*i].name.as_str())
         .collect();
-    let pick = top[(seed % top.len() as u64) as usize];
-    Decision::Bind(pick.clone())
+    top.sort_unstable();
+    Decision::Bind(top[(seed % top.len() as u64) as usize].to_owned())
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ pub(crate) struct PreFilter {
     anti_affinity: Vec<BTreeSet<String>>,
     /// Domains an existing pod's required anti-affinity forbids to this pod.
     forbidden: BTreeSet<Domain>,
+    tolerates_unschedulable: bool,
 }
 
 fn label<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
@@ -88,26 +89,31 @@ impl PreFilter {
             terms
                 .iter()
                 .map(|t| {
-                    snap.pods
-                        .iter()
-                        .filter(|p| t.selects(p))
-                        .filter_map(|p| label(snap.node_of(p)?, &t.topology_key).map(str::to_owned))
+                    snap.placed()
+                        .filter(|(p, _)| t.selects(p))
+                        .filter_map(|(_, n)| label(n, &t.topology_key).map(str::to_owned))
                         .collect()
                 })
                 .collect()
         };
         let mut forbidden = BTreeSet::new();
-        for existing in &snap.pods {
-            let Some(node) = snap.node_of(existing) else {
-                continue;
-            };
+        for (existing, node) in snap.placed() {
             for t in existing.anti_affinity.iter().filter(|t| t.selects(pod)) {
                 if let Some(v) = label(node, &t.topology_key) {
                     forbidden.insert((t.topology_key.clone(), v.to_owned()));
                 }
             }
         }
+        let unschedulable_taint = Taint {
+            key: "node.kubernetes.io/unschedulable".into(),
+            value: String::new(),
+            effect: "NoSchedule".into(),
+        };
         PreFilter {
+            tolerates_unschedulable: pod
+                .tolerations
+                .iter()
+                .any(|t| t.tolerates(&unschedulable_taint)),
             spread,
             soft_spread,
             affinity: domains(&pod.affinity),
@@ -132,17 +138,7 @@ pub(crate) fn filter(
 ) -> Result<(), Vec<String>> {
     let node = &snap.nodes[i];
     let fail = |r: &str| Err(vec![r.to_owned()]);
-    let unschedulable_taint = Taint {
-        key: "node.kubernetes.io/unschedulable".into(),
-        value: String::new(),
-        effect: "NoSchedule".into(),
-    };
-    if node.unschedulable
-        && !pod
-            .tolerations
-            .iter()
-            .any(|t| t.tolerates(&unschedulable_taint))
-    {
+    if node.unschedulable && !pre.tolerates_unschedulable {
         return fail(UNSCHEDULABLE);
     }
     if pod.node_name.as_ref().is_some_and(|n| *n != node.name) {
@@ -157,12 +153,12 @@ pub(crate) fn filter(
     if !node_affinity_ok(pod, node) {
         return fail(AFFINITY);
     }
-    let used_ports = snap.pods_on[i]
+    // Most pods ask for no host port; skip reading the node's pods for them.
+    let mut used_ports = snap.pods_on[i]
         .iter()
         .flat_map(|&p| &snap.pods[p].host_ports);
-    if used_ports
-        .clone()
-        .any(|u| pod.host_ports.iter().any(|w| w.conflicts(u)))
+    if !pod.host_ports.is_empty()
+        && used_ports.any(|u| pod.host_ports.iter().any(|w| w.conflicts(u)))
     {
         return fail(PORTS);
     }
