@@ -41,6 +41,10 @@ pub struct Snapshot {
     pub(crate) pods_on: Vec<Vec<usize>>,
     /// The node index of each pod in `pods`.
     pod_node: Vec<usize>,
+    /// Pods by one label (key, value): selectors with `matchLabels` read only these.
+    by_label: BTreeMap<(String, String), Vec<usize>>,
+    /// Pods with required anti-affinity, which every new pod must check.
+    anti: Vec<usize>,
     index: BTreeMap<String, usize>,
 }
 
@@ -61,6 +65,8 @@ impl Snapshot {
             score_used: vec![Resources::default(); n],
             pods_on: vec![Vec::new(); n],
             pod_node: Vec::new(),
+            by_label: BTreeMap::new(),
+            anti: Vec::new(),
             index,
         };
         for pod in pods {
@@ -79,8 +85,18 @@ impl Snapshot {
         };
         self.used[i].add(&pod.requests);
         self.score_used[i].add(&pod.score_requests);
-        self.pods_on[i].push(self.pods.len());
+        let at = self.pods.len();
+        self.pods_on[i].push(at);
         self.pod_node.push(i);
+        for (k, v) in &pod.labels {
+            self.by_label
+                .entry((k.clone(), v.clone()))
+                .or_default()
+                .push(at);
+        }
+        if !pod.anti_affinity.is_empty() {
+            self.anti.push(at);
+        }
         self.pods.push(pod);
     }
 
@@ -93,12 +109,29 @@ impl Snapshot {
         self.index.get(node).map(|&i| self.used[i])
     }
 
-    /// Bound pods with the node each is on.
-    pub(crate) fn placed(&self) -> impl Iterator<Item = (&Pod, &Node)> {
-        self.pods
+    /// Bound pods that `sel` may match, with their node index: with `matchLabels`,
+    /// only the pods carrying its first label; otherwise all. The caller still matches.
+    pub(crate) fn candidates<'a>(
+        &'a self,
+        sel: &model::Selector,
+    ) -> Box<dyn Iterator<Item = (&'a Pod, usize)> + 'a> {
+        match sel.labels.iter().next() {
+            Some((k, v)) => Box::new(
+                self.by_label
+                    .get(&(k.clone(), v.clone()))
+                    .into_iter()
+                    .flatten()
+                    .map(|&p| (&self.pods[p], self.pod_node[p])),
+            ),
+            None => Box::new(self.pods.iter().zip(self.pod_node.iter().copied())),
+        }
+    }
+
+    /// Bound pods with required anti-affinity, with their node.
+    pub(crate) fn with_anti_affinity(&self) -> impl Iterator<Item = (&Pod, &Node)> {
+        self.anti
             .iter()
-            .zip(&self.pod_node)
-            .map(|(p, &i)| (p, &self.nodes[i]))
+            .map(|&p| (&self.pods[p], &self.nodes[self.pod_node[p]]))
     }
 }
 

@@ -52,24 +52,30 @@ fn node_affinity_ok(pod: &Pod, node: &Node) -> bool {
 
 impl PreFilter {
     pub(crate) fn new(snap: &Snapshot, pod: &Pod) -> PreFilter {
-        let eligible: Vec<usize> = (0..snap.nodes.len())
-            .filter(|&i| node_affinity_ok(pod, &snap.nodes[i]))
+        let eligible: Vec<bool> = snap
+            .nodes
+            .iter()
+            .map(|n| node_affinity_ok(pod, n))
             .collect();
         let count = |key: &str, sel: &Option<crate::model::Selector>| {
+            // Every eligible domain counts, even with no matching pod: it is the minimum.
             let mut domains: BTreeMap<String, i64> = BTreeMap::new();
-            for &i in &eligible {
-                let Some(value) = label(&snap.nodes[i], key) else {
-                    continue;
-                };
-                let n = snap.pods_on[i]
-                    .iter()
-                    .map(|&p| &snap.pods[p])
-                    .filter(|p| {
-                        p.namespace == pod.namespace
-                            && sel.as_ref().is_some_and(|s| s.matches(&p.labels))
-                    })
-                    .count() as i64;
-                *domains.entry(value.to_owned()).or_default() += n;
+            for (node, _) in snap.nodes.iter().zip(&eligible).filter(|(_, e)| **e) {
+                if let Some(value) = label(node, key)
+                    && !domains.contains_key(value)
+                {
+                    domains.insert(value.to_owned(), 0);
+                }
+            }
+            let Some(sel) = sel else { return domains };
+            for (p, i) in snap.candidates(sel) {
+                if eligible[i]
+                    && p.namespace == pod.namespace
+                    && sel.matches(&p.labels)
+                    && let Some(n) = label(&snap.nodes[i], key).and_then(|v| domains.get_mut(v))
+                {
+                    *n += 1;
+                }
             }
             domains
         };
@@ -89,15 +95,20 @@ impl PreFilter {
             terms
                 .iter()
                 .map(|t| {
-                    snap.placed()
+                    let Some(sel) = &t.selector else {
+                        return BTreeSet::new();
+                    };
+                    snap.candidates(sel)
                         .filter(|(p, _)| t.selects(p))
-                        .filter_map(|(_, n)| label(n, &t.topology_key).map(str::to_owned))
+                        .filter_map(|(_, i)| {
+                            label(&snap.nodes[i], &t.topology_key).map(str::to_owned)
+                        })
                         .collect()
                 })
                 .collect()
         };
         let mut forbidden = BTreeSet::new();
-        for (existing, node) in snap.placed() {
+        for (existing, node) in snap.with_anti_affinity() {
             for t in existing.anti_affinity.iter().filter(|t| t.selects(pod)) {
                 if let Some(v) = label(node, &t.topology_key) {
                     forbidden.insert((t.topology_key.clone(), v.to_owned()));
