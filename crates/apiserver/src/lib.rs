@@ -64,6 +64,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// a slow or idle client (slowloris) is cut off instead of holding a task and
 /// a descriptor forever. kube-apiserver's read-header timeout is 32 s.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// [`Config::max_connections`] unless told otherwise: well below the 20000
+/// descriptors a root process gets here, with room for the store's files.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Namespaces that exist from the first start on.
 const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
@@ -85,6 +89,11 @@ pub struct Config {
     /// History older than this is compacted away (watches and lists from
     /// before it get 410 Gone), as kube-apiserver does every 5 minutes.
     pub compaction_interval: Duration,
+    /// Connections served at once. At the limit the server stops accepting,
+    /// so a flood of idle connections waits in the kernel's backlog instead of
+    /// taking a descriptor and a task each (slow ones are cut off by the
+    /// header timeout, which frees their places).
+    pub max_connections: usize,
 }
 
 impl Config {
@@ -96,6 +105,7 @@ impl Config {
             etcd_endpoints: None,
             token_auth_file: None,
             compaction_interval: Duration::from_secs(300),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -169,6 +179,7 @@ pub struct Server {
     state: Arc<State>,
     kubeconfig: PathBuf,
     compaction_interval: Duration,
+    connections: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Server {
@@ -238,6 +249,7 @@ impl Server {
             state,
             kubeconfig,
             compaction_interval: config.compaction_interval,
+            connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1))),
         })
     }
 
@@ -271,6 +283,13 @@ impl Server {
         let compactor = tokio::spawn(compact(self.state.store.clone(), self.compaction_interval));
         let _stop_compactor = AbortOnDrop(compactor);
         loop {
+            // A place is taken before accepting: at the limit the loop waits.
+            let permit = tokio::select! {
+                () = &mut shutdown => return,
+                permit = self.connections.clone().acquire_owned() => {
+                    permit.expect("the connection semaphore is never closed")
+                }
+            };
             let (stream, _peer) = tokio::select! {
                 () = &mut shutdown => return,
                 accepted = self.listener.accept() => match accepted {
@@ -287,6 +306,7 @@ impl Server {
             let state = self.state.clone();
             let tls = self.tls.clone();
             tokio::spawn(async move {
+                let _place = permit;
                 // A failed handshake or a client gone concerns only that client;
                 // one that never finishes its handshake is cut off like one that
                 // never finishes its headers.

@@ -2,7 +2,8 @@
 //! token, a wrong one, the token in the query, another scheme, impersonation
 //! headers, paths that a normalising proxy would turn into protected ones),
 //! traversal in object names and namespaces, oversized and too many headers,
-//! and clients that trickle their headers or never finish the TLS handshake.
+//! clients that trickle their headers or never finish the TLS handshake, and
+//! more connections than the server takes at once.
 //! Each gets a clean 4xx (or is cut off), learns nothing, and writes nothing.
 
 mod support;
@@ -327,5 +328,31 @@ async fn slow_and_idle_clients_are_cut_off_and_do_not_block_others() {
         closed_by_server(&mut half)
     );
     trickle.abort();
+    assert_eq!(c.call("GET", CM, None).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_beyond_the_limit_wait_until_a_place_frees() {
+    let c = Cluster::start_with(|cfg| cfg.max_connections = 2).await;
+    // Two clients that never start their handshake hold both places (the
+    // kernel hands connections to accept in the order they came).
+    let first = tokio::net::TcpStream::connect(c.addr).await.unwrap();
+    let second = tokio::net::TcpStream::connect(c.addr).await.unwrap();
+    let call = c.call("GET", CM, None);
+    tokio::pin!(call);
+    // A slow machine could only make this look pass without a limit, never
+    // fail with one; the answer after a place frees is the real check.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), &mut call)
+            .await
+            .is_err(),
+        "a third connection was served while two held the only places"
+    );
+    drop(first);
+    let answered = tokio::time::timeout(Duration::from_secs(300), call)
+        .await
+        .expect("served once a place was free");
+    assert_eq!(answered.status, 200);
+    drop(second);
     assert_eq!(c.call("GET", CM, None).await.status, 200);
 }
