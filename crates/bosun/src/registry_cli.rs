@@ -273,6 +273,7 @@ fn serve(a: &Args) -> Result<Result<i32, Usage>> {
         data_dir: data_dir.clone(),
         htpasswd: a.values.get("--htpasswd").map(PathBuf::from),
         tls,
+        max_connections: bosun_registry::DEFAULT_MAX_CONNECTIONS,
     };
     let scheme = if config.tls.is_some() {
         "https"

@@ -12,7 +12,7 @@ pub use client::{
     Client, ClientError, ClientOptions, Credentials, Outcome, Platform, Progress, Silent,
 };
 pub use name::{NameError, Reference, RepoName, Tag, UploadId};
-pub use server::{Server, ServerConfig, ServerError, TlsFiles};
+pub use server::{DEFAULT_MAX_CONNECTIONS, Server, ServerConfig, ServerError, TlsFiles};
 pub use storage::{
     GcReport, PutManifest, Referrer, ServerLock, Storage, StorageError, StoredManifest,
 };

@@ -1,8 +1,9 @@
 //! Hostile HTTP at the socket: path traversal in repository names, upload
 //! ids, tags and digests (plain, percent-encoded, NUL), oversized and too
-//! many headers, a Content-Range at the end of the number range, and clients
-//! that trickle their headers or send nothing. Each gets a clean 4xx (or is
-//! cut off) and leaves the data directory exactly as it was.
+//! many headers, a Content-Range at the end of the number range, clients that
+//! trickle their headers or send nothing, and more connections than the server
+//! takes at once. Each gets a clean 4xx (or is cut off, or waits) and leaves
+//! the data directory exactly as it was.
 
 mod common;
 
@@ -198,4 +199,35 @@ async fn slow_and_idle_clients_are_cut_off_and_do_not_block_others() {
     trickle.abort();
     let resp = c.get(r.url("/v2/")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_wait_until_a_place_frees() {
+    let r = start_with(Options {
+        max_connections: 2,
+        ..Options::default()
+    })
+    .await;
+    let addr = r.base.trim_start_matches("http://").to_owned();
+    // Two clients that say nothing hold both places (the kernel hands
+    // connections to accept in the order they came).
+    let first = TcpStream::connect(&addr).await.unwrap();
+    let second = TcpStream::connect(&addr).await.unwrap();
+    let call = raw(&r, "GET /v2/ HTTP/1.1", b"");
+    tokio::pin!(call);
+    // A slow machine could only make this look pass without a limit, never
+    // fail with one; the answer after a place frees is the real check.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), &mut call)
+            .await
+            .is_err(),
+        "a third connection was served while two held the only places"
+    );
+    drop(first);
+    let status = tokio::time::timeout(Duration::from_secs(300), call)
+        .await
+        .expect("served once a place was free");
+    assert_eq!(status, 200);
+    drop(second);
+    assert_eq!(raw(&r, "GET /v2/ HTTP/1.1", b"").await, 200);
 }

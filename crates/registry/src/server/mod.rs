@@ -54,7 +54,16 @@ pub struct ServerConfig {
     pub htpasswd: Option<PathBuf>,
     /// PEM certificate chain and private key; without them, plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// Connections served at once ([`DEFAULT_MAX_CONNECTIONS`] is a good
+    /// value). At the limit the server stops accepting, so a flood of idle
+    /// connections waits in the kernel's backlog instead of taking a
+    /// descriptor and a task each; the header timeout frees their places.
+    pub max_connections: usize,
 }
+
+/// Well below the 20000 descriptors a root process gets here, with room for
+/// blob files.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
@@ -93,6 +102,7 @@ pub struct Server {
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     state: Arc<State>,
+    connections: Arc<tokio::sync::Semaphore>,
     _lock: ServerLock,
 }
 
@@ -152,6 +162,7 @@ impl Server {
                 auth,
                 uploads: Mutex::new(HashMap::new()),
             }),
+            connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1))),
             _lock: lock,
         })
     }
@@ -169,6 +180,13 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
+            // A place is taken before accepting: at the limit the loop waits.
+            let permit = tokio::select! {
+                _ = &mut shutdown => return,
+                permit = self.connections.clone().acquire_owned() => {
+                    permit.expect("the connection semaphore is never closed")
+                }
+            };
             let (stream, _peer) = tokio::select! {
                 _ = &mut shutdown => return,
                 accepted = self.listener.accept() => match accepted {
@@ -185,6 +203,7 @@ impl Server {
             let state = self.state.clone();
             let tls = self.tls.clone();
             tokio::spawn(async move {
+                let _place = permit;
                 // A connection that fails (a client gone, a bad handshake)
                 // concerns only that client.
                 match tls {

@@ -24,6 +24,8 @@ pub(crate) struct Options {
     pub(crate) tls: Option<TlsFiles>,
     /// Reuse a directory (a restart).
     pub(crate) dir: Option<tempfile::TempDir>,
+    /// `ServerConfig::max_connections`; 0 for the default.
+    pub(crate) max_connections: usize,
 }
 
 pub(crate) async fn start() -> Registry {
@@ -38,6 +40,10 @@ pub(crate) async fn start_with(opts: Options) -> Registry {
         data_dir: dir.path().to_owned(),
         htpasswd: opts.htpasswd,
         tls: opts.tls,
+        max_connections: match opts.max_connections {
+            0 => bosun_registry::DEFAULT_MAX_CONNECTIONS,
+            n => n,
+        },
     })
     .await
     .expect("server starts");
