@@ -12,6 +12,7 @@ const USAGE: &str = "\
 Usage: bosun engine [--data-dir DIR] [-H unix:///PATH] [--exec-root DIR]
                     [--bridge NAME] [--subnet CIDR] [--nft-table NAME]
                     [--userns-remap default|USER[:GROUP]|UID[:GID]]
+                    [--max-connections N]
 
 Runs the engine: containers from the image store, served over the Docker
 Engine API on a unix socket, so the docker CLI and SDKs work against it
@@ -33,6 +34,8 @@ Options:
                       a container out (and is required for --privileged and
                       --network host). Containers and volumes are kept apart
                       per mapping, under DATA-DIR/UID.GID.
+  --max-connections N API connections served at once (default 4096); more
+                      wait until one closes
 ";
 
 pub(crate) fn main(args: &[OsString]) -> i32 {
@@ -51,6 +54,7 @@ fn run(args: &[OsString]) -> Result<()> {
     let mut exec_root = PathBuf::from("/run/bosun/engine");
     let mut network = NetworkConfig::default();
     let mut userns_remap: Option<UsernsRemap> = None;
+    let mut max_connections = bosun_engine::DEFAULT_MAX_CONNECTIONS;
     let mut it = args.iter().map(|a| a.to_string_lossy().into_owned());
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -78,6 +82,13 @@ fn run(args: &[OsString]) -> Result<()> {
             }
             "--nft-table" => network.nft_table = value("--nft-table")?,
             "--userns-remap" => userns_remap = Some(value("--userns-remap")?.parse()?),
+            "--max-connections" => {
+                let v = value("--max-connections")?;
+                max_connections = match v.parse::<usize>() {
+                    Ok(n) if n > 0 => n,
+                    _ => bail!("--max-connections {v:?}: a positive number of connections"),
+                };
+            }
             other => bail!("unknown option {other:?}\n\n{USAGE}"),
         }
     }
@@ -124,7 +135,7 @@ fn run(args: &[OsString]) -> Result<()> {
                 _ = term.recv() => {}
             }
         };
-        bosun_engine::serve(engine, listener, shutdown).await;
+        bosun_engine::serve(engine, listener, max_connections, shutdown).await;
         let _ = std::fs::remove_file(&socket);
         Ok(())
     })?;

@@ -1,8 +1,9 @@
 //! Hostile requests on the engine's socket (root): traversal in container,
 //! volume, network and image names (`../`, percent-encoded, NUL), oversized
-//! and too many headers, an oversized JSON body, and clients that trickle
-//! their headers or say nothing. Each gets a clean 4xx (or is cut off),
-//! the data directory is unchanged, and other clients are served meanwhile.
+//! and too many headers, an oversized JSON body, clients that trickle their
+//! headers or say nothing, and more connections than the engine takes at once.
+//! Each gets a clean 4xx (or is cut off, or waits), the data directory is
+//! unchanged, and other clients are served meanwhile.
 
 mod common;
 
@@ -252,4 +253,50 @@ fn slow_and_idle_clients_are_cut_off_and_do_not_block_others() {
     idle_closed.join().unwrap();
     trickle.join().unwrap();
     assert_eq!(raw(&e, "GET /_ping HTTP/1.1", b"").0, 200);
+}
+
+#[test]
+fn connections_beyond_the_limit_wait_until_a_place_frees() {
+    let e = TestEngine::start_with(&["--max-connections", "2"]);
+    // Two clients that say nothing hold both places (the kernel hands
+    // connections to accept in the order they came).
+    let first = UnixStream::connect(&e.socket).unwrap();
+    let second = UnixStream::connect(&e.socket).unwrap();
+    let mut third = UnixStream::connect(&e.socket).unwrap();
+    third
+        .write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    // A slow machine could only make this look pass without a limit, never
+    // fail with one; the answer after a place frees is the real check.
+    third
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let early = third.read(&mut byte);
+    assert!(
+        early.as_ref().is_err_and(|err| matches!(
+            err.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )),
+        "a third connection was served while two held the only places: {early:?}"
+    );
+    drop(first);
+    third
+        .set_read_timeout(Some(Duration::from_secs(300)))
+        .unwrap();
+    let mut answer = Vec::new();
+    third.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(second);
+    assert_eq!(raw(&e, "GET /_ping HTTP/1.1", b"").0, 200);
+    let bad = std::process::Command::new(common::bosun())
+        .args(["engine", "--max-connections", "0"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--max-connections"),
+        "{bad:?}"
+    );
 }

@@ -26,7 +26,7 @@ mod time;
 mod userns;
 mod volumes;
 
-pub use api::{API_VERSION, MIN_API_VERSION, serve};
+pub use api::{API_VERSION, DEFAULT_MAX_CONNECTIONS, MIN_API_VERSION, serve};
 pub use build::ChildRuntime;
 pub use engine::{Engine, EngineConfig};
 pub use error::EngineError;

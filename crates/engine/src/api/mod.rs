@@ -41,15 +41,31 @@ const MAX_JSON_BODY: usize = 16 << 20;
 /// holds a task and a descriptor forever. As the registry and API server.
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Serve the API on `listener` until `shutdown` resolves. Connections in
-/// flight (hijacked streams, follows) end with the process.
+/// [`serve`]'s connection limit unless told otherwise: well below the 20000
+/// descriptors a root process gets here, with room for logs, shims and layers.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+
+/// Serve the API on `listener` until `shutdown` resolves, with at most
+/// `max_connections` connections at once: at the limit it stops accepting,
+/// so a flood of idle connections waits in the kernel's backlog instead of
+/// taking a descriptor and a task each (the header timeout frees the places
+/// of idle ones). Connections in flight (hijacked streams, follows) end with
+/// the process.
 pub async fn serve(
     engine: Arc<Engine>,
     listener: UnixListener,
+    max_connections: usize,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    let places = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            permit = places.clone().acquire_owned() => {
+                permit.expect("the connection semaphore is never closed")
+            }
+            () = &mut shutdown => return,
+        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((s, _)) => s,
@@ -64,6 +80,7 @@ pub async fn serve(
         };
         let engine = engine.clone();
         tokio::spawn(async move {
+            let _place = permit;
             let service = hyper::service::service_fn(move |req| {
                 let engine = engine.clone();
                 async move { Ok::<_, Infallible>(route(engine, req).await) }
