@@ -609,3 +609,75 @@ fn proc_and_sys_through_a_symlink_are_refused() {
     ]);
     assert_eq!(rt.run_ok(&b, &unique_id("dataln")), "followed\n");
 }
+
+/// The freezer state of an engine container's cgroup: v1's `freezer.state`,
+/// or v2's `frozen` in `cgroup.events` (as FROZEN/THAWED).
+fn freezer_state(id: &str) -> String {
+    let v1 = format!("/sys/fs/cgroup/freezer/bosun-{id}/freezer.state");
+    if let Ok(s) = std::fs::read_to_string(&v1) {
+        return s.trim().to_owned();
+    }
+    let v2 = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .iter()
+        .map(|root| format!("{root}/bosun-{id}/cgroup.events"))
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_else(|| panic!("no freezer for container {id}"));
+    match v2.lines().any(|l| l == "frozen 1") {
+        true => "FROZEN".into(),
+        false => "THAWED".into(),
+    }
+}
+
+/// `docker cp` resolves a path inside a running container, then uses it: a
+/// container process that swaps a path component for a symlink in between
+/// would redirect the copy onto the host (the CVE-2018-15664 class). The
+/// engine freezes the container for the whole copy, as Docker does: while a
+/// copy out is held open the container is FROZEN, before and after THAWED.
+#[test]
+fn docker_cp_freezes_the_container_while_it_copies() {
+    use std::io::{Read, Write};
+    let e = common::engine::TestEngine::start();
+    let id = e
+        .docker_ok(&[
+            "run",
+            "-d",
+            "busybox",
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/big.tmp bs=1M count=32 && mv /big.tmp /big && sleep 600",
+        ])
+        .trim()
+        .to_owned();
+    e.eventually("the big file is written", || {
+        e.docker(&["exec", &id, "test", "-f", "/big"])
+            .status
+            .success()
+    });
+    assert_eq!(freezer_state(&id), "THAWED");
+    // A copy out whose client reads nothing stays in progress: 32 MiB do not
+    // fit in the socket's and the stream's buffers.
+    let mut copy = std::os::unix::net::UnixStream::connect(&e.socket).unwrap();
+    copy.write_all(
+        format!("GET /containers/{id}/archive?path=/big HTTP/1.1\r\nHost: docker\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    copy.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    e.eventually("the container is frozen while the copy runs", || {
+        freezer_state(&id) == "FROZEN"
+    });
+    assert_eq!(
+        e.docker_ok(&["inspect", "-f", "{{.State.Status}}", &id])
+            .trim(),
+        "running",
+        "the freeze is the engine's own, not a pause"
+    );
+    drop(copy);
+    e.eventually("the container thaws when the copy ends", || {
+        freezer_state(&id) == "THAWED"
+    });
+    e.docker_ok(&["exec", &id, "true"]);
+    e.docker_ok(&["rm", "-f", &id]);
+}

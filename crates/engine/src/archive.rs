@@ -109,6 +109,7 @@ impl Engine {
         out: &mut dyn std::io::Write,
     ) -> Result<()> {
         let c = self.find(name_or_id)?;
+        let _frozen = self.freeze_for_copy(&c)?;
         let located = self.locate(&c, path)?;
         let name = Path::new(path)
             .file_name()
@@ -137,6 +138,7 @@ impl Engine {
     /// `PUT /containers/{id}/archive`: unpack a tar into the directory `path`.
     pub(crate) fn archive_in(&self, name_or_id: &str, path: &str, tar_file: &Path) -> Result<()> {
         let c = self.find(name_or_id)?;
+        let _frozen = self.freeze_for_copy(&c)?;
         let located = self.locate(&c, path)?;
         let meta = std::fs::metadata(&located.host).map_err(|_| {
             EngineError::NotFound(format!(

@@ -1418,6 +1418,26 @@ impl Engine {
         Ok(())
     }
 
+    /// Freeze a running container while `docker cp` resolves and uses paths
+    /// inside it: none of its processes can swap a path component for a
+    /// symlink between the check and the use (the CVE-2018-15664 class;
+    /// Docker's fix was the same). The record keeps saying running; a
+    /// container that is not running (or already paused) is left as it is.
+    pub(crate) fn freeze_for_copy(&self, c: &Arc<Container>) -> Result<CopyFreeze<'_>> {
+        if c.record().state.status != Status::Running {
+            return Ok(CopyFreeze {
+                engine: self,
+                frozen: None,
+            });
+        }
+        let cid: ContainerId = c.id.parse().map_err(|e| EngineError::internal("id", e))?;
+        self.runtime.pause(&cid)?;
+        Ok(CopyFreeze {
+            engine: self,
+            frozen: Some((c.clone(), cid)),
+        })
+    }
+
     /// `wait`: subscribes now, so an exit right after the call is not
     /// missed; the returned waiter resolves once `condition` holds.
     pub(crate) fn waiter(&self, name_or_id: &str, condition: WaitCondition) -> Result<Waiter> {
@@ -2018,6 +2038,23 @@ fn write_hosts(dir: &Path, rec: &Record, ip: &str) -> Result<()> {
     // Rewritten in place: the container may already have it bound.
     std::fs::write(dir.join("hosts"), text)
         .map_err(|e| EngineError::internal("write the container's /etc/hosts", e))
+}
+
+/// A container frozen for a copy ([`Engine::freeze_for_copy`]); thawed on
+/// drop, unless someone paused it meanwhile (then it stays paused).
+pub(crate) struct CopyFreeze<'a> {
+    engine: &'a Engine,
+    frozen: Option<(Arc<Container>, ContainerId)>,
+}
+
+impl Drop for CopyFreeze<'_> {
+    fn drop(&mut self) {
+        if let Some((c, cid)) = self.frozen.take()
+            && c.record().state.status == Status::Running
+        {
+            let _ = self.engine.runtime.resume(&cid);
+        }
+    }
 }
 
 #[cfg(test)]

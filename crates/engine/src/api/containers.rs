@@ -102,6 +102,7 @@ pub(super) async fn dispatch(
                 .to_owned();
             let c = engine.find(id)?;
             let stat = {
+                let _frozen = engine.freeze_for_copy(&c)?;
                 let located = engine.locate(&c, &path)?;
                 crate::archive::stat_json(&located.host, &path)?
             };
