@@ -16,6 +16,9 @@ pub enum EngineError {
     /// The container is not in a state the operation works on (409 in Docker).
     #[error("{0}")]
     NotRunning(String),
+    /// A request body over the engine's limit (413).
+    #[error("{0}")]
+    TooLarge(String),
     /// Anything the engine itself failed at (500).
     #[error("{0}")]
     Internal(String),
@@ -26,7 +29,7 @@ impl EngineError {
         match self {
             Self::NotFound(_) => ErrorKind::NotFound,
             Self::Conflict(_) | Self::NotRunning(_) => ErrorKind::Conflict,
-            Self::Invalid(_) => ErrorKind::Invalid,
+            Self::Invalid(_) | Self::TooLarge(_) => ErrorKind::Invalid,
             Self::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -37,6 +40,7 @@ impl EngineError {
             Self::NotFound(_) => 404,
             Self::Conflict(_) | Self::NotRunning(_) => 409,
             Self::Invalid(_) => 400,
+            Self::TooLarge(_) => 413,
             Self::Internal(_) => 500,
         }
     }

@@ -417,7 +417,12 @@ pub(crate) async fn read_body(req: Request<Incoming>, limit: usize) -> Result<By
         .collect()
         .await
         .map(|c| c.to_bytes())
-        .map_err(|e| EngineError::Invalid(format!("cannot read the request body: {e}")))
+        .map_err(|e| match e.is::<http_body_util::LengthLimitError>() {
+            true => EngineError::TooLarge(format!(
+                "the request body is over the limit of {limit} bytes"
+            )),
+            false => EngineError::Invalid(format!("cannot read the request body: {e}")),
+        })
 }
 
 /// The checks `Engine::create` makes of a create body before it looks at
