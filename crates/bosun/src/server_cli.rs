@@ -75,24 +75,7 @@ fn parse(args: &[OsString]) -> Result<Option<Config>, String> {
     let mut bookmarks = Duration::from_secs(60);
     let mut compaction = Duration::from_secs(300);
     let mut tokens = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let arg = arg
-            .to_str()
-            .ok_or_else(|| format!("argument {arg:?} is not UTF-8"))?;
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
-            _ => (arg, None),
-        };
-        if matches!(flag, "-h" | "--help") {
-            return Ok(None);
-        }
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| it.next().and_then(|v| v.to_str()).map(str::to_owned))
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
+    let more = each_flag(args, |flag, value| {
         match flag {
             "--data-dir" => dir = PathBuf::from(value()?),
             "--listen" => {
@@ -107,6 +90,10 @@ fn parse(args: &[OsString]) -> Result<Option<Config>, String> {
             "--token-auth-file" => tokens = Some(PathBuf::from(value()?)),
             other => return Err(format!("unexpected argument {other:?}")),
         }
+        Ok(())
+    })?;
+    if !more {
+        return Ok(None);
     }
     let mut config = Config::new(dir, listen);
     config.etcd_endpoints = etcd;
@@ -147,6 +134,30 @@ type CertArgs = (PathBuf, String, Vec<String>, PathBuf);
 fn parse_certs(args: &[OsString]) -> Result<Option<CertArgs>, String> {
     let mut dir = PathBuf::from(DEFAULT_DIR);
     let (mut user, mut groups, mut out) = (None, Vec::new(), None);
+    let more = each_flag(args, |flag, value| {
+        match flag {
+            "--data-dir" => dir = PathBuf::from(value()?),
+            "--user" => user = Some(value()?),
+            "--group" => groups.push(value()?),
+            "--out" => out = Some(PathBuf::from(value()?)),
+            other => return Err(format!("unexpected argument {other:?}")),
+        }
+        Ok(())
+    })?;
+    if !more {
+        return Ok(None);
+    }
+    let user = user.ok_or("--user is required")?;
+    let out = out.ok_or("--out is required")?;
+    Ok(Some((dir, user, groups, out)))
+}
+
+/// Walks `--flag value` and `--flag=value` arguments, calling `on` with each
+/// flag and a function that takes its value. `Ok(false)` means `--help`.
+fn each_flag(
+    args: &[OsString],
+    mut on: impl FnMut(&str, &mut dyn FnMut() -> Result<String, String>) -> Result<(), String>,
+) -> Result<bool, String> {
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let arg = arg
@@ -157,7 +168,7 @@ fn parse_certs(args: &[OsString]) -> Result<Option<CertArgs>, String> {
             _ => (arg, None),
         };
         if matches!(flag, "-h" | "--help") {
-            return Ok(None);
+            return Ok(false);
         }
         let mut value = || {
             inline
@@ -165,17 +176,9 @@ fn parse_certs(args: &[OsString]) -> Result<Option<CertArgs>, String> {
                 .or_else(|| it.next().and_then(|v| v.to_str()).map(str::to_owned))
                 .ok_or_else(|| format!("{flag} needs a value"))
         };
-        match flag {
-            "--data-dir" => dir = PathBuf::from(value()?),
-            "--user" => user = Some(value()?),
-            "--group" => groups.push(value()?),
-            "--out" => out = Some(PathBuf::from(value()?)),
-            other => return Err(format!("unexpected argument {other:?}")),
-        }
+        on(flag, &mut value)?;
     }
-    let user = user.ok_or("--user is required")?;
-    let out = out.ok_or("--out is required")?;
-    Ok(Some((dir, user, groups, out)))
+    Ok(true)
 }
 
 fn seconds(flag: &str, v: &str) -> Result<Duration, String> {
