@@ -113,12 +113,13 @@ pub(super) async fn dispatch(
             let mut resp = if call.method == Method::HEAD {
                 status_only(StatusCode::OK)
             } else {
-                let (tx, resp) = stream::channel("application/x-tar");
+                let (mut w, resp) = stream::blocking("application/x-tar");
                 let engine = engine.clone();
                 let id = id.to_string();
                 tokio::task::spawn_blocking(move || {
-                    let mut w = stream::BlockingWriter(tx);
-                    let _ = engine.archive_out(&id, &path, &mut w);
+                    if engine.archive_out(&id, &path, &mut w).is_err() {
+                        w.fail();
+                    }
                 });
                 resp
             };
@@ -150,12 +151,13 @@ pub(super) async fn dispatch(
         }
         (Method::GET, [id, "export"]) => {
             engine.find(id)?;
-            let (tx, resp) = stream::channel("application/x-tar");
+            let (mut w, resp) = stream::blocking("application/x-tar");
             let engine = engine.clone();
             let id = id.to_string();
             tokio::task::spawn_blocking(move || {
-                let mut w = stream::BlockingWriter(tx);
-                let _ = engine.export(&id, &mut w);
+                if engine.export(&id, &mut w).is_err() {
+                    w.fail();
+                }
             });
             Ok(resp)
         }

@@ -30,7 +30,9 @@ pub const API_VERSION: &str = "1.47";
 /// The oldest accepted in a `/v1.NN/` path.
 pub const MIN_API_VERSION: &str = "1.24";
 
-pub(crate) type Body = BoxBody<Bytes, Infallible>;
+/// A response body. Its error aborts a streamed response part-way (the status
+/// line has gone out), so the client sees a broken transfer, not a short one.
+pub(crate) type Body = BoxBody<Bytes, std::io::Error>;
 
 /// Largest JSON request body read into memory (tar bodies stream).
 const MAX_JSON_BODY: usize = 16 << 20;
@@ -96,7 +98,9 @@ pub async fn serve(
 }
 
 pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response<Body> {

@@ -1,9 +1,9 @@
 //! Streaming bodies, hijacked connections and log following.
 
-use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,29 +21,48 @@ use crate::engine::{Change, Container};
 use crate::logs::{Entry, Filter, mux_frame, read_entries};
 
 /// A response body fed from a channel: each message is sent as it comes.
+/// When the channel closes it ends cleanly, unless `failed` was set first:
+/// then it ends with an error, which aborts the response.
 #[derive(Debug)]
 pub(crate) struct ChannelBody {
     rx: mpsc::Receiver<Bytes>,
+    failed: Arc<AtomicBool>,
 }
 
 impl hyper::body::Body for ChannelBody {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = std::io::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.rx.poll_recv(cx).map(|m| m.map(|b| Ok(Frame::data(b))))
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.rx.poll_recv(cx).map(|m| match m {
+            Some(b) => Some(Ok(Frame::data(b))),
+            None if self.failed.load(Ordering::Acquire) => {
+                Some(Err(std::io::Error::other("the stream failed part-way")))
+            }
+            None => None,
+        })
     }
 }
 
-/// Blocking code's output into a streaming response.
-pub(crate) struct BlockingWriter(pub mpsc::Sender<Bytes>);
+/// Blocking code's output into a streaming response ([`blocking`]).
+pub(crate) struct BlockingWriter {
+    tx: mpsc::Sender<Bytes>,
+    failed: Arc<AtomicBool>,
+}
+
+impl BlockingWriter {
+    /// Ends the response with an error: what was written is not the whole.
+    pub(crate) fn fail(self) {
+        self.failed.store(true, Ordering::Release);
+    }
+}
 
 impl std::io::Write for BlockingWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
+        self.tx
             .blocking_send(Bytes::copy_from_slice(buf))
             .map_err(|_| {
                 std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
@@ -58,11 +77,32 @@ impl std::io::Write for BlockingWriter {
 
 /// A streaming response and the sender that feeds it.
 pub(crate) fn channel(content_type: &'static str) -> (mpsc::Sender<Bytes>, Response<Body>) {
+    let (tx, _failed, r) = channel_with_failure(content_type);
+    (tx, r)
+}
+
+/// A streaming response fed by blocking code (a tar of an image or a
+/// container's files): the writer, and the response. A producer that fails
+/// part-way calls [`BlockingWriter::fail`], so the client does not take a
+/// truncated archive for a whole one.
+pub(crate) fn blocking(content_type: &'static str) -> (BlockingWriter, Response<Body>) {
+    let (tx, failed, r) = channel_with_failure(content_type);
+    (BlockingWriter { tx, failed }, r)
+}
+
+fn channel_with_failure(
+    content_type: &'static str,
+) -> (mpsc::Sender<Bytes>, Arc<AtomicBool>, Response<Body>) {
     let (tx, rx) = mpsc::channel(64);
-    let mut r = Response::new(ChannelBody { rx }.boxed());
+    let failed = Arc::new(AtomicBool::new(false));
+    let body = ChannelBody {
+        rx,
+        failed: failed.clone(),
+    };
+    let mut r = Response::new(body.boxed());
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    (tx, r)
+    (tx, failed, r)
 }
 
 /// A streaming response of JSON lines (pull, push and build progress), one
@@ -291,4 +331,35 @@ fn read_from(path: &std::path::Path, pos: u64, filter: &Filter) -> (Vec<Entry>, 
         }
     }
     (out, offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use http_body_util::BodyExt;
+
+    use super::blocking;
+
+    #[tokio::test]
+    async fn a_failed_producer_aborts_the_body_and_a_finished_one_ends_it() {
+        let (mut w, resp) = blocking("application/x-tar");
+        std::thread::spawn(move || {
+            w.write_all(b"part of it").unwrap();
+            w.fail();
+        })
+        .join()
+        .unwrap();
+        assert!(
+            resp.into_body().collect().await.is_err(),
+            "a truncated stream ended cleanly"
+        );
+
+        let (mut w, resp) = blocking("application/x-tar");
+        std::thread::spawn(move || w.write_all(b"all of it").unwrap())
+            .join()
+            .unwrap();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"all of it");
+    }
 }

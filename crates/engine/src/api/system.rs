@@ -510,14 +510,16 @@ fn save(engine: &Arc<Engine>, names: Vec<String>) -> Result<Response<Body>, Engi
     for n in &names {
         engine.image_store().resolve(n)?;
     }
-    let (tx, resp) = stream::channel("application/x-tar");
+    let (mut w, resp) = stream::blocking("application/x-tar");
     let engine = engine.clone();
     tokio::task::spawn_blocking(move || {
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let mut w = stream::BlockingWriter(tx);
-        let _ = engine
+        let saved = engine
             .image_store()
             .save(&refs, bosun_image::SaveDest::Stream(&mut w));
+        if saved.is_err() {
+            w.fail();
+        }
     });
     Ok(resp)
 }
