@@ -13,9 +13,11 @@
 //! stream that ends from the last version it saw, and lists again when that
 //! version is too old (410).
 
+pub mod events;
+mod kubeconfig;
 mod watcher;
 
-use bosun_api::{ErrorKind, Resource};
+use bosun_api::{ErrorKind, Resource, Subresource};
 use serde_json::Value;
 
 pub use watcher::{Cache, Event, Watcher, reflect};
@@ -131,6 +133,41 @@ pub struct DeleteParams {
     pub uid: Option<String>,
 }
 
+/// Which objects a list or watch selects, in the API's selector syntax
+/// (`app=web,tier!=db`; `spec.nodeName=`); empty selects all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selector {
+    pub labels: String,
+    pub fields: String,
+}
+
+impl Selector {
+    pub fn fields(fields: impl Into<String>) -> Selector {
+        Selector {
+            labels: String::new(),
+            fields: fields.into(),
+        }
+    }
+
+    pub fn labels(labels: impl Into<String>) -> Selector {
+        Selector {
+            labels: labels.into(),
+            fields: String::new(),
+        }
+    }
+
+    fn query(&self) -> Vec<(&'static str, &str)> {
+        let mut q = Vec::new();
+        if !self.labels.is_empty() {
+            q.push(("labelSelector", self.labels.as_str()));
+        }
+        if !self.fields.is_empty() {
+            q.push(("fieldSelector", self.fields.as_str()));
+        }
+        q
+    }
+}
+
 /// One page of a list: the objects, and the resourceVersion to watch from.
 #[derive(Debug, Clone)]
 pub struct List {
@@ -161,6 +198,15 @@ pub fn collection_path(res: &Resource, namespace: Option<&str>) -> String {
 
 fn object_path(res: &Resource, namespace: Option<&str>, name: &str) -> String {
     format!("{}/{name}", collection_path(res, namespace))
+}
+
+fn subresource_path(
+    res: &Resource,
+    namespace: Option<&str>,
+    name: &str,
+    sub: Subresource,
+) -> String {
+    format!("{}/{}", object_path(res, namespace, name), sub.name())
 }
 
 impl Client {
@@ -222,11 +268,23 @@ impl Client {
     /// Every object of `res` (in `namespace`, or in all), read in pages of
     /// 500 at one resourceVersion.
     pub async fn list(&self, res: &Resource, namespace: Option<&str>) -> Result<List, Error> {
+        self.list_selected(res, namespace, &Selector::default())
+            .await
+    }
+
+    /// The objects of `res` that `selector` selects, read like [`list`](Client::list).
+    pub async fn list_selected(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        selector: &Selector,
+    ) -> Result<List, Error> {
         let url = self.url(&collection_path(res, namespace));
         let mut items = Vec::new();
         let mut cont = String::new();
         loop {
-            let mut query = vec![("limit", "500")];
+            let mut query = selector.query();
+            query.push(("limit", "500"));
             if !cont.is_empty() {
                 query.push(("continue", &cont));
             }
@@ -285,11 +343,60 @@ impl Client {
         name: &str,
         patch: &Patch,
     ) -> Result<Value, Error> {
+        self.patch_path(object_path(res, namespace, name), patch)
+            .await
+    }
+
+    /// Replaces the object's `.status` only (the `/status` subresource);
+    /// checked against `metadata.resourceVersion` like [`update`](Client::update).
+    pub async fn update_status(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        obj: &Value,
+    ) -> Result<Value, Error> {
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .ok_or_else(|| Error::Config("update of an object without a name".into()))?;
+        let url = self.url(&subresource_path(res, namespace, name, Subresource::Status));
+        self.send(self.http.put(url).json_body(obj)).await
+    }
+
+    /// Patches the object's `.status` only.
+    pub async fn patch_status(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        patch: &Patch,
+    ) -> Result<Value, Error> {
+        self.patch_path(
+            subresource_path(res, namespace, name, Subresource::Status),
+            patch,
+        )
+        .await
+    }
+
+    /// Posts to a create-only subresource: a pod's `binding` or `eviction`, a
+    /// service account's `token`.
+    pub async fn create_subresource(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        sub: Subresource,
+        body: &Value,
+    ) -> Result<Value, Error> {
+        let url = self.url(&subresource_path(res, namespace, name, sub));
+        self.send(self.http.post(url).json_body(body)).await
+    }
+
+    async fn patch_path(&self, path: String, patch: &Patch) -> Result<Value, Error> {
         let (ct, body) = match patch {
             Patch::Merge(v) => ("application/merge-patch+json", v),
             Patch::Json(v) => ("application/json-patch+json", v),
         };
-        let url = self.url(&object_path(res, namespace, name));
+        let url = self.url(&path);
         let req = self
             .http
             .patch(url)
@@ -324,12 +431,14 @@ impl Client {
         &self,
         res: &Resource,
         namespace: Option<&str>,
+        selector: &Selector,
         resource_version: &str,
     ) -> Result<reqwest::Response, Error> {
         let url = self.url(&collection_path(res, namespace));
         let resp = self
             .http
             .get(url)
+            .query(&selector.query())
             .query(&[
                 ("watch", "true"),
                 ("allowWatchBookmarks", "true"),
@@ -373,6 +482,11 @@ mod tests {
             "/api/v1/namespaces/a/configmaps/x"
         );
         assert_eq!(collection_path(cm, None), "/api/v1/configmaps");
+        let pods = find("", "v1", "pods").unwrap();
+        assert_eq!(
+            subresource_path(pods, Some("a"), "p", Subresource::Binding),
+            "/api/v1/namespaces/a/pods/p/binding"
+        );
         let deps = find("apps", "v1", "deployments").unwrap();
         assert_eq!(
             collection_path(deps, Some("b")),

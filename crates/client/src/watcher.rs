@@ -7,7 +7,7 @@
 use bosun_api::Resource;
 use serde_json::Value;
 
-use crate::{Client, Error};
+use crate::{Client, Error, Selector};
 
 /// A change to the watched set.
 #[derive(Debug, Clone)]
@@ -26,6 +26,7 @@ pub struct Watcher {
     client: Client,
     res: &'static Resource,
     namespace: Option<String>,
+    selector: Selector,
     /// Where to resume; `None`: list first.
     resource_version: Option<String>,
     stream: Option<reqwest::Response>,
@@ -38,10 +39,18 @@ impl Watcher {
             client,
             res,
             namespace: namespace.map(str::to_owned),
+            selector: Selector::default(),
             resource_version: None,
             stream: None,
             buf: Vec::new(),
         }
+    }
+
+    /// Watches only what `selector` selects: an object that stops matching
+    /// is reported as deleted, as the server does.
+    pub fn selecting(mut self, selector: Selector) -> Watcher {
+        self.selector = selector;
+        self
     }
 
     /// The next change. An error leaves the watcher able to go on: the
@@ -53,7 +62,7 @@ impl Watcher {
                 self.buf.clear();
                 let list = self
                     .client
-                    .list(self.res, self.namespace.as_deref())
+                    .list_selected(self.res, self.namespace.as_deref(), &self.selector)
                     .await?;
                 self.resource_version = Some(list.resource_version);
                 return Ok(Event::Restarted(list.items));
@@ -68,7 +77,7 @@ impl Watcher {
             let Some(stream) = self.stream.as_mut() else {
                 match self
                     .client
-                    .open_watch(self.res, self.namespace.as_deref(), &rv)
+                    .open_watch(self.res, self.namespace.as_deref(), &self.selector, &rv)
                     .await
                 {
                     Ok(resp) => self.stream = Some(resp),
