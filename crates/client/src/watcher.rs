@@ -139,6 +139,7 @@ impl Watcher {
 pub struct Cache<T> {
     objects: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, T>>>,
     changed: std::sync::Arc<tokio::sync::Notify>,
+    synced: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<T> Clone for Cache<T> {
@@ -146,6 +147,7 @@ impl<T> Clone for Cache<T> {
         Cache {
             objects: self.objects.clone(),
             changed: self.changed.clone(),
+            synced: self.synced.clone(),
         }
     }
 }
@@ -157,7 +159,15 @@ impl<T: Clone> Cache<T> {
         Cache {
             objects: Default::default(),
             changed,
+            synced: Default::default(),
         }
+    }
+
+    /// Whether the first list has arrived: before it, an empty cache says
+    /// nothing about the cluster (a controller that acted on it would, say,
+    /// empty every Service's endpoints at start).
+    pub fn synced(&self) -> bool {
+        self.synced.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// A copy of what is cached now.
@@ -178,6 +188,8 @@ impl<T: Clone> Cache<T> {
                             objects.insert(u, t);
                         }
                     }
+                    self.synced
+                        .store(true, std::sync::atomic::Ordering::Release);
                 }
                 Event::Applied(v) => {
                     if let (Some(u), Some(t)) = (uid(&v), map(&v)) {
