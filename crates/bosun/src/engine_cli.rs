@@ -7,12 +7,13 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use bosun_engine::{Engine, EngineConfig, NetworkConfig, UsernsRemap};
 use bosun_image::DEFAULT_DATA_DIR;
+use bosun_image::snapshot::LayerMapping;
 
 const USAGE: &str = "\
 Usage: bosun engine [--data-dir DIR] [-H unix:///PATH] [--exec-root DIR]
                     [--bridge NAME] [--subnet CIDR] [--nft-table NAME]
                     [--userns-remap default|USER[:GROUP]|UID[:GID]]
-                    [--max-connections N]
+                    [--userns-layers auto|idmap|copy] [--max-connections N]
 
 Runs the engine: containers from the image store, served over the Docker
 Engine API on a unix socket, so the docker CLI and SDKs work against it
@@ -34,6 +35,12 @@ Options:
                       a container out (and is required for --privileged and
                       --network host). Containers and volumes are kept apart
                       per mapping, under DATA-DIR/UID.GID.
+  --userns-layers HOW how remapped containers see image layers owned by the
+                      mapped ids: `idmap` (idmapped mounts, no copy; Linux
+                      5.19+ on a file system that supports them), `copy` (a
+                      copy of each layer with shifted owners, made once per
+                      mapping and shared, as Docker does), or `auto` (the
+                      default: idmap, else copy)
   --max-connections N API connections served at once (default 4096); more
                       wait until one closes
 ";
@@ -54,6 +61,7 @@ fn run(args: &[OsString]) -> Result<()> {
     let mut exec_root = PathBuf::from("/run/bosun/engine");
     let mut network = NetworkConfig::default();
     let mut userns_remap: Option<UsernsRemap> = None;
+    let mut userns_layers = LayerMapping::default();
     let mut max_connections = bosun_engine::DEFAULT_MAX_CONNECTIONS;
     let mut it = args.iter().map(|a| a.to_string_lossy().into_owned());
     while let Some(arg) = it.next() {
@@ -82,6 +90,12 @@ fn run(args: &[OsString]) -> Result<()> {
             }
             "--nft-table" => network.nft_table = value("--nft-table")?,
             "--userns-remap" => userns_remap = Some(value("--userns-remap")?.parse()?),
+            "--userns-layers" => {
+                let v = value("--userns-layers")?;
+                userns_layers = v
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--userns-layers {e}"))?;
+            }
             "--max-connections" => {
                 let v = value("--max-connections")?;
                 max_connections = match v.parse::<usize>() {
@@ -103,6 +117,7 @@ fn run(args: &[OsString]) -> Result<()> {
         exe,
         network,
         userns_remap,
+        userns_layers,
     })
     .context("open the engine")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -46,6 +46,9 @@ pub struct EngineConfig {
     /// `--userns-remap`: run containers in a user namespace whose root is
     /// an unprivileged host id.
     pub userns_remap: Option<UsernsRemap>,
+    /// `--userns-layers`: how remapped containers see the image layers
+    /// (idmapped mounts, or copies per mapping where those are missing).
+    pub userns_layers: bosun_image::snapshot::LayerMapping,
 }
 
 /// What waiters see of a container: bumps at every exit, and at removal.
@@ -212,7 +215,8 @@ impl Engine {
             Some(spec) => {
                 let ids = crate::userns::resolve(spec, &SubIdFiles::default())?;
                 let root = ids.root();
-                let map = bosun_image::snapshot::IdMap::new(ids.uids, ids.gids)?;
+                let map = bosun_image::snapshot::IdMap::new(ids.uids, ids.gids)?
+                    .with_layers(cfg.userns_layers);
                 (remapped_state_dir(&cfg.data_dir, root)?, Some(map))
             }
         };

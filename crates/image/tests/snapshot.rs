@@ -898,3 +898,125 @@ fn an_idmapped_mount_shows_the_image_as_the_mapped_root_and_leaves_the_layers_al
     .unwrap_err();
     assert!(err.to_string().contains("root"), "{err}");
 }
+
+/// A layer of many owners and kinds, for the copies of the remap fallback:
+/// a user's files, a set-uid binary, a hard link, a fifo, an opaque
+/// directory and a whiteout.
+fn mixed_tar() -> Vec<u8> {
+    Layer::owned_by(1000, 1001)
+        .dir("home")
+        .file("home/notes", b"mine")
+        .file_mode("home/su", b"#!/bin/sh\n", 0o4755)
+        .hardlink("home/again", "home/notes")
+        .special(tar::EntryType::Fifo, "home/pipe")
+        .symlink("home/link", "notes")
+        .dir("d")
+        .file("d/.wh..wh..opq", b"")
+        .file("d/new", b"new")
+        .file(".wh.gone.txt", b"")
+        .finish()
+}
+
+#[test]
+fn copied_layers_show_the_image_as_the_mapped_root_once_per_mapping() {
+    use bosun_image::snapshot::{IdMap, IdRange, LayerMapping};
+    let store = Store::new();
+    let base = store.import(&base_tar(), "base");
+    let app = store.compose(&base, 1, &[(mixed_tar(), None)], "app");
+    let layers = store.snapshots.prepare(&store.images, &app).unwrap();
+    let range = |outside| {
+        vec![IdRange {
+            inside: 0,
+            outside,
+            count: 65536,
+        }]
+    };
+    let map = || {
+        IdMap::new(range(200_000), range(300_000))
+            .unwrap()
+            .with_layers(LayerMapping::Copy)
+    };
+    let owner = |p: &Path| {
+        let m = fs::symlink_metadata(p).unwrap();
+        (m.uid(), m.gid())
+    };
+    let first = map();
+    assert!(first.copies_layers());
+    let active = store.snapshots.create_active("c1", &layers).unwrap();
+    let target = tempfile::tempdir().unwrap();
+    active.mount_idmapped(target.path(), &first).unwrap();
+    let guard = MountGuard { target };
+    let root = guard.path();
+    // The container's ids, shifted: root's files are the mapped root's, the
+    // user's are its mapped ids; kinds, modes, links and whiteouts survive.
+    assert_eq!(read(root, "etc/hostname"), "base\n");
+    assert_eq!(owner(&root.join("etc/hostname")), (200_000, 300_000));
+    assert_eq!(owner(root), (200_000, 300_000));
+    assert_eq!(owner(&root.join("home/notes")), (201_000, 301_001));
+    assert_eq!(owner(&root.join("home/link")), (201_000, 301_001));
+    let su = fs::metadata(root.join("home/su")).unwrap();
+    assert_eq!(su.mode() & 0o7777, 0o4755, "chown must not drop set-uid");
+    assert_eq!(
+        fs::metadata(root.join("home/again")).unwrap().ino(),
+        fs::metadata(root.join("home/notes")).unwrap().ino(),
+        "a hard link stays one file"
+    );
+    assert!(
+        fs::symlink_metadata(root.join("home/pipe"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    assert_eq!(
+        fs::read_link(root.join("home/link")).unwrap(),
+        Path::new("notes")
+    );
+    assert!(!exists(root, "gone.txt"), "the whiteout still hides it");
+    assert!(
+        !exists(root, "d/old"),
+        "the opaque directory still hides the base's"
+    );
+    assert_eq!(read(root, "d/new"), "new");
+    // The snapshots on disk keep the image's own ids; the copies are apart.
+    assert_eq!(owner(&layers.lowers()[1].join("etc/hostname")), (0, 0));
+    assert_eq!(owner(&layers.lowers()[0].join("home/notes")), (1000, 1001));
+    let remap = store.root().join("remap");
+    let keys: Vec<PathBuf> = fs::read_dir(&remap)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let copies = || -> BTreeMap<String, u64> {
+        fs::read_dir(&keys[0])
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().into_string().unwrap(),
+                    e.metadata().unwrap().ino(),
+                )
+            })
+            .collect()
+    };
+    let made = copies();
+    assert_eq!(made.len(), 2, "one copy per layer: {made:?}");
+    guard.unmount(&active);
+
+    // A second container with the same mapping (another engine's IdMap too)
+    // uses the same copies: nothing is copied again.
+    let active2 = store.snapshots.create_active("c2", &layers).unwrap();
+    let target = tempfile::tempdir().unwrap();
+    active2.mount_idmapped(target.path(), &map()).unwrap();
+    let guard = MountGuard { target };
+    assert_eq!(owner(&guard.path().join("home/notes")), (201_000, 301_001));
+    assert_eq!(copies(), made);
+    guard.unmount(&active2);
+    store.snapshots.remove_active("c1").unwrap();
+    store.snapshots.remove_active("c2").unwrap();
+
+    // The copies go with their snapshots, and nothing is left in tmp.
+    store.snapshots.gc(&BTreeSet::new()).unwrap();
+    assert!(store.snapshot_dirs().is_empty());
+    assert_eq!(fs::read_dir(&keys[0]).unwrap().count(), 0);
+    assert!(store.temp_dirs().is_empty());
+}

@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use nix::mount::{MntFlags, umount2};
 
@@ -28,7 +28,7 @@ use crate::snapshot::{SnapshotError, mount};
 use crate::sys;
 
 /// What the kernel shows for an id a namespace does not map.
-const OVERFLOW_ID: u32 = 65534;
+pub(crate) const OVERFLOW_ID: u32 = 65534;
 
 /// One line of a uid or gid map: `count` ids from `inside` (the
 /// container's) map to as many from `outside` (the host's).
@@ -39,6 +39,35 @@ pub struct IdRange {
     pub count: u32,
 }
 
+/// How a user-namespaced container's layers are shown to it with their
+/// owners shifted into its mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LayerMapping {
+    /// Idmapped mounts where the kernel and file system have them, else
+    /// copies (decided on the first mount that fails for want of them).
+    #[default]
+    Auto,
+    /// Idmapped mounts only: a kernel without them fails the mount.
+    Idmap,
+    /// A copy of each layer with shifted owners, made once per mapping and
+    /// shared: what Docker does. Costs the disk of the copies and the time
+    /// of the first copy.
+    Copy,
+}
+
+impl std::str::FromStr for LayerMapping {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(LayerMapping::Auto),
+            "idmap" => Ok(LayerMapping::Idmap),
+            "copy" => Ok(LayerMapping::Copy),
+            _ => Err(format!("{s:?}: expected auto, idmap or copy")),
+        }
+    }
+}
+
 /// A uid and gid mapping, with a user namespace that carries it for
 /// idmapped mounts. Made once (it costs a short-lived child process) and
 /// used for every mount.
@@ -47,6 +76,9 @@ pub struct IdMap {
     uids: Vec<IdRange>,
     gids: Vec<IdRange>,
     userns: OwnedFd,
+    layers: LayerMapping,
+    /// `Auto` found idmapped mounts missing: copies from now on.
+    fell_back: AtomicBool,
 }
 
 impl IdMap {
@@ -65,7 +97,41 @@ impl IdMap {
                 reason: format!("the kernel refused it as a user namespace: {e}"),
             }
         })?;
-        Ok(Self { uids, gids, userns })
+        Ok(Self {
+            uids,
+            gids,
+            userns,
+            layers: LayerMapping::Auto,
+            fell_back: AtomicBool::new(false),
+        })
+    }
+
+    /// The same mapping, with its layers shown as `layers` says.
+    pub fn with_layers(mut self, layers: LayerMapping) -> Self {
+        self.layers = layers;
+        self
+    }
+
+    /// Whether layers are shown through copies: asked for, or `Auto` found
+    /// idmapped mounts missing.
+    pub fn copies_layers(&self) -> bool {
+        !self.uses_idmapped_mounts()
+    }
+
+    pub(crate) fn uses_idmapped_mounts(&self) -> bool {
+        match self.layers {
+            LayerMapping::Idmap => true,
+            LayerMapping::Copy => false,
+            LayerMapping::Auto => !self.fell_back.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn may_fall_back(&self) -> bool {
+        self.layers == LayerMapping::Auto
+    }
+
+    pub(crate) fn fall_back(&self) {
+        self.fell_back.store(true, Ordering::Relaxed);
     }
 
     pub fn uids(&self) -> &[IdRange] {
@@ -95,7 +161,7 @@ impl IdMap {
 }
 
 /// `inside outside count` lines, as `/proc/PID/uid_map` takes them.
-fn format_map(ranges: &[IdRange]) -> String {
+pub(crate) fn format_map(ranges: &[IdRange]) -> String {
     let mut out = String::new();
     for r in ranges {
         let _ = writeln!(out, "{} {} {}", r.inside, r.outside, r.count);
@@ -114,15 +180,7 @@ pub(crate) fn mount_overlay(
     map: &IdMap,
     idmap_dir: &Path,
 ) -> Result<(), SnapshotError> {
-    let (uid, gid) = map.root();
-    // The upper's root is the container's `/`; what is below it was written
-    // by the container (or copied up with the ids the idmapped lower shows).
-    nix::unistd::chown(
-        upper,
-        Some(nix::unistd::Uid::from_raw(uid)),
-        Some(nix::unistd::Gid::from_raw(gid)),
-    )
-    .map_err(|e| SnapshotError::io("chown", upper, e.into()))?;
+    chown_upper(upper, map)?;
     sweep(idmap_dir);
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = idmap_dir.join(format!(
@@ -152,6 +210,34 @@ pub(crate) fn mount_overlay(
     let options = mount::options(&attached.points, upper, work)?;
     mount::mount_overlay(&options, target)
     // `attached` detaches the lowers here: the overlay holds its own clones.
+}
+
+/// Makes the upper owned by the mapped root: its root is the container's
+/// `/`, and what is below it was written by the container (or copied up
+/// with the ids the lower shows it).
+pub(crate) fn chown_upper(upper: &Path, map: &IdMap) -> Result<(), SnapshotError> {
+    let (uid, gid) = map.root();
+    nix::unistd::chown(
+        upper,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    )
+    .map_err(|e| SnapshotError::io("chown", upper, e.into()))
+}
+
+/// Whether an idmapped overlay mount failed for want of the feature: no
+/// `mount_setattr` or `open_tree` (before 5.12), a file system that cannot
+/// be idmapped, or an overlayfs that refuses idmapped layers (before 5.19).
+pub(crate) fn is_unsupported(e: &SnapshotError) -> bool {
+    let errno = |source: &std::io::Error| source.raw_os_error();
+    match e {
+        SnapshotError::Idmap { source, .. } => matches!(
+            errno(source),
+            Some(libc::ENOSYS | libc::EINVAL | libc::EOPNOTSUPP | libc::EPERM)
+        ),
+        SnapshotError::Mount { source, .. } => errno(source) == Some(libc::EINVAL),
+        _ => false,
+    }
 }
 
 /// Idmapped lowers attached for one mount; detached and their directories
@@ -219,5 +305,26 @@ mod tests {
             },
         ];
         assert_eq!(format_map(&r), "0 100000 65536\n65536 300000 10\n");
+    }
+
+    #[test]
+    fn only_a_missing_feature_falls_back_to_copies() {
+        let errno = |n| std::io::Error::from_raw_os_error(n);
+        let idmap = |n| SnapshotError::Idmap {
+            path: "/l".into(),
+            source: errno(n),
+        };
+        let mount = |n| SnapshotError::Mount {
+            target: "/t".into(),
+            source: errno(n),
+        };
+        for e in [idmap(libc::ENOSYS), idmap(libc::EINVAL), mount(libc::EINVAL)] {
+            assert!(is_unsupported(&e), "{e}");
+        }
+        for e in [idmap(libc::ENOENT), mount(libc::EBUSY), mount(libc::ENOSPC)] {
+            assert!(!is_unsupported(&e), "{e}");
+        }
+        assert_eq!("copy".parse(), Ok(LayerMapping::Copy));
+        assert!("chown".parse::<LayerMapping>().is_err());
     }
 }

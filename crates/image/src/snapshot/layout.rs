@@ -9,6 +9,8 @@
 //!   tmp/<pid>-<k>/     work in progress, flocked by its maker while it lives
 //!   empty/             the lower of a mount with no layers (overlayfs needs one)
 //!   idmap/<pid>-<k>/   idmapped lowers, attached only while an overlay mounts
+//!   remap/<map>/<n>    snapshot <n>'s fs with owners shifted into a user
+//!                      namespace's mapping, where idmapped mounts are missing
 //! ```
 //!
 //! Readers take no lock: a chain link is made only once its snapshot is
@@ -37,6 +39,7 @@ const ACTIVE: &str = "active";
 const TMP: &str = "tmp";
 const EMPTY: &str = "empty";
 const IDMAP: &str = "idmap";
+const REMAP: &str = "remap";
 
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
@@ -62,7 +65,7 @@ impl Layout {
     /// is made canonical, so that every process spells the mount options
     /// (and finds them in mountinfo) the same way.
     pub(crate) fn open(root: &Path) -> Result<Self, SnapshotError> {
-        for dir in [CHAINS, ACTIVE, TMP, EMPTY, IDMAP] {
+        for dir in [CHAINS, ACTIVE, TMP, EMPTY, IDMAP, REMAP] {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(|e| SnapshotError::io("create", &path, e))?;
         }
@@ -89,6 +92,26 @@ impl Layout {
 
     pub(crate) fn idmap_dir(&self) -> PathBuf {
         self.root.join(IDMAP)
+    }
+
+    /// The copy of snapshot `n` for the mapping `key` (see `remap.rs`).
+    pub(crate) fn remap_dir(&self, key: &str, n: u64) -> PathBuf {
+        self.root.join(REMAP).join(key).join(n.to_string())
+    }
+
+    /// Every remapped copy, as (its path, the snapshot number it copies).
+    pub(crate) fn remapped(&self) -> Result<Vec<(PathBuf, u64)>, SnapshotError> {
+        let dir = self.root.join(REMAP);
+        let mut out = Vec::new();
+        for key in list(&dir)? {
+            let key_dir = dir.join(key);
+            for name in list(&key_dir)? {
+                if let Ok(n) = name.parse() {
+                    out.push((key_dir.join(name), n));
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub(crate) fn snapshot_dir(&self, n: u64) -> PathBuf {

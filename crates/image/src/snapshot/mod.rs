@@ -25,6 +25,7 @@ mod error;
 mod idmap;
 mod layout;
 mod mount;
+mod remap;
 
 #[cfg(test)]
 mod tests;
@@ -38,7 +39,7 @@ use bosun_oci::Digest;
 
 pub use diff::{DiffStats, diff, diff_unmapped};
 pub use error::SnapshotError;
-pub use idmap::{IdMap, IdRange};
+pub use idmap::{IdMap, IdRange, LayerMapping};
 
 use crate::images::ImageLayer;
 use crate::layer::OVERLAY_OPAQUE;
@@ -98,7 +99,7 @@ pub struct Active {
     /// work dir: an idmapped mount spells its own options from them.
     lowers: Vec<PathBuf>,
     work: PathBuf,
-    idmap_dir: PathBuf,
+    layout: Layout,
 }
 
 /// What [`Snapshotter::gc`] removed.
@@ -297,7 +298,7 @@ impl Snapshotter {
             options,
             lowers,
             work,
-            idmap_dir: self.layout.idmap_dir(),
+            layout: self.layout.clone(),
         })
     }
 
@@ -381,6 +382,12 @@ impl Snapshotter {
             }
             doomed.push(self.layout.retire(&lock, &self.layout.snapshot_dir(n))?);
         }
+        // Copies for user namespaces go with their snapshot.
+        for (copy, n) in self.layout.remapped()? {
+            if !named.contains(&n) {
+                doomed.push(self.layout.retire(&lock, &copy)?);
+            }
+        }
         drop(lock);
         for dir in doomed {
             dir.remove()?;
@@ -415,20 +422,32 @@ impl Active {
     }
 
     /// Mounts the snapshot at `target` for a container in a user namespace
-    /// with the mapping `map`: the lowers are idmapped mounts (no layer is
-    /// copied or changed), and the upper is made owned by the mapped root,
-    /// so the container sees its image as root-owned and what it writes is
-    /// stored under its host ids. Same refusal as [`Self::mount`].
+    /// with the mapping `map`, so that the container sees its image as
+    /// root-owned and what it writes is stored under its host ids (the upper
+    /// is made owned by the mapped root). The lowers are idmapped mounts (no
+    /// layer is copied or changed) or, where the kernel cannot idmap them
+    /// or `map` says so, copies of the layers with shifted owners, made once
+    /// per mapping (see [`LayerMapping`]). Same refusal as [`Self::mount`].
     pub fn mount_idmapped(&self, target: &Path, map: &IdMap) -> Result<(), SnapshotError> {
         refuse_mounted(&self.key, &self.upper)?;
-        idmap::mount_overlay(
-            &self.lowers,
-            &self.upper,
-            &self.work,
-            target,
-            map,
-            &self.idmap_dir,
-        )
+        if map.uses_idmapped_mounts() {
+            let idmapped = idmap::mount_overlay(
+                &self.lowers,
+                &self.upper,
+                &self.work,
+                target,
+                map,
+                &self.layout.idmap_dir(),
+            );
+            match idmapped {
+                Err(e) if map.may_fall_back() && idmap::is_unsupported(&e) => map.fall_back(),
+                done => return done,
+            }
+        }
+        let lowers = remap::lowers(&self.layout, &self.lowers, map)?;
+        idmap::chown_upper(&self.upper, map)?;
+        let options = mount::options(&lowers, &self.upper, &self.work)?;
+        mount::mount_overlay(&options, target)
     }
 
     /// Unmounts the snapshot from `target`, refusing when `target` is not
