@@ -104,3 +104,43 @@ fn sealed_copy() -> Result<OwnedFd> {
     fcntl(copy.as_fd(), FcntlArg::F_ADD_SEALS(seals)).ctx(|| "seal the runtime's copy".into())?;
     Ok(OwnedFd::from(copy))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    /// The fallback for runtimes without mount privileges: the memfd copy
+    /// is the binary, byte for byte, and no route writes to it — not the
+    /// descriptor itself, not a reopen through `/proc/self/fd` (what an
+    /// attacker holding `/proc/<pid>/exe` would do).
+    #[test]
+    fn the_memfd_copy_is_the_binary_and_cannot_be_written() {
+        let copy = sealed_copy().unwrap();
+        assert!(unwritable(&copy));
+        let mut ours = Vec::new();
+        File::open("/proc/self/exe")
+            .unwrap()
+            .read_to_end(&mut ours)
+            .unwrap();
+        let path = format!("/proc/self/fd/{}", copy.as_raw_fd());
+        let mut theirs = Vec::new();
+        File::open(&path).unwrap().read_to_end(&mut theirs).unwrap();
+        assert!(ours == theirs, "the copy differs from the binary");
+        let mut file = File::from(copy);
+        assert!(file.write_all(b"x").is_err(), "a write through the fd");
+        // The reopen itself may succeed; the seal refuses its writes.
+        if let Ok(mut reopened) = std::fs::OpenOptions::new().write(true).open(&path) {
+            assert!(reopened.write_all(b"x").is_err(), "a write through {path}");
+        }
+        assert!(file.set_len(1).is_err(), "a truncate");
+        // Without the seals the same checks would pass the write: the test
+        // would notice a fallback that forgot them.
+        let plain =
+            nix::sys::memfd::memfd_create(c"plain", nix::sys::memfd::MFdFlags::empty()).unwrap();
+        assert!(!unwritable(&plain));
+        assert!(File::from(plain).write_all(b"x").is_ok());
+    }
+}
