@@ -55,7 +55,50 @@ pub(crate) fn default(kind: &str, obj: &mut Value) -> Result<(), Cause> {
         }
         _ => {}
     }
+    workload_defaults(kind, o);
     Ok(())
+}
+
+/// The defaults Kubernetes gives DaemonSets, StatefulSets and Jobs: kubectl
+/// reads them (`rollout status` refuses a set whose strategy type is not
+/// `RollingUpdate`), and so do their controllers.
+fn workload_defaults(kind: &str, o: &mut Map<String, Value>) {
+    let spec = match kind {
+        "DaemonSet" | "StatefulSet" | "Job" => object_at(o, "spec"),
+        _ => return,
+    };
+    if kind == "Job" {
+        // Neither set: one pod to one success; parallelism alone: a work queue.
+        if !spec.contains_key("parallelism") {
+            spec.insert("parallelism".into(), json!(1));
+            spec.entry("completions").or_insert_with(|| json!(1));
+        }
+        spec.entry("backoffLimit").or_insert_with(|| json!(6));
+        spec.entry("completionMode")
+            .or_insert_with(|| json!("NonIndexed"));
+        spec.entry("suspend").or_insert_with(|| json!(false));
+        return;
+    }
+    spec.entry("revisionHistoryLimit")
+        .or_insert_with(|| json!(10));
+    if kind == "StatefulSet" {
+        spec.entry("podManagementPolicy")
+            .or_insert_with(|| json!("OrderedReady"));
+    }
+    let strategy = object_at(spec, "updateStrategy");
+    let rolling_update = *strategy
+        .entry("type")
+        .or_insert_with(|| json!("RollingUpdate"))
+        == "RollingUpdate";
+    if rolling_update {
+        let rolling = object_at(strategy, "rollingUpdate");
+        if kind == "StatefulSet" {
+            rolling.entry("partition").or_insert_with(|| json!(0));
+        } else {
+            rolling.entry("maxUnavailable").or_insert_with(|| json!(1));
+            rolling.entry("maxSurge").or_insert_with(|| json!(0));
+        }
+    }
 }
 
 /// The status an object of `kind` starts with (clients do not set status on
