@@ -213,11 +213,16 @@ fn serve(config: Config) -> Result<()> {
             auth: bosun_client::Auth::Token(creds.token),
         })
         .context("the controllers' client")?;
-        let controllers = tokio::spawn(bosun_controllers::run(client));
+        let controllers = tokio::spawn(bosun_controllers::run(client.clone()));
+        let scheduler = tokio::spawn(bosun_scheduler::run(
+            client,
+            bosun_scheduler::Options::default(),
+        ));
         // Tests and scripts wait for this line.
         let _ = std::io::stdout().flush();
         server.run(shutdown()).await;
         controllers.abort();
+        scheduler.abort();
         Ok(())
     })
 }

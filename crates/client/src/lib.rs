@@ -15,6 +15,7 @@
 
 pub mod events;
 mod kubeconfig;
+pub mod leader;
 mod watcher;
 
 use bosun_api::{ErrorKind, Resource, Subresource};

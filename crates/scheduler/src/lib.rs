@@ -1,11 +1,14 @@
 //! The scheduler's pure core: [`schedule`] picks a node for a pod from a
 //! [`Snapshot`] of nodes and bound pods, with Kubernetes' default filter and
 //! score plugins, and explains a failure in kube-scheduler's words. No IO and
-//! no clock: the loop that feeds it (queue, bindings, events) lives elsewhere.
+//! no clock. [`run`] is the loop around it: watches, the queue with back-off,
+//! bindings, conditions and events.
 
 mod model;
 mod plugins;
 mod quantity;
+mod queue;
+mod run;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -14,6 +17,7 @@ use bosun_api::ErrorKind;
 
 pub use model::{Node, Pod, Resources};
 pub use quantity::parse_milli;
+pub use run::{Options, run};
 
 /// A Pod or Node field the scheduler could not read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -180,7 +184,7 @@ pub struct Evaluation {
 /// Node indexes with their scores, and the others with their reasons.
 type Outcome = (Vec<(usize, i64)>, Vec<(usize, Vec<String>)>);
 
-fn run(snapshot: &Snapshot, pod: &Pod) -> Outcome {
+fn filter_and_score(snapshot: &Snapshot, pod: &Pod) -> Outcome {
     let pre = plugins::PreFilter::new(snapshot, pod);
     let mut feasible = Vec::new();
     let mut refused = Vec::new();
@@ -195,7 +199,7 @@ fn run(snapshot: &Snapshot, pod: &Pod) -> Outcome {
 
 /// Runs the filters on every node and scores the nodes that pass.
 pub fn evaluate(snapshot: &Snapshot, pod: &Pod) -> Evaluation {
-    let (scores, refused) = run(snapshot, pod);
+    let (scores, refused) = filter_and_score(snapshot, pod);
     let name = |i: usize| snapshot.nodes[i].name.clone();
     Evaluation {
         scores: scores.into_iter().map(|(i, s)| (name(i), s)).collect(),
@@ -206,7 +210,7 @@ pub fn evaluate(snapshot: &Snapshot, pod: &Pod) -> Evaluation {
 /// Picks the best-scoring node; `seed` chooses among equal scores (ordered by
 /// name), so a caller passing the same seed gets the same answer.
 pub fn schedule(snapshot: &Snapshot, pod: &Pod, seed: u64) -> Decision {
-    let (scores, refused) = run(snapshot, pod);
+    let (scores, refused) = filter_and_score(snapshot, pod);
     let Some(best) = scores.iter().map(|(_, s)| *s).max() else {
         let name = |i: usize| snapshot.nodes[i].name.clone();
         return Decision::Unschedulable(Unschedulable {
