@@ -4,8 +4,12 @@
 //! starts them all; they talk to the API server only through the client, so
 //! they run inside `bosun server` or anywhere else.
 
+pub mod daemonset;
 pub mod gc;
+pub mod job;
 pub mod serviceaccounts;
+pub mod statefulset;
+pub mod workload;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -23,7 +27,13 @@ const RESYNC: Duration = Duration::from_secs(10);
 
 /// Runs every controller until the future is dropped.
 pub async fn run(client: Client) {
-    tokio::join!(run_gc(client.clone()), run_serviceaccounts(client));
+    tokio::join!(
+        run_gc(client.clone()),
+        run_serviceaccounts(client.clone()),
+        daemonset::run(client.clone()),
+        statefulset::run(client.clone()),
+        job::run(client.clone()),
+    );
 }
 
 /// Waits for a change (or the resync period).
