@@ -5,8 +5,10 @@
 //! they run inside `bosun server` or anywhere else.
 
 pub mod daemonset;
+pub mod deployment;
 pub mod gc;
 pub mod job;
+pub mod replicaset;
 pub mod serviceaccounts;
 pub mod statefulset;
 pub mod workload;
@@ -33,6 +35,8 @@ pub async fn run(client: Client) {
         daemonset::run(client.clone()),
         statefulset::run(client.clone()),
         job::run(client.clone()),
+        replicaset::run(client.clone()),
+        deployment::run(client.clone()),
     );
 }
 
