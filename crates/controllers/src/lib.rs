@@ -5,10 +5,10 @@
 //! they run inside `bosun server` or anywhere else.
 
 pub mod daemonset;
-pub mod deployment;
+pub mod endpoints;
 pub mod gc;
 pub mod job;
-pub mod replicaset;
+pub mod nodelifecycle;
 pub mod serviceaccounts;
 pub mod statefulset;
 pub mod workload;
@@ -27,16 +27,27 @@ use tokio::sync::Notify;
 const SETTLE: Duration = Duration::from_millis(50);
 const RESYNC: Duration = Duration::from_secs(10);
 
+/// What `bosun server` may tune of the controllers.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub node_lifecycle: nodelifecycle::Settings,
+}
+
 /// Runs every controller until the future is dropped.
 pub async fn run(client: Client) {
+    run_with(client, Options::default()).await;
+}
+
+/// [`run`], tuned.
+pub async fn run_with(client: Client, options: Options) {
     tokio::join!(
+        nodelifecycle::run(client.clone(), options.node_lifecycle),
         run_gc(client.clone()),
         run_serviceaccounts(client.clone()),
+        endpoints::run(client.clone()),
         daemonset::run(client.clone()),
         statefulset::run(client.clone()),
         job::run(client.clone()),
-        replicaset::run(client.clone()),
-        deployment::run(client.clone()),
     );
 }
 
