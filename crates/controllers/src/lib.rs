@@ -5,10 +5,12 @@
 //! they run inside `bosun server` or anywhere else.
 
 pub mod daemonset;
+pub mod deployment;
 pub mod endpoints;
 pub mod gc;
 pub mod job;
 pub mod nodelifecycle;
+pub mod replicaset;
 pub mod serviceaccounts;
 pub mod statefulset;
 pub mod workload;
@@ -48,6 +50,8 @@ pub async fn run_with(client: Client, options: Options) {
         daemonset::run(client.clone()),
         statefulset::run(client.clone()),
         job::run(client.clone()),
+        replicaset::run(client.clone()),
+        deployment::run(client.clone()),
     );
 }
 
