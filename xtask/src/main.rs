@@ -39,6 +39,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("bosun-apiserver", &["bosun-api", "bosun-store"]),
     ("bosun-scheduler", &["bosun-api", "bosun-client"]),
     ("bosun-controllers", &["bosun-api", "bosun-client"]),
+    ("bosun-simnodes", &["bosun-api", "bosun-client"]),
     (
         "bosun-agent",
         &["bosun-api", "bosun-client", "bosun-engine", "bosun-net"],

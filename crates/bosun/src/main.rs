@@ -14,6 +14,7 @@ mod registry_cli;
 mod runc_args;
 mod runtime_cli;
 mod server_cli;
+mod sim_cli;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -70,6 +71,7 @@ fn top_level(args: &[OsString]) -> i32 {
         Some("pull") => registry_cli::pull(&args[2..]),
         Some("push") => registry_cli::push(&args[2..]),
         Some("server") => server_cli::main(&args[2..]),
+        Some("sim-nodes") => sim_cli::main(&args[2..]),
         Some("-H" | "--host") => container_cli::with_host(&args[1..]),
         Some(h) if h.starts_with("--host=") => container_cli::with_host(&args[1..]),
         Some(verb) if container_cli::VERBS.contains(&verb) => container_cli::main(verb, &args[2..]),
@@ -93,6 +95,7 @@ fn top_level(args: &[OsString]) -> i32 {
                  \x20                                events, images, rmi, tag, volume, network,\n  \
                  \x20                                cp, container, system, info\n  \
                  bosun server [options]           the cluster API server kubectl talks to\n  \
+                 bosun sim-nodes [options]        simulated nodes for a cluster (like KWOK)\n  \
                  bosun version\n",
                 env!("CARGO_PKG_VERSION")
             );

@@ -255,3 +255,82 @@ impl Cluster {
         (code.trim().parse().unwrap_or(0), body.to_owned())
     }
 }
+
+/// A running `bosun sim-nodes` (its nodes Ready), killed when dropped.
+pub struct SimNodes {
+    child: Child,
+    pub prefix: String,
+    pub count: usize,
+}
+
+impl Drop for SimNodes {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SimNodes {
+    /// The name of node `i`.
+    pub fn node(&self, i: usize) -> String {
+        format!("{}-{i}", self.prefix)
+    }
+
+    /// SIGTERM, as an operator stops it; waits for it to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal sim-nodes");
+        self.child.wait().expect("wait for sim-nodes")
+    }
+}
+
+impl Cluster {
+    /// `count` simulated nodes `sim-0` … (see `bosun sim-nodes --help`),
+    /// returned once all of them are Ready.
+    pub fn sim_nodes(&self, count: usize) -> SimNodes {
+        self.sim_nodes_with("sim", count, &[])
+    }
+
+    /// Simulated nodes named `prefix-N`, with more flags.
+    pub fn sim_nodes_with(&self, prefix: &str, count: usize, flags: &[&str]) -> SimNodes {
+        let child = Command::new(bosun())
+            .arg("sim-nodes")
+            .arg("--kubeconfig")
+            .arg(self.admin())
+            .args(["--count", &count.to_string(), "--prefix", prefix])
+            .args(flags)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn bosun sim-nodes");
+        let mut sim = SimNodes {
+            child,
+            prefix: prefix.to_owned(),
+            count,
+        };
+        let names: Vec<String> = (0..count).map(|i| sim.node(i)).collect();
+        wait_until(&format!("{count} simulated nodes are Ready"), || {
+            if let Ok(Some(status)) = sim.child.try_wait() {
+                panic!("bosun sim-nodes exited early: {status}");
+            }
+            let Some(list) = self.get(&["nodes"]) else {
+                return false;
+            };
+            let ready = |n: &serde_json::Value| {
+                n["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            };
+            let items = list["items"].as_array().cloned().unwrap_or_default();
+            names.iter().all(|name| {
+                items
+                    .iter()
+                    .any(|n| n["metadata"]["name"] == name.as_str() && ready(n))
+            })
+        });
+        sim
+    }
+}
