@@ -201,6 +201,10 @@ fn a_pod_held_by_a_finalizer_is_finished_and_removed_once_released() {
     c.ok(&["delete", "pod", "held", "--wait=false"]);
     let p = get_pod(&c, "held").unwrap();
     assert!(p["metadata"]["deletionTimestamp"].is_string());
+    // Its containers stop and it ends, as a kubelet finishes a deleted pod.
+    let p = wait_phase(&c, "held", "Succeeded");
+    let t = &p["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(t["exitCode"], 0, "{p}");
     c.ok(&[
         "patch",
         "pod",

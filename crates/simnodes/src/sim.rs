@@ -772,10 +772,26 @@ impl SimNodes {
             uid: Some(uid.to_owned()),
             ..DeleteParams::default()
         };
+        // As the kubelet (1.27+) does, a running pod's containers stop (exit 0
+        // after their SIGTERM) and the pod ends in a terminal phase first.
+        let stopped = (pod["status"]["phase"] == "Running").then(|| {
+            let st = status::exited(&pod["status"], uid, "Never", 0, now());
+            Patch::Json(json!([
+                {"op": "test", "path": "/metadata/uid", "value": uid},
+                {"op": "add", "path": "/status", "value": st},
+            ]))
+        });
         tokio::spawn(async move {
             let _permit = permits.acquire_owned().await;
-            // The kubelet's last word once the containers stopped: the
-            // server removes it (or keeps it while finalizers hold it).
+            if let Some(patch) = stopped
+                && let Err(e) = client.patch_status(pods_res(), Some(&ns), &name, &patch).await
+                && !matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Invalid)
+            {
+                Trouble::note(&tx, format!("stopping pod {ns}/{name}: {e}"));
+            }
+            // The kubelet's last word once the containers stopped (grace
+            // period 0; this server deletes pods at once anyway): the server
+            // removes it, or keeps it while finalizers hold it.
             if let Err(e) = client.delete(pods_res(), Some(&ns), &name, &params).await
                 && !matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Conflict)
             {
