@@ -567,3 +567,29 @@ fn image_names_compare_in_their_full_form() {
     ];
     assert_eq!(bind(decide(&nodes, &[], pod("p", "1", "1Mi"))), "b");
 }
+
+#[test]
+fn big_clusters_score_a_sample_but_search_them_all() {
+    assert_eq!(crate::enough(50), 50);
+    assert_eq!(crate::enough(100), 100);
+    assert_eq!(crate::enough(1000), 420);
+    assert_eq!(crate::enough(5000), 500);
+    assert_eq!(crate::enough(20_000), 1000);
+    let nodes: Vec<Value> = (0..300)
+        .map(|i| node(&format!("n{i:03}"), "1", "1Gi"))
+        .collect();
+    // Only one node fits; whatever the starting point, it is found.
+    let mut fits = nodes.clone();
+    fits[7] = node("n007", "8", "1Gi");
+    let s = snap(&fits, &[]);
+    let p = Pod::parse(&pod("p", "4", "1Mi")).unwrap();
+    for seed in [0, 8, 150, 299, 12345] {
+        assert_eq!(bind(schedule(&s, &p, seed)), "n007");
+    }
+    // None fits: every node is in the message.
+    let s = snap(&nodes, &[]);
+    assert_eq!(
+        message(schedule(&s, &p, 3)),
+        "0/300 nodes are available: 300 Insufficient cpu."
+    );
+}
