@@ -784,7 +784,9 @@ impl SimNodes {
         tokio::spawn(async move {
             let _permit = permits.acquire_owned().await;
             if let Some(patch) = stopped
-                && let Err(e) = client.patch_status(pods_res(), Some(&ns), &name, &patch).await
+                && let Err(e) = client
+                    .patch_status(pods_res(), Some(&ns), &name, &patch)
+                    .await
                 && !matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Invalid)
             {
                 Trouble::note(&tx, format!("stopping pod {ns}/{name}: {e}"));
