@@ -101,6 +101,38 @@ fn workload_defaults(kind: &str, o: &mut Map<String, Value>) {
     }
 }
 
+/// Gives a new pod the NoExecute tolerations of `node.kubernetes.io/not-ready`
+/// and `unreachable` for `seconds`, unless it tolerates them already (what
+/// kube-apiserver's DefaultTolerationSeconds admission does), so that its
+/// pods are evicted from a lost node after that long, not at once.
+pub(crate) fn default_tolerations(pod: &mut Value, (not_ready, unreachable): (i64, i64)) {
+    let Value::Object(o) = pod else {
+        return;
+    };
+    let spec = object_at(o, "spec");
+    let list = spec.entry("tolerations").or_insert_with(|| json!([]));
+    if !list.is_array() {
+        return;
+    }
+    let list = list.as_array_mut().expect("checked above");
+    for (key, seconds) in [
+        ("node.kubernetes.io/not-ready", not_ready),
+        ("node.kubernetes.io/unreachable", unreachable),
+    ] {
+        let tolerated = list.iter().any(|t| {
+            let k = t["key"].as_str().unwrap_or_default();
+            let e = t["effect"].as_str().unwrap_or_default();
+            (k == key || k.is_empty()) && (e == "NoExecute" || e.is_empty())
+        });
+        if !tolerated {
+            list.push(
+                json!({"key": key, "operator": "Exists", "effect": "NoExecute",
+                             "tolerationSeconds": seconds}),
+            );
+        }
+    }
+}
+
 /// The status an object of `kind` starts with (clients do not set status on
 /// create, except a node agent registering its node).
 pub(crate) fn initial_status(kind: &str, old: Option<&Value>) -> Option<Value> {
@@ -262,6 +294,45 @@ fn containers(spec: &Value, at: &str, causes: &mut Vec<Cause>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pods_tolerate_lost_nodes_for_a_while() {
+        let mut pod = json!({"spec": {"containers": []}});
+        default_tolerations(&mut pod, (60, 30));
+        let keys: Vec<(&str, i64)> = pod["spec"]["tolerations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["key"].as_str().unwrap(),
+                    t["tolerationSeconds"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("node.kubernetes.io/not-ready", 60),
+                ("node.kubernetes.io/unreachable", 30)
+            ]
+        );
+        assert_eq!(pod["spec"]["tolerations"][0]["effect"], "NoExecute");
+        // A pod's own toleration of either (or of everything) is kept as is.
+        let own = json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                         "effect": "NoExecute", "tolerationSeconds": 5});
+        let mut pod = json!({"spec": {"tolerations": [own.clone()]}});
+        default_tolerations(&mut pod, (60, 60));
+        let list = pod["spec"]["tolerations"].as_array().unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0], own);
+        let mut everything = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
+        default_tolerations(&mut everything, (60, 60));
+        assert_eq!(
+            everything["spec"]["tolerations"].as_array().unwrap().len(),
+            1
+        );
+    }
 
     #[test]
     fn secrets() {

@@ -68,6 +68,9 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// [`Config::max_connections`] unless told otherwise: well below the 20000
 /// descriptors a root process gets here, with room for the store's files.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// [`Config::default_unreachable_toleration_seconds`] (and not-ready) unless told otherwise (kube-apiserver
+/// has 300; bosun evicts after a minute).
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 60;
 /// Namespaces that exist from the first start on.
 const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
@@ -94,6 +97,12 @@ pub struct Config {
     /// taking a descriptor and a task each (slow ones are cut off by the
     /// header timeout, which frees their places).
     pub max_connections: usize,
+    /// The `tolerationSeconds` of the `node.kubernetes.io/not-ready` and
+    /// `unreachable` NoExecute tolerations every new pod gets unless it has
+    /// its own (kube-apiserver's DefaultTolerationSeconds admission): how long
+    /// a pod outlives its node's failure.
+    pub default_not_ready_toleration_seconds: i64,
+    pub default_unreachable_toleration_seconds: i64,
 }
 
 impl Config {
@@ -106,6 +115,8 @@ impl Config {
             token_auth_file: None,
             compaction_interval: Duration::from_secs(300),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            default_not_ready_toleration_seconds: DEFAULT_TOLERATION_SECONDS,
+            default_unreachable_toleration_seconds: DEFAULT_TOLERATION_SECONDS,
         }
     }
 }
@@ -149,6 +160,8 @@ pub(crate) struct State {
     signer: sa::Signer,
     address: String,
     pub(crate) bookmark_interval: Duration,
+    /// Not-ready and unreachable, for [`Config::default_unreachable_toleration_seconds`].
+    pub(crate) default_toleration_seconds: (i64, i64),
     pub(crate) metrics: Arc<metrics::Metrics>,
     pub(crate) event_lines: Arc<watch::EventLines>,
     audit: audit::Audit,
@@ -235,6 +248,10 @@ impl Server {
             signer: sa::Signer::load_or_create(dir)?,
             address: addr.to_string(),
             bookmark_interval: config.bookmark_interval,
+            default_toleration_seconds: (
+                config.default_not_ready_toleration_seconds,
+                config.default_unreachable_toleration_seconds,
+            ),
             metrics: Arc::default(),
             event_lines: Arc::default(),
             audit: audit::Audit::open(&dir.join("audit.log"))?,

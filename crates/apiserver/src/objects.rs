@@ -822,6 +822,9 @@ async fn create_managed(
     }
     let meta = ObjectMeta::of(&obj).map_err(bad_request)?;
     kinds::default(res.kind, &mut obj).map_err(|c| Status::invalid(res, &meta.name, vec![c]))?;
+    if res.kind == "Pod" {
+        kinds::default_tolerations(&mut obj, state.default_toleration_seconds);
+    }
     if res.has(Subresource::Status) {
         let given = obj.get("status").cloned();
         match kinds::initial_status(res.kind, given.as_ref()) {
