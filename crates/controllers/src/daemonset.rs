@@ -435,7 +435,7 @@ pub async fn reconcile(client: &Client, events: &Recorder, action: &Action) -> R
                     daemonsets(),
                     Some(&owner.namespace),
                     &owner.name,
-                    &Patch::Merge(patch.clone()),
+                    &Patch::Merge(json!({"status": patch})),
                 )
                 .await;
             match done {

@@ -257,7 +257,7 @@ pub async fn reconcile(client: &Client, events: &Recorder, action: &Action) -> R
                     jobs(),
                     Some(&owner.namespace),
                     &owner.name,
-                    &Patch::Merge(patch.clone()),
+                    &Patch::Merge(json!({"status": patch})),
                 )
                 .await;
             match done {

@@ -255,7 +255,7 @@ pub async fn reconcile(client: &Client, events: &Recorder, action: &Action) -> R
                     statefulsets(),
                     Some(&owner.namespace),
                     &owner.name,
-                    &Patch::Merge(patch.clone()),
+                    &Patch::Merge(json!({"status": patch})),
                 )
                 .await;
             match done {
