@@ -1,6 +1,8 @@
 //! `bosun server`: the cluster's API server (Kubernetes-compatible, TLS, admin
-//! token) over the embedded store or etcd, with the controllers beside it. Parsed by hand like the other
-//! verbs; it builds its tokio runtime itself.
+//! token) over the embedded store or etcd, with the scheduler and the
+//! controllers beside it, each acting only while it holds its leader Lease;
+//! or (`--kubeconfig`) only those components, against a server elsewhere.
+//! Parsed by hand like the other verbs; it builds its tokio runtime itself.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -14,14 +16,24 @@ use bosun_apiserver::{Config, Server};
 const USAGE: &str = "\
 Usage: bosun server [--data-dir DIR] [--listen ADDR] [--etcd-endpoints URLS]
                     [--bookmark-interval SECONDS] [--compaction-interval SECONDS]
-                    [--token-auth-file FILE]
+                    [--token-auth-file FILE] [--components LIST]
+       bosun server --kubeconfig FILE [--components LIST]
        bosun server certs [--data-dir DIR] --user NAME [--group GROUP]... --out DIR
 
 Serves the Kubernetes API (what kubectl and client libraries speak) over TLS
-until interrupted, with the controllers that need no nodes (the garbage
-collector of ownerReferences, a default ServiceAccount in every namespace). The first start makes a CA, an admin token and
-DIR/admin.kubeconfig, so that `KUBECONFIG=DIR/admin.kubeconfig kubectl get
-nodes` works with no other step.
+until interrupted, with the cluster's components beside it: the scheduler
+(binds pending pods to nodes) and the controllers (garbage collector,
+ServiceAccounts and the others). The first start makes a CA, an admin token
+and DIR/admin.kubeconfig, so that `KUBECONFIG=DIR/admin.kubeconfig kubectl
+get nodes` works with no other step.
+
+Several servers may share one etcd: each component acts only while its
+server holds the component's Lease in kube-system (kube-scheduler,
+kube-controller-manager; 15 s, renewed every 2 s), so one scheduler and one
+set of controllers act at a time, and another server takes over within the
+Lease's duration when the leader dies. With --kubeconfig, no API server is
+started: the components run as their own process against the server the
+kubeconfig names, with the same leader election.
 
 `bosun server certs` issues a client certificate from the server's CA (CN =
 NAME, O = each GROUP, as Kubernetes reads them) and writes client.crt,
@@ -40,6 +52,11 @@ Options:
   --compaction-interval SECONDS
                                history older than this is compacted away; watches and
                                lists from before it get 410 Gone (default 300)
+  --components LIST            which components run: a comma-separated list of
+                               `scheduler` and `controllers` (default both), or
+                               `none` for the API server alone
+  --kubeconfig FILE            run only the components, as clients of the API server
+                               (and with the credentials) in FILE
 ";
 
 const DEFAULT_DIR: &str = "/var/lib/bosun/server";
@@ -49,7 +66,7 @@ pub(crate) fn main(args: &[OsString]) -> i32 {
         return certs(&args[1..]);
     }
     match parse(args) {
-        Ok(Some(config)) => match serve(config) {
+        Ok(Some(mode)) => match serve(mode) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("bosun server: {e:#}");
@@ -67,16 +84,82 @@ pub(crate) fn main(args: &[OsString]) -> i32 {
     }
 }
 
-/// The configuration, `None` for `--help`, or what is wrong with the arguments.
-fn parse(args: &[OsString]) -> Result<Option<Config>, String> {
+/// Which cluster components a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Components {
+    scheduler: bool,
+    controllers: bool,
+}
+
+impl Components {
+    const ALL: Components = Components {
+        scheduler: true,
+        controllers: true,
+    };
+
+    fn parse(list: &str) -> Result<Components, String> {
+        let mut c = Components {
+            scheduler: false,
+            controllers: false,
+        };
+        if list == "none" {
+            return Ok(c);
+        }
+        for name in list.split(',') {
+            match name.trim() {
+                "scheduler" => c.scheduler = true,
+                "controllers" => c.controllers = true,
+                other => {
+                    return Err(format!(
+                        "--components {list:?}: unknown component {other:?} \
+                         (want scheduler, controllers, both comma-separated, or none)"
+                    ));
+                }
+            }
+        }
+        Ok(c)
+    }
+}
+
+impl std::fmt::Display for Components {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match (self.scheduler, self.controllers) {
+            (true, true) => "the scheduler and the controllers",
+            (true, false) => "the scheduler",
+            (false, true) => "the controllers",
+            (false, false) => "no components",
+        })
+    }
+}
+
+/// What `bosun server` was asked to do.
+#[derive(Debug)]
+enum Mode {
+    /// The API server, with these components beside it.
+    Serve(Box<Config>, Components),
+    /// Only these components, against the API server a kubeconfig names.
+    Components(PathBuf, Components),
+}
+
+/// The mode, `None` for `--help`, or what is wrong with the arguments.
+fn parse(args: &[OsString]) -> Result<Option<Mode>, String> {
     let mut dir = PathBuf::from(DEFAULT_DIR);
     let mut listen: SocketAddr = "127.0.0.1:6443".parse().expect("a valid address");
     let mut etcd = None;
     let mut bookmarks = Duration::from_secs(60);
     let mut compaction = Duration::from_secs(300);
     let mut tokens = None;
+    let mut components = None;
+    let mut kubeconfig = None;
+    // Flags that configure the API server, which --kubeconfig does not start.
+    let mut server_flags = Vec::new();
     let more = each_flag(args, |flag, value| {
+        if flag != "--components" && flag != "--kubeconfig" {
+            server_flags.push(flag.to_owned());
+        }
         match flag {
+            "--components" => components = Some(Components::parse(&value()?)?),
+            "--kubeconfig" => kubeconfig = Some(PathBuf::from(value()?)),
             "--data-dir" => dir = PathBuf::from(value()?),
             "--listen" => {
                 let v = value()?;
@@ -95,12 +178,24 @@ fn parse(args: &[OsString]) -> Result<Option<Config>, String> {
     if !more {
         return Ok(None);
     }
+    let components = components.unwrap_or(Components::ALL);
+    if let Some(path) = kubeconfig {
+        if let Some(flag) = server_flags.first() {
+            return Err(format!(
+                "{flag} configures the API server, which --kubeconfig says runs elsewhere"
+            ));
+        }
+        if components == Components::parse("none")? {
+            return Err("--kubeconfig with --components none would run nothing".to_owned());
+        }
+        return Ok(Some(Mode::Components(path, components)));
+    }
     let mut config = Config::new(dir, listen);
     config.etcd_endpoints = etcd;
     config.bookmark_interval = bookmarks;
     config.compaction_interval = compaction;
     config.token_auth_file = tokens;
-    Ok(Some(config))
+    Ok(Some(Mode::Serve(Box::new(config), components)))
 }
 
 /// `bosun server certs`.
@@ -189,14 +284,32 @@ fn seconds(flag: &str, v: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{flag} {v:?}: want whole seconds > 0"))
 }
 
-fn serve(config: Config) -> Result<()> {
+fn serve(mode: Mode) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        let (config, components) = match mode {
+            Mode::Serve(config, components) => (config, components),
+            Mode::Components(path, components) => {
+                let config = bosun_client::Config::from_kubeconfig(&path)?;
+                let client = bosun_client::Client::new(&config)?;
+                let me = identity(&std::process::id().to_string());
+                println!(
+                    "bosun server: running {components} against {} as {me}",
+                    config.server
+                );
+                let _ = std::io::stdout().flush();
+                tokio::select! {
+                    () = run_components(client, components, me) => {}
+                    () = shutdown() => {}
+                }
+                return Ok(());
+            }
+        };
         let dir = config.data_dir.clone();
-        let server = Server::bind(config)
+        let server = Server::bind(*config)
             .await
             .with_context(|| format!("data dir {}", dir.display()))?;
         println!(
@@ -204,27 +317,65 @@ fn serve(config: Config) -> Result<()> {
             server.local_addr(),
             server.kubeconfig().display()
         );
-        // The controllers (the garbage collector, service accounts) are
-        // clients of this server like any other, with a token made for them.
+        // The components are clients of this server like any other, with a
+        // token made for them.
         let creds = server.component_credentials();
         let client = bosun_client::Client::new(&bosun_client::Config {
             server: creds.server,
             ca_pem: creds.ca_pem,
             auth: bosun_client::Auth::Token(creds.token),
         })
-        .context("the controllers' client")?;
-        let controllers = tokio::spawn(bosun_controllers::run(client.clone()));
-        let scheduler = tokio::spawn(bosun_scheduler::run(
-            client,
-            bosun_scheduler::Options::default(),
-        ));
+        .context("the components' client")?;
+        let me = identity(&server.local_addr().to_string());
+        let components = tokio::spawn(run_components(client, components, me));
         // Tests and scripts wait for this line.
         let _ = std::io::stdout().flush();
         server.run(shutdown()).await;
-        controllers.abort();
-        scheduler.abort();
+        components.abort();
         Ok(())
     })
+}
+
+/// A leader-election identity unique to this process: the host, what
+/// tells its servers apart (the API server's address, or the pid), and the
+/// start time, so a restarted process never passes for its predecessor.
+fn identity(which: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{host}_{which}_{started:x}")
+}
+
+/// Runs the chosen components, each only while this process leads it.
+async fn run_components(client: bosun_client::Client, which: Components, me: String) {
+    use bosun_client::leader::run_while_leader;
+    let scheduler = async {
+        if which.scheduler {
+            run_while_leader(client.clone(), "kube-system", "kube-scheduler", &me, || {
+                bosun_scheduler::run(client.clone(), bosun_scheduler::Options::default())
+            })
+            .await;
+        }
+    };
+    let controllers = async {
+        if which.controllers {
+            run_while_leader(
+                client.clone(),
+                "kube-system",
+                "kube-controller-manager",
+                &me,
+                || bosun_controllers::run(client.clone()),
+            )
+            .await;
+        }
+    };
+    tokio::join!(scheduler, controllers);
+    // Neither chosen: nothing to do but wait for the end.
+    std::future::pending::<()>().await;
 }
 
 /// Completes on SIGINT or SIGTERM.
@@ -249,16 +400,60 @@ mod tests {
     }
 
     #[test]
+    fn components() {
+        let which = |a: &[&str]| match parse(&args(a)).unwrap().unwrap() {
+            Mode::Serve(_, w) => (None, w),
+            Mode::Components(p, w) => (Some(p), w),
+        };
+        let only = |scheduler, controllers| Components {
+            scheduler,
+            controllers,
+        };
+        assert_eq!(
+            which(&["--components", "controllers"]),
+            (None, only(false, true))
+        );
+        assert_eq!(
+            which(&["--components=scheduler,controllers"]),
+            (None, Components::ALL)
+        );
+        assert_eq!(which(&["--components", "none"]), (None, only(false, false)));
+        assert_eq!(
+            which(&["--kubeconfig", "k", "--components", "scheduler"]),
+            (Some(PathBuf::from("k")), only(true, false))
+        );
+        assert_eq!(
+            which(&["--kubeconfig", "k"]),
+            (Some(PathBuf::from("k")), Components::ALL)
+        );
+        let err = |a: &[&str]| parse(&args(a)).unwrap_err();
+        assert!(
+            err(&["--components", "scheduler,kubelet"]).contains("unknown component \"kubelet\""),
+            "{}",
+            err(&["--components", "scheduler,kubelet"])
+        );
+        assert!(err(&["--components", ""]).contains("unknown component"));
+        assert!(
+            err(&["--kubeconfig", "k", "--listen", "127.0.0.1:1"])
+                .contains("--listen configures the API server")
+        );
+        assert!(err(&["--kubeconfig", "k", "--components", "none"]).contains("run nothing"));
+    }
+
+    #[test]
     fn flags() {
-        let c = parse(&args(&["--data-dir", "/tmp/x", "--listen=127.0.0.1:0"]))
-            .unwrap()
-            .unwrap();
+        let serve = |a: &[&str]| match parse(&args(a)).unwrap().unwrap() {
+            Mode::Serve(c, which) => (c, which),
+            Mode::Components(..) => panic!("not serving"),
+        };
+        let (c, which) = serve(&["--data-dir", "/tmp/x", "--listen=127.0.0.1:0"]);
+        assert_eq!(which, Components::ALL);
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(c.listen.port(), 0);
         assert!(parse(&args(&["--help"])).unwrap().is_none());
         assert!(parse(&args(&["--listen", "nope"])).is_err());
         assert!(parse(&args(&["--bookmark-interval", "0"])).is_err());
-        let c = parse(&args(&["--compaction-interval=7"])).unwrap().unwrap();
+        let (c, _) = serve(&["--compaction-interval=7"]);
         assert_eq!(c.compaction_interval, Duration::from_secs(7));
         assert!(parse(&args(&["--data-dir"])).is_err());
         assert!(parse(&args(&["extra"])).is_err());

@@ -1,12 +1,22 @@
 //! The scheduler inside `bosun server`, each rule proved by where pods land
 //! (or why they do not), driven by the real kubectl. Nodes are made with
 //! `kubectl apply` (a Ready condition and allocatable resources, no agent
-//! behind them); pods are plain Pods with no controller.
+//! behind them); pods are plain Pods with no controller. Also: leader
+//! election between two servers on one etcd (Debian's etcd-server), and the
+//! scheduler as a process of its own (`--components`, `--kubeconfig`).
 
 mod cluster;
 mod common;
 
+#[path = "../../store/tests/support/etcd.rs"]
+#[allow(dead_code, reason = "the store's harness; this test uses part of it")]
+mod etcd;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+
 use cluster::{Cluster, wait_until};
+use serde_json::Value;
 
 /// A Ready node with `cpu` cores, and extra YAML under `metadata.labels`
 /// (`zone: a`) and `spec` (`taints: [...]`).
@@ -216,4 +226,157 @@ fn topology_spread_balances_pods_across_zones() {
         .filter(|n| node_of(&c, n).as_deref() == Some("b1"))
         .count();
     assert_eq!(in_b, 3, "half the pods in zone b");
+}
+
+/// The holder of the Lease `kube-system/name`, if there is one.
+fn holder(c: &Cluster, lease: &str) -> Option<String> {
+    let l = c.get(&["lease", "-n", "kube-system", lease])?;
+    l["spec"]["holderIdentity"].as_str().map(str::to_owned)
+}
+
+/// Every node each pod was ever seen bound to, from a `kubectl get -w -o json`
+/// stream (objects one after another).
+fn bindings_seen(stream: &[u8]) -> BTreeMap<String, Vec<String>> {
+    let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for v in serde_json::Deserializer::from_slice(stream).into_iter::<Value>() {
+        let v = v.expect("kubectl's watch output is JSON");
+        let items = match v["kind"].as_str() {
+            Some("List") => v["items"].as_array().cloned().unwrap_or_default(),
+            _ => vec![v],
+        };
+        for p in items {
+            if let (Some(name), Some(node)) = (
+                p["metadata"]["name"].as_str(),
+                p["spec"]["nodeName"].as_str(),
+            ) {
+                let nodes = seen.entry(name.to_owned()).or_default();
+                if nodes.last().map(String::as_str) != Some(node) {
+                    nodes.push(node.to_owned());
+                }
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn of_two_servers_on_one_etcd_one_schedules_and_the_other_takes_over() {
+    let etcd = etcd::EtcdCluster::start(1);
+    let endpoints = etcd.endpoints();
+    let mut servers = [
+        Some(Cluster::start_with(&["--etcd-endpoints", &endpoints])),
+        Some(Cluster::start_with(&["--etcd-endpoints", &endpoints])),
+    ];
+    let first = servers[0].as_ref().unwrap();
+    let mut leader = String::new();
+    wait_until("a server holds the kube-scheduler lease", || {
+        leader = holder(first, "kube-scheduler").unwrap_or_default();
+        !leader.is_empty()
+    });
+    let lead = servers
+        .iter()
+        .position(|c| leader.contains(&format!("_{}_", c.as_ref().unwrap().addr)))
+        .unwrap_or_else(|| panic!("the holder {leader:?} names neither server"));
+    let c = servers[1 - lead].take().unwrap();
+    assert!(
+        holder(&c, "kube-controller-manager").is_some(),
+        "the controllers elect a leader too"
+    );
+    for n in ["n1", "n2", "n3"] {
+        node(&c, n, "4", "", "");
+    }
+    let before = ["p1", "p2", "p3"];
+    for p in before {
+        pod(&c, p, "1", "", "");
+    }
+    let placed: Vec<String> = before.iter().map(|p| wait_bound(&c, p)).collect();
+    // From here on, every binding the survivor's API shows.
+    let mut watch = c.spawn(&["get", "pods", "--watch", "-o", "json"]);
+    // The leader dies; the survivor's scheduler takes over once its lease
+    // runs out, and binds what was created meanwhile.
+    drop(servers[lead].take());
+    let after = ["q1", "q2", "q3"];
+    for p in after {
+        pod(&c, p, "1", "", "");
+    }
+    for p in after {
+        wait_bound(&c, p);
+    }
+    let now = holder(&c, "kube-scheduler").unwrap();
+    assert!(now.contains(&format!("_{}_", c.addr)), "{now}");
+    let lease = c
+        .get(&["lease", "-n", "kube-system", "kube-scheduler"])
+        .unwrap();
+    assert_eq!(lease["spec"]["leaseTransitions"], 1, "{lease}");
+    assert_eq!(lease["spec"]["leaseDurationSeconds"], 15);
+    // Binding a bound pod again is refused.
+    let binding = c.file(
+        "binding.json",
+        r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p1"},"target":{"kind":"Node","name":"n3"}}"#,
+    );
+    let refused = c.fails(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/pods/p1/binding",
+        "-f",
+        &binding,
+    ]);
+    assert!(refused.contains("already assigned"), "{refused}");
+    for (p, n) in before.iter().zip(&placed) {
+        assert_eq!(node_of(&c, p).as_ref(), Some(n), "{p} kept its node");
+    }
+    let _ = watch.kill();
+    let out = watch.wait_with_output().unwrap();
+    let seen = bindings_seen(&out.stdout);
+    for p in before.iter().chain(&after) {
+        assert_eq!(seen.get(*p).map(Vec::len), Some(1), "{p}: {seen:?}");
+    }
+}
+
+/// A child process killed when the test ends however it ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_scheduler_process_of_its_own_binds_for_a_server_that_runs_none() {
+    let c = Cluster::start_with(&["--components", "controllers"]);
+    node(&c, "n1", "4", "", "");
+    pod(&c, "p", "1", "", "");
+    wait_until("the controllers hold their lease", || {
+        holder(&c, "kube-controller-manager").is_some()
+    });
+    assert_eq!(holder(&c, "kube-scheduler"), None, "no scheduler runs");
+    assert_eq!(node_of(&c, "p"), None);
+    let sched = Killed(
+        Command::new(common::bosun())
+            .args(["server", "--components", "scheduler", "--kubeconfig"])
+            .arg(c.admin())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn bosun server --components scheduler"),
+    );
+    assert_eq!(wait_bound(&c, "p"), "n1");
+    let who = holder(&c, "kube-scheduler").unwrap();
+    assert!(who.contains(&format!("_{}_", sched.0.id())), "{who}");
+    // Bad component names are refused before anything starts.
+    let out = Command::new(common::bosun())
+        .args([
+            "server",
+            "--components",
+            "scheduler,kubelet",
+            "--kubeconfig",
+        ])
+        .arg(c.admin())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown component \"kubelet\""), "{err}");
 }
