@@ -330,11 +330,26 @@ impl Client {
         namespace: Option<&str>,
         obj: &Value,
     ) -> Result<Value, Error> {
+        self.put(res, namespace, None, obj).await
+    }
+
+    /// PUT of `obj` to its own path, or to its subresource `sub`.
+    async fn put(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        sub: Option<Subresource>,
+        obj: &Value,
+    ) -> Result<Value, Error> {
         let name = obj["metadata"]["name"]
             .as_str()
             .ok_or_else(|| Error::Config("update of an object without a name".into()))?;
-        let url = self.url(&object_path(res, namespace, name));
-        self.send(self.http.put(url).json_body(obj)).await
+        let path = match sub {
+            Some(sub) => subresource_path(res, namespace, name, sub),
+            None => object_path(res, namespace, name),
+        };
+        self.send(self.http.put(self.url(&path)).json_body(obj))
+            .await
     }
 
     pub async fn patch(
@@ -356,11 +371,8 @@ impl Client {
         namespace: Option<&str>,
         obj: &Value,
     ) -> Result<Value, Error> {
-        let name = obj["metadata"]["name"]
-            .as_str()
-            .ok_or_else(|| Error::Config("update of an object without a name".into()))?;
-        let url = self.url(&subresource_path(res, namespace, name, Subresource::Status));
-        self.send(self.http.put(url).json_body(obj)).await
+        self.put(res, namespace, Some(Subresource::Status), obj)
+            .await
     }
 
     /// Patches the object's `.status` only.
