@@ -125,6 +125,58 @@ fn columns(kind: &str) -> Vec<Column> {
             ("Ready", "integer", 0, "Ready replicas."),
             AGE,
         ],
+        "DaemonSet" => &[
+            ("Desired", "integer", 0, "Nodes that should run the pod."),
+            ("Current", "integer", 0, "Nodes that run the pod."),
+            ("Ready", "integer", 0, "Nodes whose pod is ready."),
+            (
+                "Up-to-date",
+                "integer",
+                0,
+                "Nodes whose pod is of the current template.",
+            ),
+            ("Available", "integer", 0, "Nodes whose pod is available."),
+            (
+                "Node Selector",
+                "string",
+                0,
+                "The template's node selector.",
+            ),
+            AGE,
+            ("Containers", "string", 1, "Container names."),
+            ("Images", "string", 1, "Container images."),
+            ("Selector", "string", 1, "The label selector."),
+        ],
+        "StatefulSet" => &[
+            ("Ready", "string", 0, "Ready replicas out of desired."),
+            AGE,
+            ("Containers", "string", 1, "Container names."),
+            ("Images", "string", 1, "Container images."),
+        ],
+        "Job" => &[
+            (
+                "Status",
+                "string",
+                0,
+                "Running, Complete, Failed or Suspended.",
+            ),
+            (
+                "Completions",
+                "string",
+                0,
+                "Succeeded pods out of those needed.",
+            ),
+            (
+                "Duration",
+                "string",
+                0,
+                "How long the job ran or has been running.",
+            ),
+            AGE,
+            ("Containers", "string", 1, "Container names."),
+            ("Images", "string", 1, "Container images."),
+            ("Selector", "string", 1, "The label selector."),
+        ],
         _ => &[AGE],
     };
     cols.extend_from_slice(extra);
@@ -350,6 +402,70 @@ fn deployment_cells(obj: &Value, now: i64) -> Vec<Value> {
     ]
 }
 
+/// A workload's containers, images and (if `selector`) label selector, as
+/// `-o wide` shows them.
+fn template_cells(obj: &Value, selector: bool) -> Vec<Value> {
+    let containers = items(obj, &["spec", "template", "spec", "containers"]);
+    let join = |f: &str| {
+        containers
+            .iter()
+            .filter_map(|c| c[f].as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut cells = vec![json!(join("name")), json!(join("image"))];
+    if selector {
+        let labels: Vec<String> = obj["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect();
+        cells.push(json!(or_none(Some(&labels.join(",")))));
+    }
+    cells
+}
+
+/// A Job's STATUS, COMPLETIONS and DURATION, as kubectl prints them.
+fn job_cells(obj: &Value, now: i64) -> Vec<Value> {
+    let spec = &obj["spec"];
+    let status = &obj["status"];
+    let succeeded = int_at(obj, &["status", "succeeded"]);
+    let completions = match (spec["completions"].as_i64(), spec["parallelism"].as_i64()) {
+        (Some(c), _) => format!("{succeeded}/{c}"),
+        (None, Some(p)) if p > 1 => format!("{succeeded}/1 of {p}"),
+        _ => format!("{succeeded}/1"),
+    };
+    let condition = |t: &str| {
+        items(obj, &["status", "conditions"])
+            .iter()
+            .any(|c| c["type"] == t && c["status"] == "True")
+    };
+    let state = if condition("Complete") {
+        "Complete"
+    } else if condition("Failed") {
+        "Failed"
+    } else if spec["suspend"] == true {
+        "Suspended"
+    } else {
+        "Running"
+    };
+    let start = status["startTime"].as_str().and_then(parse_time);
+    let end = status["completionTime"]
+        .as_str()
+        .and_then(parse_time)
+        .unwrap_or(now);
+    let duration = start.map_or(String::new(), |s| human_age(end - s));
+    let mut cells = vec![
+        json!(state),
+        json!(completions),
+        json!(duration),
+        json!(age(obj, now)),
+    ];
+    cells.extend(template_cells(obj, true));
+    cells
+}
+
 fn cells(kind: &str, obj: &Value, now: i64) -> Vec<Value> {
     let name = json!(str_at(obj, &["metadata", "name"]).unwrap_or_default());
     let rest = match kind {
@@ -376,6 +492,39 @@ fn cells(kind: &str, obj: &Value, now: i64) -> Vec<Value> {
             json!(int_at(obj, &["status", "readyReplicas"])),
             json!(age(obj, now)),
         ],
+        "DaemonSet" => {
+            let status = |f: &str| json!(int_at(obj, &["status", f]));
+            let node_selector: Vec<String> = obj["spec"]["template"]["spec"]["nodeSelector"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect();
+            let mut cells = vec![
+                status("desiredNumberScheduled"),
+                status("currentNumberScheduled"),
+                status("numberReady"),
+                status("updatedNumberScheduled"),
+                status("numberAvailable"),
+                json!(or_none(Some(&node_selector.join(",")))),
+                json!(age(obj, now)),
+            ];
+            cells.extend(template_cells(obj, true));
+            cells
+        }
+        "StatefulSet" => {
+            let mut cells = vec![
+                json!(format!(
+                    "{}/{}",
+                    int_at(obj, &["status", "readyReplicas"]),
+                    obj["spec"]["replicas"].as_i64().unwrap_or(1)
+                )),
+                json!(age(obj, now)),
+            ];
+            cells.extend(template_cells(obj, false));
+            cells
+        }
+        "Job" => job_cells(obj, now),
         _ => vec![json!(age(obj, now))],
     };
     std::iter::once(name).chain(rest).collect()

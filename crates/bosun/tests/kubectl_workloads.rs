@@ -77,6 +77,17 @@ fn a_daemonset_lands_one_pod_per_node_and_follows_nodes() {
         assert_eq!(ds["status"][field], 3, "{field}: {}", ds["status"]);
     }
     assert_eq!(ds["status"]["observedGeneration"], 1);
+    let table = c.ok(&["get", "ds", "agent"]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert!(
+        table.starts_with("NAME") && table.contains("NODE SELECTOR"),
+        "{table}"
+    );
+    assert_eq!(
+        row[..7],
+        ["agent", "3", "3", "3", "3", "3", "<none>"],
+        "{table}"
+    );
     // Each pod is pinned to its node by node affinity, and tolerates a
     // node that is not ready.
     let pod = &items(&c, &["pods", "-l", "app=agent"])[0];
@@ -173,6 +184,9 @@ fn a_statefulset_makes_web_0_1_2_in_order() {
     }
     assert_eq!(status["currentRevision"], status["updateRevision"]);
     assert_eq!(status["observedGeneration"], 1);
+    let table = c.ok(&["get", "sts", "web"]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[..2], ["web", "3/3"], "{table}");
     let _ = watch.kill();
     let mut lines = String::new();
     watch
