@@ -444,8 +444,14 @@ fn plan_one(d: &Arc<Deployment>, mine: &[&Arc<Set>], now: i64, out: &mut Plan) {
     } else {
         // RollingUpdate: first the new set grows (then nothing else this
         // round), else the old ones shrink.
-        let total: i64 =
-            olds.iter().map(|v| v.replicas).sum::<i64>() + new.as_ref().map_or(0, |n| n.replicas);
+        // Pods a set still has count until they are gone, not only what it
+        // is asked for (Kubernetes counts only the latter, so a scale-up
+        // racing a scale-down can briefly exceed the surge).
+        let total: i64 = olds
+            .iter()
+            .chain(new.iter())
+            .map(|v| v.replicas.max(v.set.current))
+            .sum();
         let current_new = new.as_ref().map_or(0, |n| n.replicas);
         let target = if current_new >= d.replicas {
             d.replicas
@@ -552,7 +558,7 @@ fn scale_down_old(d: &Deployment, olds: &mut [View], new: &View, max_unavailable
     }
     let all_total = old_total + new.replicas;
     let min_available = d.replicas - max_unavailable;
-    let new_unavailable = new.replicas - new.set.available;
+    let new_unavailable = new.replicas - new.set.available.min(new.replicas);
     let max_down = all_total - min_available - new_unavailable;
     if max_down <= 0 {
         return;
@@ -570,7 +576,14 @@ fn scale_down_old(d: &Deployment, olds: &mut [View], new: &View, max_unavailable
         v.replicas -= down;
         cleaned += down;
     }
-    let available: i64 = olds.iter().map(|v| v.set.available).sum::<i64>() + new.set.available;
+    // A set's status lags its scale-down: it cannot keep more available
+    // pods than it is asked for (Kubernetes reads the status alone, and can
+    // scale down twice on a stale one).
+    let available: i64 = olds
+        .iter()
+        .chain([new])
+        .map(|v| v.set.available.min(v.replicas))
+        .sum();
     if available > min_available {
         let total_down = available - min_available;
         let mut done = 0;

@@ -307,10 +307,12 @@ impl Rng {
 
 /// A set and its pods (true: available), with the ReplicaSet controller
 /// modelled as instant: it makes missing pods (not yet available) and
-/// deletes unavailable ones first.
+/// deletes unavailable ones first; its status catches up at random.
 struct Sim {
     set: Set,
     pods: Vec<bool>,
+    /// What its status says (pods, available): it lags.
+    reported: (i64, i64),
 }
 
 struct World {
@@ -326,8 +328,7 @@ impl World {
             .iter()
             .map(|s| {
                 let mut set = s.set.clone();
-                set.current = s.pods.len() as i64;
-                set.available = s.pods.iter().filter(|a| **a).count() as i64;
+                (set.current, set.available) = s.reported;
                 set.ready = set.available;
                 Arc::new(set)
             })
@@ -341,6 +342,7 @@ impl World {
                     self.sims.push(Sim {
                         set: s,
                         pods: Vec::new(),
+                        reported: (0, 0),
                     });
                 }
                 Action::Scale {
@@ -384,6 +386,10 @@ impl World {
 
     fn ripen(&mut self, rng: &mut Rng) {
         for s in &mut self.sims {
+            if rng.below(2) == 0 {
+                let available = s.pods.iter().filter(|a| **a).count() as i64;
+                s.reported = (s.pods.len() as i64, available);
+            }
             for p in &mut s.pods {
                 if rng.below(3) == 0 {
                     *p = true;
