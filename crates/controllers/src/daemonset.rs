@@ -439,8 +439,9 @@ pub async fn reconcile(client: &Client, events: &Recorder, action: &Action) -> R
                 )
                 .await;
             match done {
+                Ok(_) => Ok(Seen::Status(owner.uid.clone(), patch.clone())),
                 Err(e) if !matches!(e.code(), Some(404 | 409)) => Err(e),
-                _ => Ok(Seen::Nothing),
+                Err(_) => Ok(Seen::Nothing),
             }
         }
     }
@@ -477,7 +478,11 @@ pub async fn run(client: Client) {
             continue;
         }
         let pods = expect.view(pod_cache.snapshot());
-        let actions = plan(&sets.snapshot(), &node_cache.snapshot(), &pods);
+        let mut owners = sets.snapshot();
+        for o in &mut owners {
+            expect.status_view(&o.owner.uid, &mut o.status);
+        }
+        let actions = plan(&owners, &node_cache.snapshot(), &pods);
         let (client, events) = (client.clone(), events.clone());
         let results = workload::concurrently(actions, move |a| {
             let (client, events) = (client.clone(), events.clone());

@@ -261,8 +261,9 @@ pub async fn reconcile(client: &Client, events: &Recorder, action: &Action) -> R
                 )
                 .await;
             match done {
+                Ok(_) => Ok(Seen::Status(owner.uid.clone(), patch.clone())),
                 Err(e) if !matches!(e.code(), Some(404 | 409)) => Err(e),
-                _ => Ok(Seen::Nothing),
+                Err(_) => Ok(Seen::Nothing),
             }
         }
         Action::Event {
@@ -315,7 +316,11 @@ pub async fn run(client: Client) {
             continue;
         }
         let pods = expect.view(pod_cache.snapshot());
-        let actions = plan(&job_cache.snapshot(), &pods, unix_now());
+        let mut owners = job_cache.snapshot();
+        for o in &mut owners {
+            expect.status_view(&o.owner.uid, &mut o.status);
+        }
+        let actions = plan(&owners, &pods, unix_now());
         let (client, events) = (client.clone(), events.clone());
         let results = workload::concurrently(actions, move |a| {
             let (client, events) = (client.clone(), events.clone());

@@ -365,6 +365,8 @@ pub async fn write_pod(
 pub enum Seen {
     Created(Pod),
     Deleted(String),
+    /// The owner with this uid now has these status fields.
+    Status(String, Value),
     Nothing,
 }
 
@@ -374,6 +376,9 @@ pub enum Seen {
 pub struct Expectations {
     created: HashMap<String, (Pod, Instant)>,
     deleted: HashMap<String, Instant>,
+    /// Status fields written, by owner uid: a plan on a cache that lags
+    /// would otherwise write them again (a Job's startTime restamped).
+    status: HashMap<String, (serde_json::Map<String, Value>, Instant)>,
 }
 
 impl Expectations {
@@ -386,7 +391,34 @@ impl Expectations {
                 self.created.remove(&uid);
                 self.deleted.insert(uid, Instant::now());
             }
-            Seen::Nothing => {}
+            Seen::Status(uid, Value::Object(fields)) => {
+                let entry = self
+                    .status
+                    .entry(uid)
+                    .or_insert_with(|| (serde_json::Map::new(), Instant::now()));
+                entry.0.extend(fields);
+                entry.1 = Instant::now();
+            }
+            Seen::Status(..) | Seen::Nothing => {}
+        }
+    }
+
+    /// The cached `status` of the owner `uid` with the fields written since
+    /// laid over it, until the cache shows them all (or a while passed).
+    pub fn status_view(&mut self, uid: &str, status: &mut Value) {
+        let Some((fields, at)) = self.status.get(uid) else {
+            return;
+        };
+        let caught_up = fields.iter().all(|(k, v)| status.get(k) == Some(v));
+        if caught_up || at.elapsed() >= EXPECT_FOR {
+            self.status.remove(uid);
+            return;
+        }
+        if !status.is_object() {
+            *status = Value::Object(serde_json::Map::new());
+        }
+        if let Some(s) = status.as_object_mut() {
+            s.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
     }
 
@@ -478,6 +510,24 @@ mod tests {
         assert_eq!(template_hash(&a), template_hash(&a.clone()));
         assert_ne!(template_hash(&a), template_hash(&b));
         assert!(bosun_api::name::label_value(&template_hash(&a)).is_ok());
+    }
+
+    #[test]
+    fn written_status_shows_until_the_cache_has_it() {
+        let mut e = Expectations::default();
+        e.learn(Seen::Status("u".into(), json!({"startTime": "t1"})));
+        let mut stale = json!({});
+        e.status_view("u", &mut stale);
+        assert_eq!(stale, json!({"startTime": "t1"}));
+        let mut other = json!({"active": 1});
+        e.status_view("v", &mut other);
+        assert_eq!(other, json!({"active": 1}));
+        // The cache caught up: the memory goes, later changes show as they are.
+        let mut fresh = json!({"startTime": "t1"});
+        e.status_view("u", &mut fresh);
+        let mut changed = json!({"startTime": "t2"});
+        e.status_view("u", &mut changed);
+        assert_eq!(changed, json!({"startTime": "t2"}));
     }
 
     #[test]
