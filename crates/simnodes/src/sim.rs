@@ -22,8 +22,9 @@ use crate::{Error, Options, schedule};
 
 /// Pod status writes in flight at once.
 const POD_WRITES: usize = 64;
-/// Lease and node status writes in flight at once.
-const HEARTBEAT_WRITES: usize = 32;
+/// Lease and node status writes in flight at once: as many as pods get, so
+/// that a busy server still sees heartbeats at least half the time.
+const HEARTBEAT_WRITES: usize = 64;
 /// Writes in flight while registering or cleaning up.
 const SETUP_WRITES: usize = 64;
 /// Nodes' InternalIPs come from here, clear of pod and service ranges.
@@ -76,6 +77,9 @@ struct NodeState {
     transition: i64,
     lease_busy: bool,
     status_busy: bool,
+    /// When the status was last posted: a node seen not Ready is put right
+    /// at most once a lease interval (a lagging watch would repeat it).
+    status_posted: Option<std::time::Instant>,
     /// Pods bound here that wait for a free address.
     waiting: Vec<Value>,
 }
@@ -241,6 +245,7 @@ impl SimNodes {
                 transition: now(),
                 lease_busy: false,
                 status_busy: false,
+                status_posted: None,
                 waiting: Vec::new(),
             });
         }
@@ -458,9 +463,12 @@ impl SimNodes {
                     }
                 }
             });
-        } else if !ready {
+        } else if !ready
+            && n.status_posted
+                .is_none_or(|t| t.elapsed() >= schedule::LEASE_RENEW)
+        {
             // Marked NotReady while heart-beating (a lease late under load):
-            // say Ready again at once, as the kubelet's next status would.
+            // say Ready again, as the kubelet's next status would.
             self.post_status(i);
         }
     }
@@ -491,6 +499,7 @@ impl SimNodes {
             self.beat_permits.clone(),
         );
         let (name, uid) = (n.spec.name.clone(), n.uid.clone());
+        let asked = std::time::Instant::now();
         tokio::spawn(async move {
             let _permit = permits.acquire_owned().await;
             let renew = status::micro_time(now_micros());
@@ -505,6 +514,15 @@ impl SimNodes {
             };
             if let Err(e) = r {
                 Trouble::note(&tx, format!("renewing lease {name}: {e}"));
+            } else if asked.elapsed() > schedule::LEASE_RENEW {
+                Trouble::note(
+                    &tx,
+                    format!(
+                        "renewing lease {name} took {} s (the server is overloaded: nodes may \
+                         turn NotReady)",
+                        asked.elapsed().as_secs()
+                    ),
+                );
             }
             let _ = tx.send(Input::Lease(i));
         });
@@ -516,6 +534,7 @@ impl SimNodes {
             return;
         }
         n.status_busy = true;
+        n.status_posted = Some(std::time::Instant::now());
         let t = now();
         if !n.ready {
             n.transition = t;
@@ -985,7 +1004,7 @@ fn forward(
     })
 }
 
-/// Failed writes, told on stderr at most once every 10 s so that a server
+/// Failed (or late) writes, told on stderr at most once every 10 s so that a server
 /// in trouble does not drown the terminal.
 #[derive(Debug, Default)]
 struct Trouble {
@@ -1015,7 +1034,7 @@ impl Trouble {
             return;
         }
         eprintln!(
-            "bosun sim-nodes: {} writes failed (the last: {last})",
+            "bosun sim-nodes: {} writes failed or were late (the last: {last})",
             self.count
         );
         self.count = 0;
