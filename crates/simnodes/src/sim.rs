@@ -722,9 +722,10 @@ impl SimNodes {
                     }
                 }
             },
-            // Gone, or replaced by another pod of the same name: its watch
-            // event tidies up.
-            Err(ErrorKind::NotFound | ErrorKind::Invalid) => {}
+            // Gone, or replaced by another pod of the same name (the uid test
+            // failed). Its Deleted event may have come before this pod had a
+            // state (it waited for an address): free what it holds now.
+            Err(ErrorKind::NotFound | ErrorKind::Invalid) => self.forget(&w.uid),
             Err(_) => {
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
