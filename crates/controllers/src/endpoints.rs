@@ -344,6 +344,30 @@ pub enum Action {
     },
 }
 
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (verb, kind, ns, name) = match self {
+            Action::Create { body } | Action::Update { body } => (
+                if matches!(self, Action::Create { .. }) {
+                    "create"
+                } else {
+                    "update"
+                },
+                Kind::of(body),
+                body["metadata"]["namespace"].as_str().unwrap_or_default(),
+                body["metadata"]["name"].as_str().unwrap_or_default(),
+            ),
+            Action::Delete {
+                kind,
+                namespace,
+                name,
+                ..
+            } => ("delete", *kind, namespace.as_str(), name.as_str()),
+        };
+        write!(f, "{verb} {kind:?} {ns}/{name}")
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Endpoints,
@@ -889,7 +913,7 @@ pub(crate) async fn run(client: Client) {
             writes.spawn(async move {
                 let _permit = limit.acquire().await;
                 if let Err(e) = reconcile(&client, &action).await {
-                    eprintln!("bosun controllers: endpoints: {action:?}: {e}");
+                    eprintln!("bosun controllers: endpoints: {action}: {e}");
                 }
             });
         }
