@@ -270,10 +270,15 @@ fn node_cells(obj: &Value, now: i64) -> Vec<Value> {
     let ready = items(obj, &["status", "conditions"])
         .iter()
         .find(|c| c["type"] == "Ready")
-        .map(|c| match c["status"].as_str() {
-            Some("True") => "Ready",
-            Some("False") => "NotReady",
-            _ => "Unknown",
+        // As kubectl prints it: a Ready condition that is not True (False,
+        // or Unknown once the node lifecycle controller stops hearing from
+        // the node) is NotReady; only a node without one is Unknown.
+        .map(|c| {
+            if c["status"] == "True" {
+                "Ready"
+            } else {
+                "NotReady"
+            }
         })
         .unwrap_or("Unknown");
     let mut status = ready.to_owned();
