@@ -17,7 +17,10 @@ const USAGE: &str = "\
 Usage: bosun server [--data-dir DIR] [--listen ADDR] [--etcd-endpoints URLS]
                     [--bookmark-interval SECONDS] [--compaction-interval SECONDS]
                     [--token-auth-file FILE] [--components LIST]
-       bosun server --kubeconfig FILE [--components LIST]
+                    [--default-not-ready-toleration-seconds SECONDS]
+                    [--default-unreachable-toleration-seconds SECONDS]
+                    [--node-monitor-grace-period DURATION]
+       bosun server --kubeconfig FILE [--components LIST] [--node-monitor-grace-period DURATION]
        bosun server certs [--data-dir DIR] --user NAME [--group GROUP]... --out DIR
 
 Serves the Kubernetes API (what kubectl and client libraries speak) over TLS
@@ -57,6 +60,15 @@ Options:
                                `none` for the API server alone
   --kubeconfig FILE            run only the components, as clients of the API server
                                (and with the credentials) in FILE
+  --default-not-ready-toleration-seconds SECONDS
+  --default-unreachable-toleration-seconds SECONDS
+                               how long new pods tolerate the node.kubernetes.io/not-ready
+                               and unreachable NoExecute taints unless they say (default 60):
+                               how long a pod outlives its node's failure
+  --node-monitor-grace-period DURATION
+                               a node whose Lease and status go unrenewed this long
+                               (`40s`, `2m`, or seconds; default 40s) turns NotReady
+                               and is tainted unreachable
 ";
 
 const DEFAULT_DIR: &str = "/var/lib/bosun/server";
@@ -66,7 +78,7 @@ pub(crate) fn main(args: &[OsString]) -> i32 {
         return certs(&args[1..]);
     }
     match parse(args) {
-        Ok(Some(mode)) => match serve(mode) {
+        Ok(Some((mode, options))) => match serve(mode, options) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("bosun server: {e:#}");
@@ -141,8 +153,9 @@ enum Mode {
     Components(PathBuf, Components),
 }
 
-/// The mode, `None` for `--help`, or what is wrong with the arguments.
-fn parse(args: &[OsString]) -> Result<Option<Mode>, String> {
+/// The mode and the controllers' options, `None` for `--help`, or what is
+/// wrong with the arguments.
+fn parse(args: &[OsString]) -> Result<Option<(Mode, bosun_controllers::Options)>, String> {
     let mut dir = PathBuf::from(DEFAULT_DIR);
     let mut listen: SocketAddr = "127.0.0.1:6443".parse().expect("a valid address");
     let mut etcd = None;
@@ -151,13 +164,27 @@ fn parse(args: &[OsString]) -> Result<Option<Mode>, String> {
     let mut tokens = None;
     let mut components = None;
     let mut kubeconfig = None;
+    let mut options = bosun_controllers::Options::default();
+    let mut tolerations = (None, None);
     // Flags that configure the API server, which --kubeconfig does not start.
     let mut server_flags = Vec::new();
     let more = each_flag(args, |flag, value| {
-        if flag != "--components" && flag != "--kubeconfig" {
+        if !matches!(
+            flag,
+            "--components" | "--kubeconfig" | "--node-monitor-grace-period"
+        ) {
             server_flags.push(flag.to_owned());
         }
         match flag {
+            "--node-monitor-grace-period" => {
+                options.node_lifecycle.grace = duration(flag, &value()?)?;
+            }
+            "--default-not-ready-toleration-seconds" => {
+                tolerations.0 = Some(toleration_seconds(flag, &value()?)?);
+            }
+            "--default-unreachable-toleration-seconds" => {
+                tolerations.1 = Some(toleration_seconds(flag, &value()?)?);
+            }
             "--components" => components = Some(Components::parse(&value()?)?),
             "--kubeconfig" => kubeconfig = Some(PathBuf::from(value()?)),
             "--data-dir" => dir = PathBuf::from(value()?),
@@ -188,14 +215,20 @@ fn parse(args: &[OsString]) -> Result<Option<Mode>, String> {
         if components == Components::parse("none")? {
             return Err("--kubeconfig with --components none would run nothing".to_owned());
         }
-        return Ok(Some(Mode::Components(path, components)));
+        return Ok(Some((Mode::Components(path, components), options)));
     }
     let mut config = Config::new(dir, listen);
     config.etcd_endpoints = etcd;
     config.bookmark_interval = bookmarks;
     config.compaction_interval = compaction;
     config.token_auth_file = tokens;
-    Ok(Some(Mode::Serve(Box::new(config), components)))
+    if let Some(s) = tolerations.0 {
+        config.default_not_ready_toleration_seconds = s;
+    }
+    if let Some(s) = tolerations.1 {
+        config.default_unreachable_toleration_seconds = s;
+    }
+    Ok(Some((Mode::Serve(Box::new(config), components), options)))
 }
 
 /// `bosun server certs`.
@@ -276,6 +309,32 @@ fn each_flag(
     Ok(true)
 }
 
+/// A duration as Kubernetes' flags spell it (`40s`, `2m`, `1h`), or bare seconds.
+fn duration(flag: &str, v: &str) -> Result<Duration, String> {
+    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => v.split_at(at),
+        None => (v, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => 0,
+    };
+    num.parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0 && scale > 0)
+        .map(|n| Duration::from_secs(n * scale))
+        .ok_or_else(|| format!("{flag} {v:?}: want a duration > 0 such as 40s, 2m or 1h"))
+}
+
+/// `tolerationSeconds`: whole seconds, 0 (evict at once) or more.
+fn toleration_seconds(flag: &str, v: &str) -> Result<i64, String> {
+    v.parse::<u32>()
+        .map(i64::from)
+        .map_err(|_| format!("{flag} {v:?}: want whole seconds, 0 or more"))
+}
+
 fn seconds(flag: &str, v: &str) -> Result<Duration, String> {
     v.parse::<u64>()
         .ok()
@@ -284,7 +343,7 @@ fn seconds(flag: &str, v: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{flag} {v:?}: want whole seconds > 0"))
 }
 
-fn serve(mode: Mode) -> Result<()> {
+fn serve(mode: Mode, options: bosun_controllers::Options) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -302,7 +361,7 @@ fn serve(mode: Mode) -> Result<()> {
                 );
                 let _ = std::io::stdout().flush();
                 tokio::select! {
-                    () = run_components(client, components, me) => {}
+                    () = run_components(client, components, me, options) => {}
                     () = shutdown() => {}
                 }
                 return Ok(());
@@ -327,7 +386,7 @@ fn serve(mode: Mode) -> Result<()> {
         })
         .context("the components' client")?;
         let me = identity(&server.local_addr().to_string());
-        let components = tokio::spawn(run_components(client, components, me));
+        let components = tokio::spawn(run_components(client, components, me, options));
         // Tests and scripts wait for this line.
         let _ = std::io::stdout().flush();
         server.run(shutdown()).await;
@@ -351,7 +410,12 @@ fn identity(which: &str) -> String {
 }
 
 /// Runs the chosen components, each only while this process leads it.
-async fn run_components(client: bosun_client::Client, which: Components, me: String) {
+async fn run_components(
+    client: bosun_client::Client,
+    which: Components,
+    me: String,
+    options: bosun_controllers::Options,
+) {
     use bosun_client::leader::run_while_leader;
     let scheduler = async {
         if which.scheduler {
@@ -368,7 +432,7 @@ async fn run_components(client: bosun_client::Client, which: Components, me: Str
                 "kube-system",
                 "kube-controller-manager",
                 &me,
-                || bosun_controllers::run(client.clone()),
+                || bosun_controllers::run_with(client.clone(), options.clone()),
             )
             .await;
         }
@@ -401,7 +465,7 @@ mod tests {
 
     #[test]
     fn components() {
-        let which = |a: &[&str]| match parse(&args(a)).unwrap().unwrap() {
+        let which = |a: &[&str]| match parse(&args(a)).unwrap().unwrap().0 {
             Mode::Serve(_, w) => (None, w),
             Mode::Components(p, w) => (Some(p), w),
         };
@@ -441,8 +505,60 @@ mod tests {
     }
 
     #[test]
+    fn node_lifecycle_flags() {
+        let (mode, options) = parse(&args(&[
+            "--node-monitor-grace-period",
+            "5s",
+            "--default-unreachable-toleration-seconds=10",
+            "--default-not-ready-toleration-seconds",
+            "0",
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(options.node_lifecycle.grace, Duration::from_secs(5));
+        let Mode::Serve(c, _) = mode else {
+            panic!("not serving")
+        };
+        assert_eq!(c.default_unreachable_toleration_seconds, 10);
+        assert_eq!(c.default_not_ready_toleration_seconds, 0);
+        let (_, options) = parse(&args(&["--node-monitor-grace-period=2m"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(options.node_lifecycle.grace, Duration::from_secs(120));
+        // The grace period is the controllers': it goes with --kubeconfig.
+        let (mode, options) = parse(&args(&[
+            "--kubeconfig",
+            "k",
+            "--node-monitor-grace-period",
+            "7",
+        ]))
+        .unwrap()
+        .unwrap();
+        assert!(matches!(mode, Mode::Components(..)));
+        assert_eq!(options.node_lifecycle.grace, Duration::from_secs(7));
+        for bad in [
+            ["--node-monitor-grace-period", "0s"],
+            ["--node-monitor-grace-period", "5x"],
+            ["--default-unreachable-toleration-seconds", "-1"],
+        ] {
+            let err = parse(&args(&bad)).unwrap_err();
+            assert!(err.contains(bad[0]), "{err}");
+        }
+        assert!(
+            parse(&args(&[
+                "--kubeconfig",
+                "k",
+                "--default-unreachable-toleration-seconds",
+                "1"
+            ]))
+            .unwrap_err()
+            .contains("configures the API server")
+        );
+    }
+
+    #[test]
     fn flags() {
-        let serve = |a: &[&str]| match parse(&args(a)).unwrap().unwrap() {
+        let serve = |a: &[&str]| match parse(&args(a)).unwrap().unwrap().0 {
             Mode::Serve(c, which) => (c, which),
             Mode::Components(..) => panic!("not serving"),
         };
