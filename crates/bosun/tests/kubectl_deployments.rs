@@ -11,7 +11,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
-use cluster::{Cluster, wait_until};
+use cluster::{Cluster, kubectl_1_20, wait_until};
 use serde_json::Value;
 
 fn items(c: &Cluster, args: &[&str]) -> Vec<Value> {
@@ -396,4 +396,33 @@ fn a_rollout_that_cannot_progress_fails_its_deadline() {
     assert_eq!(available["status"], "False", "{available}");
     assert_eq!(d["status"]["unavailableReplicas"], 2);
     assert_eq!(items(&c, &["pods", "-l", "app=stuck"]).len(), 2);
+}
+
+/// kubectl 1.20 reads the same status and revisions (its `rollout undo` is
+/// its own client-side code, as old as the typed round trip it makes).
+#[test]
+fn kubectl_1_20_rolls_out_and_undoes() {
+    let c = Cluster::start_for(&kubectl_1_20());
+    let _sim = c.sim_nodes(3);
+    c.ok(&[
+        "apply",
+        "-f",
+        &c.file("web.yaml", &deployment("web", 3, "nginx:1", "")),
+    ]);
+    rollout_status(&c, "web");
+    c.ok(&["set", "image", "deployment/web", "web=nginx:2"]);
+    rollout_status(&c, "web");
+    let undo = c.ok(&["rollout", "undo", "deployment/web", "--to-revision=1"]);
+    assert!(undo.contains("rolled back"), "{undo}");
+    rollout_status(&c, "web");
+    wait_until("the old image runs again", || {
+        let pods = running(&c, "web");
+        pods.len() == 3
+            && pods
+                .iter()
+                .all(|p| p["spec"]["containers"][0]["image"] == "nginx:1")
+    });
+    assert_eq!(replica_sets(&c, "web").len(), 2);
+    let history = c.ok(&["rollout", "history", "deployment/web"]);
+    assert!(history.contains('2') && history.contains('3'), "{history}");
 }

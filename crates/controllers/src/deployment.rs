@@ -340,7 +340,11 @@ pub fn plan(deployments: &[Arc<Deployment>], sets: &[Arc<Set>], now: i64) -> Pla
     }
     let mut out = Plan::default();
     for d in deployments {
-        if d.deleting || d.selector.as_ref().is_none_or(LabelSelector::is_empty) {
+        let template_labels = labels(&d.template["metadata"]["labels"]);
+        let Some(selector) = d.selector.as_ref().filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        if d.deleting || !selector.matches(&template_labels) {
             continue;
         }
         let mine = owned.get(d.uid.as_str()).map_or(&[][..], Vec::as_slice);

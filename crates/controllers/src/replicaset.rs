@@ -316,7 +316,9 @@ pub fn plan(sets: &[Arc<ReplicaSet>], pods: &[Arc<Pod>], pending: &Pending, now:
         let Some(selector) = set.selector.as_ref().filter(|s| !s.is_empty()) else {
             continue;
         };
-        if set.deleting {
+        // Pods that would not match could never count: making them would
+        // never end (Kubernetes' validation refuses such a set).
+        if set.deleting || !selector.matches(&set.template_labels) {
             continue;
         }
         let mut mine: Vec<&Pod> = Vec::new();

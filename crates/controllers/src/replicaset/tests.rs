@@ -139,6 +139,17 @@ fn adopts_orphans_and_releases_pods_that_stop_matching() {
 }
 
 #[test]
+fn a_template_its_selector_does_not_match_makes_nothing() {
+    let mut s = (*set("a", 3, "web")).clone();
+    s.template_labels = [("app".to_owned(), "db".to_owned())].into();
+    assert!(
+        plan(&[Arc::new(s)], &[], &Pending::default(), 100)
+            .actions
+            .is_empty()
+    );
+}
+
+#[test]
 fn status_counts_ready_and_available_after_min_ready_seconds() {
     let v = json!({
         "metadata": {"name": "rs", "namespace": "default", "uid": "a", "generation": 4},
