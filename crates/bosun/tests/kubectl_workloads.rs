@@ -98,6 +98,19 @@ fn a_daemonset_lands_one_pod_per_node_and_follows_nodes() {
     let events = reasons(&c, "agent");
     assert!(events.iter().any(|r| r == "SuccessfulCreate"), "{events:?}");
 
+    // A new template rolls out to every node.
+    c.ok(&["set", "image", "ds/agent", "agent=busybox:2"]);
+    let out = c.ok(&["rollout", "status", "ds/agent", "--timeout=120s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    wait_until("every daemon pod runs the new image", || {
+        let pods = items(&c, &["pods", "-l", "app=agent"]);
+        pods.len() == 3
+            && pods
+                .iter()
+                .all(|p| ready(p) && p["spec"]["containers"][0]["image"] == "busybox:2")
+    });
+    assert_eq!(daemon_nodes(&c), ["sim-0", "sim-1", "sim-2"]);
+
     // A node joins: it gets a pod.
     let extra = c.sim_nodes_with("extra", 1, &[]);
     wait_until("the joining node runs a daemon pod", || {

@@ -465,7 +465,13 @@ pub async fn run(client: Client) {
         Node::of,
     ));
     tasks.spawn(reflect(
-        Watcher::new(client.clone(), workload::pods(), None),
+        // Only DaemonSet pods (made with the revision label, which StatefulSet pods also carry): every other pod would cost a decode here and a send
+        // there (a Deployment's thousands).
+        Watcher::new(client.clone(), workload::pods(), None).selecting(
+            bosun_client::Selector::labels(
+                "controller-revision-hash,!statefulset.kubernetes.io/pod-name",
+            ),
+        ),
         pod_cache.clone(),
         |v| Pod::of("DaemonSet", v),
     ));

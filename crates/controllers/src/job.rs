@@ -24,7 +24,7 @@ use bosun_api::Resource;
 use bosun_api::resource;
 use bosun_api::time::format_time;
 use bosun_client::events::{EventType, Recorder};
-use bosun_client::{Cache, Client, Error, Patch, Watcher, reflect};
+use bosun_client::{Cache, Client, Error, Patch, Selector, Watcher, reflect};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -303,7 +303,10 @@ pub async fn run(client: Client) {
         Job::of,
     ));
     tasks.spawn(reflect(
-        Watcher::new(client.clone(), workload::pods(), None),
+        // Only Job pods: every other pod would cost a decode here and a send
+        // there (a Deployment's thousands).
+        Watcher::new(client.clone(), workload::pods(), None)
+            .selecting(Selector::labels("batch.kubernetes.io/controller-uid")),
         pod_cache.clone(),
         |v| Pod::of("Job", v),
     ));

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use bosun_api::Resource;
 use bosun_api::resource;
 use bosun_client::events::Recorder;
-use bosun_client::{Cache, Client, Error, Patch, Watcher, reflect};
+use bosun_client::{Cache, Client, Error, Patch, Selector, Watcher, reflect};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -279,7 +279,10 @@ pub async fn run(client: Client) {
         StatefulSet::of,
     ));
     tasks.spawn(reflect(
-        Watcher::new(client.clone(), workload::pods(), None),
+        // Only StatefulSet pods: every other pod would cost a decode here and a send
+        // there (a Deployment's thousands).
+        Watcher::new(client.clone(), workload::pods(), None)
+            .selecting(Selector::labels("statefulset.kubernetes.io/pod-name")),
         pod_cache.clone(),
         |v| Pod::of("StatefulSet", v),
     ));
