@@ -251,6 +251,20 @@ fn a_statefulset_makes_web_0_1_2_in_order() {
         c.get(&["pod", "web-1"])
             .is_some_and(|p| p["metadata"]["uid"] != uid && ready(&p))
     });
+    // A new template rolls out, the highest ordinal first, to a new revision.
+    let before = status["updateRevision"].clone();
+    c.ok(&["set", "image", "sts/web", "nginx=nginx:2"]);
+    c.ok(&["rollout", "status", "sts/web", "--timeout=120s"]);
+    wait_until("every pod is of the new revision", || {
+        let sts = c.get(&["sts", "web"]).unwrap();
+        let s = &sts["status"];
+        s["updateRevision"] != before
+            && s["currentRevision"] == s["updateRevision"]
+            && s["readyReplicas"] == 3
+            && items(&c, &["pods", "-l", "app=nginx"])
+                .iter()
+                .all(|p| p["spec"]["containers"][0]["image"] == "nginx:2")
+    });
     // Scaling down removes the highest ordinals.
     c.ok(&["scale", "sts", "web", "--replicas=1"]);
     wait_until("web-1 and web-2 are gone", || {
