@@ -249,6 +249,11 @@ impl SimNodes {
                 waiting: Vec::new(),
             });
         }
+        // Registering thousands of nodes takes a while on a busy server:
+        // those done already keep their Leases fresh meanwhile, or the first
+        // ones would be NotReady before the last is made.
+        let registered: Registered = Default::default();
+        let keeper = tokio::spawn(keep_alive(client.clone(), registered.clone()));
         let uids = bounded(
             nodes.iter().map(|n| {
                 let client = client.clone();
@@ -258,11 +263,18 @@ impl SimNodes {
                     .get(&spec.name)
                     .is_some_and(|i| kept.contains_key(i))
                     || existing.iter().any(|e| e["metadata"]["name"] == *spec.name);
-                async move { register_node(&client, &spec, &cap, exists).await }
+                let registered = registered.clone();
+                async move {
+                    let uid = register_node(&client, &spec, &cap, exists).await?;
+                    let mut r = registered.lock().unwrap_or_else(|p| p.into_inner());
+                    r.push((spec.name.clone(), uid.clone()));
+                    Ok(uid)
+                }
             }),
             SETUP_WRITES,
         )
         .await;
+        keeper.abort();
         for (n, uid) in nodes.iter_mut().zip(uids) {
             n.uid = uid?;
         }
@@ -502,17 +514,7 @@ impl SimNodes {
         let asked = std::time::Instant::now();
         tokio::spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let renew = status::micro_time(now_micros());
-            let patch = Patch::Merge(json!({"spec": status::lease_spec(&name, &renew)}));
-            let ns = Some(status::LEASE_NAMESPACE);
-            let r = match client.patch(leases_res(), ns, &name, &patch).await {
-                Err(e) if e.kind() == ErrorKind::NotFound => client
-                    .create(leases_res(), ns, &status::lease(&name, &uid, &renew))
-                    .await
-                    .map(drop),
-                other => other.map(drop),
-            };
-            if let Err(e) = r {
+            if let Err(e) = renew_lease(&client, &name, &uid).await {
                 Trouble::note(&tx, format!("renewing lease {name}: {e}"));
             } else if asked.elapsed() > schedule::LEASE_RENEW {
                 Trouble::note(
@@ -869,6 +871,42 @@ fn exit_plan(pod: &Value, status: Value) -> Option<ExitPlan> {
         status,
         restarts,
     })
+}
+
+/// Renews a node's Lease, making it again if it is gone.
+async fn renew_lease(client: &Client, name: &str, uid: &str) -> Result<(), bosun_client::Error> {
+    let renew = status::micro_time(now_micros());
+    let patch = Patch::Merge(json!({"spec": status::lease_spec(name, &renew)}));
+    let ns = Some(status::LEASE_NAMESPACE);
+    match client.patch(leases_res(), ns, name, &patch).await {
+        Err(e) if e.kind() == ErrorKind::NotFound => client
+            .create(leases_res(), ns, &status::lease(name, uid, &renew))
+            .await
+            .map(drop),
+        other => other.map(drop),
+    }
+}
+
+/// Nodes registered so far (name, uid).
+type Registered = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// Renews the Leases of the nodes registered so far, every interval, until
+/// aborted (errors are left to the next round).
+async fn keep_alive(client: Client, registered: Registered) {
+    loop {
+        tokio::time::sleep(schedule::LEASE_RENEW).await;
+        let nodes = registered.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        bounded(
+            nodes.into_iter().map(|(name, uid)| {
+                let client = client.clone();
+                async move {
+                    let _ = renew_lease(&client, &name, &uid).await;
+                }
+            }),
+            HEARTBEAT_WRITES,
+        )
+        .await;
+    }
 }
 
 /// Makes `kube-node-lease` if it is missing.
