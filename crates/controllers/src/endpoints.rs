@@ -46,7 +46,7 @@ pub const MAX_PER_SLICE: usize = 100;
 pub const MAX_ENDPOINTS: usize = 1000;
 
 /// A Service's port.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ServicePort {
     pub name: String,
     pub protocol: String,
@@ -55,14 +55,14 @@ pub struct ServicePort {
 }
 
 /// `targetPort`: a number, or the name of a container port.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TargetPort {
     Number(i64),
     Name(String),
 }
 
 /// What the controller reads of a Service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Service {
     pub namespace: String,
     pub name: String,
@@ -77,7 +77,7 @@ pub struct Service {
 }
 
 /// A container port, as `targetPort` names resolve against.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ContainerPort {
     pub name: String,
     pub port: i64,
@@ -85,7 +85,7 @@ pub struct ContainerPort {
 }
 
 /// What the controller reads of a Pod.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Pod {
     pub namespace: String,
     pub name: String,
@@ -269,7 +269,7 @@ impl Slice {
             .flatten()
             .map(normalize)
             .collect();
-        endpoints.sort_by_key(endpoint_key);
+        endpoints.sort_by_cached_key(endpoint_key);
         Some(Slice {
             namespace: s(&m["namespace"])?,
             name: s(&m["name"])?,
@@ -613,9 +613,60 @@ pub fn plan(
     endpoints: &[Endpoints],
     slices: &[Slice],
 ) -> Vec<Action> {
-    let mut by_ns: HashMap<&str, Vec<&Pod>> = HashMap::new();
+    plan_settled(services, pods, endpoints, slices, &mut Settled::default())
+}
+
+/// The Services a plan found nothing to do for, each with a hash of all its
+/// objects depend on (the Service, its pods, its objects' resourceVersions):
+/// until that changes, the next plan skips it. At 30,000 pods behind 100
+/// Services (release build, this 2-core machine, others building) a full
+/// plan took 0.66–1.1 s, a settled one 70 ms.
+#[derive(Debug, Default)]
+pub struct Settled(HashMap<(String, String), u64>);
+
+fn fingerprint(svc: &Service, pods: &[&Pod], ep: Option<&&Endpoints>, slices: &[&Slice]) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    // Fixed keys: fingerprints are compared across plans. Pods and slices
+    // are summed, so their order (a cache's) does not matter.
+    let state =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+    let one = |h: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
+        let mut hasher = state.build_hasher();
+        h(&mut hasher);
+        hasher.finish()
+    };
+    let mut sum = one(&|h| svc.hash(h));
     for p in pods {
-        by_ns.entry(p.namespace.as_str()).or_default().push(p);
+        sum = sum.wrapping_add(one(&|h| p.hash(h)));
+    }
+    if let Some(e) = ep {
+        sum = sum.wrapping_add(one(&|h| (&e.uid, &e.resource_version).hash(h)));
+    }
+    for sl in slices {
+        sum = sum.wrapping_add(one(&|h| (&sl.uid, &sl.resource_version).hash(h)));
+    }
+    sum
+}
+
+/// [`plan`], skipping the Services `settled` says are unchanged since a plan
+/// found nothing to do for them, and remembering those it finds settled now.
+pub fn plan_settled(
+    services: &[Service],
+    pods: &[Arc<Pod>],
+    endpoints: &[Endpoints],
+    slices: &[Slice],
+    settled: &mut Settled,
+) -> Vec<Action> {
+    // Pods by namespace and label, so that a Service reads only the pods
+    // that carry one of its selector's labels.
+    let mut by_label: HashMap<(&str, &str, &str), Vec<&Pod>> = HashMap::new();
+    for p in pods {
+        for (k, v) in &p.labels {
+            by_label
+                .entry((p.namespace.as_str(), k.as_str(), v.as_str()))
+                .or_default()
+                .push(p);
+        }
     }
     let existing_ep: HashMap<(&str, &str), &Endpoints> = endpoints
         .iter()
@@ -634,19 +685,33 @@ pub fn plan(
     let mut known: HashSet<(&str, &str)> = HashSet::new();
     for svc in services {
         known.insert((svc.namespace.as_str(), svc.name.as_str()));
-        if svc.selector.is_none() {
+        let Some(selector) = &svc.selector else {
             continue;
-        }
-        let selected: Vec<&Pod> = by_ns
-            .get(svc.namespace.as_str())
-            .into_iter()
-            .flatten()
+        };
+        let candidates = selector
+            .iter()
+            .map(|(k, v)| {
+                by_label
+                    .get(&(svc.namespace.as_str(), k.as_str(), v.as_str()))
+                    .map_or(&[][..], Vec::as_slice)
+            })
+            .min_by_key(|c| c.len())
+            .unwrap_or_default();
+        let selected: Vec<&Pod> = candidates
+            .iter()
             .copied()
             .filter(|p| selects(svc, p))
             .collect();
-        // Endpoints.
         let key = (svc.namespace.as_str(), svc.name.as_str());
         let current = existing_ep.get(&key);
+        let mine = slices_of.remove(&key).unwrap_or_default();
+        let fp = fingerprint(svc, &selected, current, &mine);
+        let memo_key = (svc.namespace.clone(), svc.name.clone());
+        if settled.0.get(&memo_key) == Some(&fp) {
+            continue;
+        }
+        let before = actions.len();
+        // Endpoints.
         let empty = Map::new();
         let mut want =
             desired_endpoints(svc, &selected, current.map_or(&empty, |c| &c.annotations));
@@ -668,9 +733,16 @@ pub fn plan(
             }
         }
         // Slices.
-        let mine = slices_of.remove(&key).unwrap_or_default();
         plan_slices(svc, &selected, &mine, &slice_names, &mut actions);
+        if actions.len() == before {
+            settled.0.insert(memo_key, fp);
+        } else {
+            settled.0.remove(&memo_key);
+        }
     }
+    settled
+        .0
+        .retain(|(ns, name), _| known.contains(&(ns.as_str(), name.as_str())));
     for e in endpoints {
         if e.managed() && !known.contains(&(e.namespace.as_str(), e.name.as_str())) {
             actions.push(Action::Delete {
@@ -799,7 +871,7 @@ fn plan_slices(
         });
     }
     for (sl, ports, mut eps) in updates {
-        eps.sort_by_key(endpoint_key);
+        eps.sort_by_cached_key(endpoint_key);
         let same = sl.ports == ports
             && sl.endpoints == eps
             && sl.labels == labels
@@ -895,16 +967,18 @@ pub(crate) async fn run(client: Client) {
         Slice::of,
     ));
     let limit = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let mut settled = Settled::default();
     loop {
         crate::changed(&notify).await;
         if !(services.synced() && pods.synced() && eps.synced() && slices.synced()) {
             continue;
         }
-        let actions = plan(
+        let actions = plan_settled(
             &services.snapshot(),
             &pods.snapshot(),
             &eps.snapshot(),
             &slices.snapshot(),
+            &mut settled,
         );
         let mut writes = tokio::task::JoinSet::new();
         for action in actions {

@@ -391,6 +391,78 @@ fn big_services_get_slices_of_100_and_one_change_writes_one_slice() {
 }
 
 #[test]
+fn settled_services_are_skipped_until_something_of_theirs_changes() {
+    let web = service(
+        "web",
+        Some(&[("app", "web")]),
+        vec![port("", TargetPort::Number(80))],
+    );
+    let mut db = service(
+        "db",
+        Some(&[("app", "db")]),
+        vec![port("", TargetPort::Number(80))],
+    );
+    db.uid = "uid-db".into();
+    let mut pods = vec![
+        pod("a", Some("10.0.0.1"), true),
+        pod("b", Some("10.0.0.2"), true),
+    ];
+    pods[1].labels = labels(&[("app", "db")]);
+    let services = [web, db];
+    let mut w = World::default();
+    w.settle(&services, &pods);
+    let mut settled = Settled::default();
+    let arcs = |pods: &[Pod]| pods.iter().cloned().map(Arc::new).collect::<Vec<_>>();
+    assert!(
+        plan_settled(
+            &services,
+            &arcs(&pods),
+            &w.endpoints,
+            &w.slices,
+            &mut settled
+        )
+        .is_empty()
+    );
+    assert_eq!(settled.0.len(), 2);
+    // A pod of web changes: web is planned again, db is not looked at.
+    pods[0].ready = false;
+    let actions = plan_settled(
+        &services,
+        &arcs(&pods),
+        &w.endpoints,
+        &w.slices,
+        &mut settled,
+    );
+    assert_eq!(actions.len(), 2, "{actions:#?}");
+    assert!(
+        settled
+            .0
+            .contains_key(&("default".to_owned(), "db".to_owned()))
+    );
+    assert!(
+        !settled
+            .0
+            .contains_key(&("default".to_owned(), "web".to_owned()))
+    );
+    // Someone deletes db's Endpoints: its resourceVersion is gone, so it is
+    // planned again and they are made anew.
+    w.endpoints.retain(|e| e.name != "db");
+    let actions = plan_settled(
+        &services,
+        &arcs(&pods),
+        &w.endpoints,
+        &w.slices,
+        &mut settled,
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Create { body } if body["metadata"]["name"] == "db")),
+        "{actions:#?}"
+    );
+}
+
+#[test]
 fn endpoints_stop_at_1000_addresses_ready_first() {
     let svc = service(
         "web",
@@ -567,6 +639,16 @@ fn property_endpoints_are_exactly_the_ready_selected_pods() {
         let mut w = World::default();
         w.settle(&services, &pods);
         check(seed, &w, &services, &pods);
+        let mut settled = Settled::default();
+        let arcs = |pods: &[Pod]| pods.iter().cloned().map(Arc::new).collect::<Vec<_>>();
+        let quiet = plan_settled(
+            &services,
+            &arcs(&pods),
+            &w.endpoints,
+            &w.slices,
+            &mut settled,
+        );
+        assert!(quiet.is_empty(), "seed {seed}: {quiet:#?}");
         // Churn: some pods change, go or come; the world follows.
         for p in pods.iter_mut() {
             if r.chance(20) {
@@ -575,6 +657,18 @@ fn property_endpoints_are_exactly_the_ready_selected_pods() {
         }
         pods.retain(|_| !r.chance(10));
         pods.extend((0..r.below(20) as usize).map(|i| gen_pod(&mut r, 10_000 + i)));
+        // What was settled and did not change is skipped, and nothing else.
+        assert_eq!(
+            plan_settled(
+                &services,
+                &arcs(&pods),
+                &w.endpoints,
+                &w.slices,
+                &mut settled
+            ),
+            w.plan(&services, &pods),
+            "seed {seed}"
+        );
         w.settle(&services, &pods);
         check(seed, &w, &services, &pods);
     }
