@@ -402,30 +402,16 @@ fn plan_one(d: &Arc<Deployment>, mine: &[&Arc<Set>], now: i64, out: &mut Plan) {
     });
     let mut created = None;
     let mut stop = false;
-    if d.paused {
-        // Only scaling: the one set with pods (or the new one) follows replicas.
-        let active: Vec<usize> = olds
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.replicas > 0)
-            .map(|(i, _)| i)
-            .collect();
-        match (&mut new, active.as_slice()) {
-            (Some(n), []) => {
-                if n.replicas != d.replicas {
-                    scaled(&mut n.annotations);
-                }
-                n.replicas = d.replicas;
-            }
-            (None, [i]) => {
-                let v = &mut olds[*i];
-                if v.replicas != d.replicas {
-                    scaled(&mut v.annotations);
-                }
-                v.replicas = d.replicas;
-            }
-            _ => {}
-        }
+    // Resized (an active set was last sized for another replica count) or
+    // paused: resize the sets as they are, roll nothing.
+    let desired = d.replicas.to_string();
+    let resized = new
+        .iter()
+        .chain(olds.iter())
+        .filter(|v| v.set.replicas > 0)
+        .any(|v| v.set.annotations.get(DESIRED_REPLICAS) != Some(&desired));
+    if d.paused || resized {
+        scale(d, new.as_mut(), &mut olds, surge);
     } else if d.strategy == Strategy::Recreate {
         let mut scaling_down = false;
         for v in olds.iter_mut().filter(|v| v.replicas > 0) {
@@ -550,6 +536,105 @@ fn plan_one(d: &Arc<Deployment>, mine: &[&Arc<Set>], now: i64, out: &mut Plan) {
             deployment: d.clone(),
             status,
         });
+    }
+}
+
+/// Kubernetes' `scale`: the only set with pods (or else the newest) takes
+/// every replica; a saturated new set leaves the old ones none; otherwise,
+/// rolling, every set with pods grows or shrinks in proportion to its size
+/// (by the `max-replicas` it was last sized for), leftovers to the largest.
+fn scale(d: &Deployment, new: Option<&mut View>, olds: &mut [View], surge: i64) {
+    fn set_to(d: &Deployment, v: &mut View, replicas: i64, surge: i64) {
+        v.replicas = replicas;
+        v.annotations
+            .insert(DESIRED_REPLICAS.into(), d.replicas.to_string());
+        v.annotations
+            .insert(MAX_REPLICAS.into(), (d.replicas + surge).to_string());
+    }
+    let has_new = new.is_some();
+    let mut all: Vec<&mut View> = olds.iter_mut().collect();
+    all.extend(new);
+    let active: Vec<usize> = (0..all.len()).filter(|&i| all[i].replicas > 0).collect();
+    match active[..] {
+        [] => {
+            if let Some(v) = all.last_mut() {
+                set_to(d, v, d.replicas, surge);
+            }
+            return;
+        }
+        [one] => {
+            set_to(d, all[one], d.replicas, surge);
+            return;
+        }
+        _ => {}
+    }
+    let last = all.len() - 1;
+    if has_new && all[last].replicas == d.replicas && all[last].set.available == d.replicas {
+        for i in active.into_iter().filter(|&i| i != last) {
+            set_to(d, all[i], 0, surge);
+        }
+        return;
+    }
+    if d.strategy == Strategy::Recreate {
+        return;
+    }
+    let total: i64 = active.iter().map(|&i| all[i].replicas).sum();
+    let allowed = if d.replicas > 0 {
+        d.replicas + surge
+    } else {
+        0
+    };
+    let to_add = allowed - total;
+    let mut order = active;
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&all[a], &all[b]);
+        let age = if to_add > 0 {
+            b.set.created.cmp(&a.set.created)
+        } else {
+            a.set.created.cmp(&b.set.created)
+        };
+        b.replicas.cmp(&a.replicas).then(age)
+    });
+    let mut added = 0;
+    let mut sizes: Vec<(usize, i64)> = Vec::new();
+    for &i in &order {
+        let v = &all[i];
+        let p = proportion(d, v, to_add, added, surge);
+        added += p;
+        sizes.push((i, v.replicas + p));
+    }
+    if let Some(first) = sizes.first_mut() {
+        first.1 = (first.1 + to_add - added).max(0);
+    }
+    for (i, size) in sizes {
+        set_to(d, all[i], size, surge);
+    }
+}
+
+/// Kubernetes' `GetProportion`: how many of `to_add` (of which `added` are
+/// given out) a set gets, by its share of the size it was last sized for.
+fn proportion(d: &Deployment, v: &View, to_add: i64, added: i64, surge: i64) -> i64 {
+    if v.replicas == 0 || to_add == 0 || to_add == added {
+        return 0;
+    }
+    let fraction = if d.replicas == 0 {
+        -v.replicas
+    } else {
+        let annotated = v
+            .set
+            .annotations
+            .get(MAX_REPLICAS)
+            .and_then(|m| m.parse::<i64>().ok())
+            .filter(|m| *m > 0)
+            .unwrap_or_else(|| d.status["replicas"].as_i64().unwrap_or(0).max(1));
+        let size = (v.replicas * (d.replicas + surge)) as f64 / annotated as f64;
+        size.round() as i64 - v.replicas
+    };
+    let allowed = to_add - added;
+    if to_add > 0 {
+        fraction.min(allowed)
+    } else {
+        fraction.max(allowed)
     }
 }
 

@@ -285,6 +285,47 @@ fn a_paused_deployment_scales_but_does_not_roll_out() {
     );
 }
 
+#[test]
+fn resizing_mid_rollout_scales_every_set_in_proportion() {
+    let v1 = deployment(10, "a", json!({}));
+    let v2 = deployment(10, "b", json!({}));
+    let mut old = made(
+        &new_set_object(&v1, &template_hash(&v1.template, 0), 6, 1, 3),
+        "s1",
+        1,
+    );
+    let mut cur = made(
+        &new_set_object(&v2, &template_hash(&v2.template, 0), 5, 2, 3),
+        "s2",
+        2,
+    );
+    (old.current, old.available) = (6, 6);
+    (cur.current, cur.available) = (5, 0);
+    // 20 replicas with 25% surge: 25 pods allowed, 11 now, 14 to add. Each
+    // set was sized for 13: 6 → round(6 × 25 / 13) = 12, 5 → 10; the 3 left
+    // over go to the largest.
+    let d = Arc::new(deployment(20, "b", json!({})));
+    let p = plan(&[d], &[Arc::new(old), Arc::new(cur)], 100);
+    let sizes: BTreeMap<&str, i64> = p
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Scale {
+                set,
+                replicas,
+                annotations,
+                ..
+            } => {
+                assert_eq!(annotations[DESIRED_REPLICAS], "20");
+                assert_eq!(annotations[MAX_REPLICAS], "25");
+                Some((set.uid.as_str(), *replicas))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sizes, BTreeMap::from([("s1", 15), ("s2", 10)]));
+}
+
 /// A small deterministic generator (xorshift), as in the gc's tests.
 struct Rng(u64);
 
@@ -400,8 +441,9 @@ impl World {
 }
 
 /// A rolled-out Deployment gets a new template (sometimes a new replica
-/// count): at every step the pods stay within replicas + maxSurge and the
-/// available ones at or above replicas − maxUnavailable, and it converges to
+/// count with it or during the rollout, scaled in proportion): at every step
+/// the pods stay within replicas + maxSurge and the available ones at or
+/// above replicas − maxUnavailable (when not resized), and it converges to
 /// the new template's set alone, complete, revision 2.
 #[test]
 fn rolling_updates_respect_surge_and_unavailability_and_converge() {
@@ -428,18 +470,31 @@ fn rolling_updates_respect_surge_and_unavailability_and_converge() {
             (replicas, replicas),
             "seed {seed}: v1 did not roll out"
         );
-        let new_replicas = if rng.below(3) == 0 {
-            1 + rng.below(12) as i64
-        } else {
-            replicas
+        // A third resize with the new template, a third later, mid-rollout.
+        let (new_replicas, resize_at) = match rng.below(3) {
+            0 => (1 + rng.below(12) as i64, 100),
+            1 => (1 + rng.below(12) as i64, 101 + rng.below(10) as i64),
+            _ => (replicas, 100),
         };
-        let mut d = deployment(new_replicas, "v2", strategy);
+        let mut d = deployment(
+            if resize_at == 100 {
+                new_replicas
+            } else {
+                replicas
+            },
+            "v2",
+            strategy,
+        );
         d.generation = 2;
         d.annotations = w.d.annotations.clone();
         d.status = w.d.status.clone();
         w.d = d;
         let (surge, unavailable) = w.d.surge_and_unavailable();
         for t in 100..300 {
+            if t == resize_at && t > 100 {
+                w.d.replicas = new_replicas;
+                w.d.generation = 3;
+            }
             w.step(t);
             let (all, available) = w.pods();
             if new_replicas == replicas {
