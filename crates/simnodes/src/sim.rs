@@ -20,10 +20,13 @@ use crate::cidr::{self, Ipv4Net, Pool};
 use crate::status::{self, Capacity, NodeSpec};
 use crate::{Error, Options, schedule};
 
-/// Pod status writes in flight at once.
-const POD_WRITES: usize = 64;
-/// Lease and node status writes in flight at once: as many as pods get, so
-/// that a busy server still sees heartbeats at least half the time.
+/// Pod status writes in flight at once: the store commits concurrent writes
+/// in one batch, so throughput follows how many wait together (3,000 pods/s
+/// at 50 ms a write under load needs 150).
+const POD_WRITES: usize = 256;
+/// Lease and node status writes in flight at once, apart from the pods', so
+/// that a burst of pods never holds up every heartbeat (5,000 nodes need 500
+/// renewals a second).
 const HEARTBEAT_WRITES: usize = 64;
 /// Writes in flight while registering or cleaning up.
 const SETUP_WRITES: usize = 64;
