@@ -367,3 +367,38 @@ fn bad_flags_get_clear_errors_and_register_nothing() {
     let nodes = c.ok(&["get", "nodes", "-o", "name"]);
     assert!(nodes.trim().is_empty(), "bad flags registered {nodes}");
 }
+
+#[test]
+fn a_restarted_process_takes_over_its_nodes_and_another_gets_other_cidrs() {
+    let c = Cluster::start();
+    let sim = c.sim_nodes(2);
+    pod(&c, "before", Some("sim-0"), "", "Always");
+    let before = wait_phase(&c, "before", "Running");
+    let cidr = c.get(&["node", "sim-0"]).unwrap()["spec"]["podCIDR"].clone();
+    drop(sim);
+    let _again = c.sim_nodes(2);
+    assert_eq!(c.get(&["node", "sim-0"]).unwrap()["spec"]["podCIDR"], cidr);
+    // The running pod keeps its address, so a new pod gets another.
+    pod(&c, "after", Some("sim-0"), "", "Always");
+    let after = wait_phase(&c, "after", "Running");
+    assert_ne!(after["status"]["podIP"], before["status"]["podIP"]);
+    assert_eq!(phase(&c, "before"), "Running");
+    // A second process's nodes get CIDRs and addresses no other node holds.
+    let _more = c.sim_nodes_with("more", 2, &[]);
+    let nodes = c.get(&["nodes"]).unwrap();
+    let items = nodes["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4);
+    let mut cidrs: Vec<&str> = items
+        .iter()
+        .map(|n| n["spec"]["podCIDR"].as_str().unwrap())
+        .collect();
+    let mut ips: Vec<&str> = items
+        .iter()
+        .map(|n| n["status"]["addresses"][0]["address"].as_str().unwrap())
+        .collect();
+    cidrs.sort();
+    cidrs.dedup();
+    ips.sort();
+    ips.dedup();
+    assert_eq!((cidrs.len(), ips.len()), (4, 4), "{cidrs:?} {ips:?}");
+}
