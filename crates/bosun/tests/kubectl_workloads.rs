@@ -346,6 +346,26 @@ fn a_failing_job_respects_its_backoff_limit() {
     let pods = items(&c, &["pods", "-l", "job-name=fails"]);
     assert_eq!(pods.len(), 3);
     assert!(pods.iter().all(|p| p["status"]["phase"] == "Failed"));
+    // Each replacement waited out the back-off after the failure before it:
+    // 10 s, then 20 s.
+    let time = |v: &Value| bosun_api::time::parse_time(v.as_str().unwrap()).unwrap();
+    let mut runs: Vec<(i64, i64)> = pods
+        .iter()
+        .map(|p| {
+            (
+                time(&p["metadata"]["creationTimestamp"]),
+                time(&p["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"]),
+            )
+        })
+        .collect();
+    runs.sort();
+    for (i, pair) in runs.windows(2).enumerate() {
+        let waited = pair[1].0 - pair[0].1;
+        assert!(
+            waited >= 10 << i,
+            "replacement {i} after {waited} s: {runs:?}"
+        );
+    }
     let events = reasons(&c, "fails");
     assert!(
         events.iter().any(|r| r == "BackoffLimitExceeded"),

@@ -13,9 +13,10 @@
 //!   `batch.kubernetes.io/job-name` and `job-name` labels; the Job's pods are
 //!   those it controls (ownerReference), so a selector is not needed unless
 //!   `manualSelector` is set, and then it is the user's to keep right.
-//! - Not here: the exponential delay before re-creating failed pods, Indexed
-//!   completion, `activeDeadlineSeconds`, `suspend`, pod failure policies and
-//!   `ttlSecondsAfterFinished`.
+//! - A failed pod's replacement waits 10 s after its end, doubling with each
+//!   failure up to 6 minutes (re-planned at the controllers' 10 s resync).
+//! - Not here: Indexed completion, `activeDeadlineSeconds`, `suspend`, pod
+//!   failure policies and `ttlSecondsAfterFinished`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -29,6 +30,10 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use crate::workload::{self, Expectations, Owner, Phase, Pod, PodWrite, Seen};
+
+/// The back-off before a failed pod's replacement: 10 s, doubling, at most 6 minutes.
+const BACKOFF_BASE: i64 = 10;
+const BACKOFF_MAX: i64 = 360;
 
 pub fn jobs() -> &'static Resource {
     resource::find("batch", "v1", "jobs").expect("in the table")
@@ -207,6 +212,19 @@ fn plan_one(job: &Job, pods: &[&Pod], now: i64, actions: &mut Vec<Action>) {
                 actions.extend(active[wanted..].iter().map(|p| delete(p)));
                 keep = wanted;
             }
+            // After a failure, a replacement waits 10 s, doubling with each
+            // failure up to 6 minutes, counted from the last one's end.
+            let last_failure = pods
+                .iter()
+                .filter(|p| p.phase == Phase::Failed)
+                .filter_map(|p| p.finished_at)
+                .max();
+            let failures = pods.iter().filter(|p| p.phase == Phase::Failed).count() as u32;
+            let backing_off = last_failure.is_some_and(|at| {
+                let delay = (BACKOFF_BASE << failures.saturating_sub(1).min(6)).min(BACKOFF_MAX);
+                now < at + delay
+            });
+            let wanted = if backing_off { active.len() } else { wanted };
             for _ in active.len()..wanted {
                 actions.push(Action::Pod(PodWrite::Create {
                     owner: job.owner.clone(),

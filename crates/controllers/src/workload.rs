@@ -46,6 +46,8 @@ pub struct Pod {
     pub deleting: bool,
     /// Container restarts (a Job with `OnFailure` counts them as failures).
     pub restarts: u32,
+    /// When its last container ended (Unix seconds), if they all did.
+    pub finished_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +94,17 @@ impl Pod {
             .flatten()
             .filter_map(|c| c["restartCount"].as_u64())
             .sum::<u64>() as u32;
+        let finished_at = status["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                c["state"]["terminated"]["finishedAt"]
+                    .as_str()
+                    .and_then(bosun_api::time::parse_time)
+            })
+            .collect::<Option<Vec<i64>>>()
+            .and_then(|t| t.into_iter().max());
         Some(Pod {
             uid: s(&m["uid"])?,
             name: s(&m["name"])?,
@@ -103,6 +116,7 @@ impl Pod {
             node,
             deleting: !m["deletionTimestamp"].is_null(),
             restarts,
+            finished_at,
         })
     }
 

@@ -49,6 +49,7 @@ fn pod(d: &DaemonSet, name: &str, node: &str, hash: &str, ready: bool) -> Pod {
         node: Some(node.into()),
         deleting: false,
         restarts: 0,
+        finished_at: None,
     }
 }
 

@@ -126,6 +126,32 @@ fn backoff_limit_fails_the_job_and_stops_its_pods() {
 }
 
 #[test]
+fn a_replacement_waits_out_the_back_off() {
+    let j = job(Some(1), 1, 6);
+    let failed = |n: usize, at: i64| {
+        let mut p = with(made(&j, n), Phase::Failed);
+        p.finished_at = Some(at);
+        p
+    };
+    // One failure at 100: nothing until 110.
+    let one = [failed(0, 100)];
+    assert_eq!(count(&plan(std::slice::from_ref(&j), &one, 109)), (0, 0));
+    assert_eq!(count(&plan(std::slice::from_ref(&j), &one, 110)), (1, 0));
+    // Three: 40 s after the last.
+    let three = [failed(0, 50), failed(1, 100), failed(2, 90)];
+    assert_eq!(count(&plan(std::slice::from_ref(&j), &three, 139)), (0, 0));
+    assert_eq!(count(&plan(std::slice::from_ref(&j), &three, 140)), (1, 0));
+    // Never more than 6 minutes.
+    let many: Vec<Pod> = (0..8).map(|i| failed(i, 100)).collect();
+    let patient = job(Some(1), 1, 10);
+    assert_eq!(
+        count(&plan(std::slice::from_ref(&patient), &many, 459)),
+        (0, 0)
+    );
+    assert_eq!(count(&plan(&[patient], &many, 460)), (1, 0));
+}
+
+#[test]
 fn a_work_queue_is_done_when_one_succeeded_and_none_run() {
     let j = job(None, 3, 6);
     assert_eq!(j.completions, None);
