@@ -10,8 +10,10 @@ mod quantity;
 mod queue;
 mod run;
 
-use std::collections::BTreeMap;
+use std::cell::{Ref, RefCell};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 use bosun_api::ErrorKind;
 
@@ -50,7 +52,25 @@ pub struct Snapshot {
     /// Pods with required anti-affinity, which every new pod must check.
     anti: Vec<usize>,
     index: BTreeMap<String, usize>,
+    /// Per (namespace, selector) asked about: how many bound pods it selects on
+    /// each node. A workload's pods all ask the same, so spread and affinity
+    /// read these instead of every matching pod; `assume` keeps them current.
+    matching: RefCell<HashMap<(String, model::Selector), Vec<u32>>>,
+    /// Per topology key asked about: each node's domain.
+    domains: RefCell<HashMap<String, Arc<Domains>>>,
 }
+
+/// The values one topology key takes over the nodes, numbered, and each
+/// node's number (`None`: the node lacks the label), so that counting pods per
+/// domain is indexing, not hashing strings.
+#[derive(Debug, Default)]
+pub(crate) struct Domains {
+    pub(crate) of_node: Vec<Option<u32>>,
+    pub(crate) count: usize,
+}
+
+/// How many selectors' counts a snapshot remembers before starting over.
+const REMEMBERED_SELECTORS: usize = 256;
 
 impl Snapshot {
     /// Pods that are not bound, or bound to a node not in `nodes`, hold no resources;
@@ -72,6 +92,8 @@ impl Snapshot {
             by_label: BTreeMap::new(),
             anti: Vec::new(),
             index,
+            matching: RefCell::default(),
+            domains: RefCell::default(),
         };
         for pod in pods {
             snap.assume(pod);
@@ -101,7 +123,54 @@ impl Snapshot {
         if !pod.anti_affinity.is_empty() {
             self.anti.push(at);
         }
+        for ((ns, sel), counts) in self.matching.get_mut().iter_mut() {
+            if *ns == pod.namespace && sel.matches(&pod.labels) {
+                counts[i] += 1;
+            }
+        }
         self.pods.push(pod);
+    }
+
+    /// Each node's domain for the topology `key`.
+    pub(crate) fn domains(&self, key: &str) -> Arc<Domains> {
+        if let Some(d) = self.domains.borrow().get(key) {
+            return d.clone();
+        }
+        let mut numbers: HashMap<&str, u32> = HashMap::new();
+        let of_node = (self.nodes.iter())
+            .map(|n| {
+                let v = n.labels.get(key)?;
+                let next = numbers.len() as u32;
+                Some(*numbers.entry(v).or_insert(next))
+            })
+            .collect();
+        let d = Arc::new(Domains {
+            of_node,
+            count: numbers.len(),
+        });
+        // Nodes never change within a snapshot, so neither do these.
+        self.domains.borrow_mut().insert(key.to_owned(), d.clone());
+        d
+    }
+
+    /// How many bound pods in `namespace` that `sel` selects are on each node
+    /// (by index).
+    pub(crate) fn matching(&self, namespace: &str, sel: &model::Selector) -> Ref<'_, Vec<u32>> {
+        let key = (namespace.to_owned(), sel.clone());
+        if !self.matching.borrow().contains_key(&key) {
+            let mut counts = vec![0u32; self.nodes.len()];
+            for (p, i) in self.candidates(sel) {
+                if p.namespace == namespace && sel.matches(&p.labels) {
+                    counts[i] += 1;
+                }
+            }
+            let mut memo = self.matching.borrow_mut();
+            if memo.len() >= REMEMBERED_SELECTORS {
+                memo.clear();
+            }
+            memo.insert(key.clone(), counts);
+        }
+        Ref::map(self.matching.borrow(), |m| &m[&key])
     }
 
     pub fn nodes(&self) -> &[Node] {

@@ -33,7 +33,7 @@ impl Resources {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Op {
     In,
     NotIn,
@@ -43,7 +43,7 @@ pub(crate) enum Op {
     Lt,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Requirement {
     pub(crate) key: String,
     pub(crate) op: Op,
@@ -94,7 +94,7 @@ impl NodeTerm {
 }
 
 /// A `metav1.LabelSelector`; `None` in an owner means "selects nothing".
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub(crate) struct Selector {
     pub(crate) labels: BTreeMap<String, String>,
     pub(crate) expressions: Vec<Requirement>,

@@ -3,7 +3,8 @@
 //! Filters run in kube-scheduler's order and a node reports the reasons of the
 //! first one that refuses it, so the message says what Kubernetes would say.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::Snapshot;
 use crate::model::{Node, Pod, Taint};
@@ -21,13 +22,30 @@ const POD_ANTI: &str = "node(s) didn't match pod anti-affinity rules";
 
 type Domain = (String, String);
 
+/// For one spread constraint: matching pods per domain (eligible nodes only),
+/// the least of them, and whether the pod counts itself.
+#[derive(Debug)]
+struct Counts {
+    domains: Arc<crate::Domains>,
+    per_domain: Vec<i64>,
+    min: i64,
+    self_match: i64,
+}
+
+impl Counts {
+    /// The count in node `i`'s domain; `None` if it lacks the key.
+    fn at(&self, i: usize) -> Option<i64> {
+        self.domains.of_node[i].map(|d| self.per_domain[d as usize])
+    }
+}
+
 /// What the filters compute once per pod rather than once per node.
 #[derive(Debug)]
 pub(crate) struct PreFilter {
-    /// Per hard spread constraint: matching pods per domain value (eligible nodes only).
-    spread: Vec<BTreeMap<String, i64>>,
-    /// Per soft spread constraint, the same.
-    soft_spread: Vec<BTreeMap<String, i64>>,
+    /// Per hard spread constraint.
+    spread: Vec<Counts>,
+    /// Per soft spread constraint.
+    soft_spread: Vec<Counts>,
     /// Per affinity term: domains holding a matching pod.
     affinity: Vec<BTreeSet<String>>,
     anti_affinity: Vec<BTreeSet<String>>,
@@ -59,25 +77,30 @@ impl PreFilter {
             .collect();
         let count = |key: &str, sel: &Option<crate::model::Selector>| {
             // Every eligible domain counts, even with no matching pod: it is the minimum.
-            let mut domains: BTreeMap<String, i64> = BTreeMap::new();
-            for (node, _) in snap.nodes.iter().zip(&eligible).filter(|(_, e)| **e) {
-                if let Some(value) = label(node, key)
-                    && !domains.contains_key(value)
-                {
-                    domains.insert(value.to_owned(), 0);
-                }
-            }
-            let Some(sel) = sel else { return domains };
-            for (p, i) in snap.candidates(sel) {
+            let per_node = sel.as_ref().map(|s| snap.matching(&pod.namespace, s));
+            let domains = snap.domains(key);
+            let mut per_domain = vec![0i64; domains.count];
+            let mut present = vec![false; domains.count];
+            for (i, d) in domains.of_node.iter().enumerate() {
                 if eligible[i]
-                    && p.namespace == pod.namespace
-                    && sel.matches(&p.labels)
-                    && let Some(n) = label(&snap.nodes[i], key).and_then(|v| domains.get_mut(v))
+                    && let Some(d) = d
                 {
-                    *n += 1;
+                    present[*d as usize] = true;
+                    per_domain[*d as usize] += per_node.as_ref().map_or(0, |c| i64::from(c[i]));
                 }
             }
-            domains
+            let min = (per_domain.iter().zip(&present))
+                .filter(|(_, p)| **p)
+                .map(|(c, _)| *c)
+                .min()
+                .unwrap_or(0);
+            let self_match = i64::from(sel.as_ref().is_some_and(|s| s.matches(&pod.labels)));
+            Counts {
+                domains,
+                per_domain,
+                min,
+                self_match,
+            }
         };
         let spread = pod
             .spread
@@ -98,12 +121,27 @@ impl PreFilter {
                     let Some(sel) = &t.selector else {
                         return BTreeSet::new();
                     };
-                    snap.candidates(sel)
-                        .filter(|(p, _)| t.selects(p))
-                        .filter_map(|(_, i)| {
-                            label(&snap.nodes[i], &t.topology_key).map(str::to_owned)
-                        })
-                        .collect()
+                    if t.all_namespaces {
+                        return snap
+                            .candidates(sel)
+                            .filter(|(p, _)| t.selects(p))
+                            .filter_map(|(_, i)| {
+                                label(&snap.nodes[i], &t.topology_key).map(str::to_owned)
+                            })
+                            .collect();
+                    }
+                    let mut found = BTreeSet::new();
+                    for ns in &t.namespaces {
+                        let per_node = snap.matching(ns, sel);
+                        for (i, n) in per_node.iter().enumerate() {
+                            if *n > 0
+                                && let Some(v) = label(&snap.nodes[i], &t.topology_key)
+                            {
+                                found.insert(v.to_owned());
+                            }
+                        }
+                    }
+                    found
                 })
                 .collect()
         };
@@ -196,13 +234,10 @@ pub(crate) fn filter(
         return Err(short);
     }
     for (c, counts) in pod.spread.iter().filter(|c| c.hard).zip(&pre.spread) {
-        let Some(value) = label(node, &c.topology_key) else {
+        let Some(here) = counts.at(i) else {
             return fail(SPREAD_LABEL);
         };
-        let self_match = i64::from(c.selector.as_ref().is_some_and(|s| s.matches(&pod.labels)));
-        let min = counts.values().min().copied().unwrap_or(0);
-        let here = counts.get(value).copied().unwrap_or(0);
-        if here + self_match - min > c.max_skew {
+        if here + counts.self_match - counts.min > c.max_skew {
             return fail(SPREAD);
         }
     }
@@ -364,12 +399,7 @@ pub(crate) fn score(
             .iter()
             .map(|&i| {
                 soft.iter()
-                    .map(|(c, counts)| {
-                        label(&snap.nodes[i], &c.topology_key)
-                            .and_then(|v| counts.get(v))
-                            .copied()
-                            .unwrap_or(0)
-                    })
+                    .map(|(_, counts)| counts.at(i).unwrap_or(0))
                     .sum()
             })
             .collect();

@@ -593,3 +593,34 @@ fn big_clusters_score_a_sample_but_search_them_all() {
         "0/300 nodes are available: 300 Insufficient cpu."
     );
 }
+
+#[test]
+fn counts_remembered_per_selector_follow_assumed_pods() {
+    let zoned = |name: &str, zone: &str| {
+        with(
+            node(name, "8", "8Gi"),
+            &["metadata", "labels", "zone"],
+            json!(zone),
+        )
+    };
+    let nodes = [zoned("a1", "a"), zoned("a2", "a"), zoned("b1", "b")];
+    let mut s = snap(&nodes, &[]);
+    let spread = json!([{"maxSkew": 1, "topologyKey": "zone",
+        "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "web"}}}]);
+    let mut zones = Vec::new();
+    for i in 0..6 {
+        let p = with(
+            pod(&format!("p{i}"), "100m", "1Mi"),
+            &["spec", "topologySpreadConstraints"],
+            spread.clone(),
+        );
+        let mut p = Pod::parse(&p).unwrap();
+        // Each decision reads the counts the earlier ones left behind.
+        let n = bind(schedule(&s, &p, i));
+        zones.push(if n == "b1" { "b" } else { "a" });
+        p.bind_to(&n);
+        s.assume(p);
+    }
+    let in_b = zones.iter().filter(|z| **z == "b").count();
+    assert_eq!(in_b, 3, "{zones:?}");
+}
