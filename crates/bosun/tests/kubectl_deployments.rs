@@ -180,6 +180,34 @@ fn a_deployment_runs_scales_and_heals() {
                 .all(|p| p["metadata"]["name"] != victim.as_str())
     });
 
+    // Orphaned, the ReplicaSet and pods stay; applied again, the Deployment
+    // adopts the same ReplicaSet.
+    c.ok(&["delete", "deployment", "web", "--cascade=orphan"]);
+    wait_until("the Deployment is gone", || {
+        c.get(&["deployment", "web"]).is_none()
+    });
+    let sets = replica_sets(&c, "web");
+    assert_eq!(sets.len(), 1);
+    assert!(
+        sets[0]["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(Vec::is_empty)
+    );
+    assert_eq!(running(&c, "web").len(), 2);
+    c.ok(&[
+        "apply",
+        "-f",
+        &c.file("web.yaml", &deployment("web", 2, "nginx:1", "")),
+    ]);
+    rollout_status(&c, "web");
+    let sets = replica_sets(&c, "web");
+    assert_eq!(sets.len(), 1, "a second ReplicaSet: {sets:?}");
+    assert_eq!(sets[0]["metadata"]["name"], rs["metadata"]["name"]);
+    assert_eq!(
+        sets[0]["metadata"]["ownerReferences"][0]["kind"],
+        "Deployment"
+    );
+
     // Deleting the Deployment takes its ReplicaSets and pods with it.
     c.ok(&["delete", "deployment", "web"]);
     wait_until("the ReplicaSet and pods are gone", || {

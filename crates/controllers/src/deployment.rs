@@ -176,6 +176,7 @@ pub struct Set {
     pub namespace: String,
     /// The uid of its controller.
     pub controller: Option<String>,
+    pub labels: BTreeMap<String, String>,
     pub replicas: i64,
     /// Its template, compared with a Deployment's: [`comparable`].
     pub template: Value,
@@ -202,6 +203,7 @@ impl Set {
             name: m["name"].as_str()?.to_owned(),
             namespace: m["namespace"].as_str().unwrap_or_default().to_owned(),
             controller: controller_of(v),
+            labels: labels(&m["labels"]),
             replicas: v["spec"]["replicas"].as_i64().unwrap_or(1).max(0),
             template: comparable(&v["spec"]["template"]),
             annotations: labels(&m["annotations"]),
@@ -302,6 +304,11 @@ pub enum Action {
     },
     /// Delete an old set (beyond the revision history).
     Delete { set: Arc<Set> },
+    /// Make the Deployment the controller of an orphaned set it selects.
+    Adopt {
+        deployment: Arc<Deployment>,
+        set: Arc<Set>,
+    },
     /// Set the Deployment's revision annotation.
     Annotate {
         deployment: Arc<Deployment>,
@@ -333,11 +340,15 @@ struct View {
 /// seconds.
 pub fn plan(deployments: &[Arc<Deployment>], sets: &[Arc<Set>], now: i64) -> Plan {
     let mut owned: HashMap<&str, Vec<&Arc<Set>>> = HashMap::new();
+    let mut orphans: Vec<&Arc<Set>> = Vec::new();
     for s in sets {
-        if let Some(c) = &s.controller {
-            owned.entry(c.as_str()).or_default().push(s);
+        match &s.controller {
+            Some(c) => owned.entry(c.as_str()).or_default().push(s),
+            None if !s.deleting => orphans.push(s),
+            None => {}
         }
     }
+    let mut adopted: std::collections::HashSet<&str> = std::collections::HashSet::new();
     let mut out = Plan::default();
     for d in deployments {
         let template_labels = labels(&d.template["metadata"]["labels"]);
@@ -345,6 +356,21 @@ pub fn plan(deployments: &[Arc<Deployment>], sets: &[Arc<Set>], now: i64) -> Pla
             continue;
         };
         if d.deleting || !selector.matches(&template_labels) {
+            continue;
+        }
+        // Orphaned sets it selects are adopted first (`delete --cascade=orphan`
+        // and apply again): planned once they are its own.
+        let mut adopting = false;
+        for s in &orphans {
+            if s.namespace == d.namespace && selector.matches(&s.labels) && adopted.insert(&s.uid) {
+                out.actions.push(Action::Adopt {
+                    deployment: d.clone(),
+                    set: (*s).clone(),
+                });
+                adopting = true;
+            }
+        }
+        if adopting {
             continue;
         }
         let mine = owned.get(d.uid.as_str()).map_or(&[][..], Vec::as_slice);
@@ -1055,6 +1081,30 @@ pub async fn reconcile(
             }
             r.map(|v| written(&v))
         }
+        Action::Adopt { deployment: d, set } => {
+            let mut cur = client
+                .get(replicasets(), Some(&set.namespace), &set.name)
+                .await?;
+            let refs = cur["metadata"]["ownerReferences"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if cur["metadata"]["uid"] != set.uid.as_str()
+                || refs.iter().any(|r| r["controller"] == true)
+            {
+                return Ok(None);
+            }
+            let mut refs = refs;
+            refs.push(json!({
+                "apiVersion": "apps/v1", "kind": "Deployment", "name": d.name,
+                "uid": d.uid, "controller": true, "blockOwnerDeletion": true,
+            }));
+            cur["metadata"]["ownerReferences"] = Value::Array(refs);
+            client
+                .update(replicasets(), Some(&set.namespace), &cur)
+                .await
+                .map(|v| written(&v))
+        }
         Action::Delete { set } => {
             let params = DeleteParams {
                 propagation_policy: None,
@@ -1195,6 +1245,7 @@ pub async fn run(client: Client) {
                     Action::Create { deployment, .. }
                     | Action::Scale { deployment, .. }
                     | Action::Annotate { deployment, .. }
+                    | Action::Adopt { deployment, .. }
                     | Action::Status { deployment, .. } => Some(deployment.uid.clone()),
                     Action::Delete { .. } => None,
                 };
@@ -1225,6 +1276,7 @@ fn describe(action: &Action) -> String {
             format!("scale {}/{} to {replicas}", set.namespace, set.name)
         }
         Action::Delete { set } => format!("delete {}/{}", set.namespace, set.name),
+        Action::Adopt { set, .. } => format!("adopt {}/{}", set.namespace, set.name),
         Action::Annotate { deployment, .. } => {
             format!("annotate {}/{}", deployment.namespace, deployment.name)
         }

@@ -326,6 +326,23 @@ fn resizing_mid_rollout_scales_every_set_in_proportion() {
     assert_eq!(sizes, BTreeMap::from([("s1", 15), ("s2", 10)]));
 }
 
+#[test]
+fn orphaned_sets_it_selects_are_adopted_before_anything_else() {
+    let d = deployment(2, "a", json!({}));
+    let mut orphan = made(
+        &new_set_object(&d, &template_hash(&d.template, 0), 2, 1, 1),
+        "s1",
+        1,
+    );
+    orphan.controller = None;
+    let mut other = orphan.clone();
+    other.uid = "s2".into();
+    other.labels = [("app".to_owned(), "db".to_owned())].into();
+    let p = plan(&[Arc::new(d)], &[Arc::new(orphan), Arc::new(other)], 100);
+    assert_eq!(p.actions.len(), 1, "{p:?}");
+    assert!(matches!(&p.actions[0], Action::Adopt { set, .. } if set.uid == "s1"));
+}
+
 /// A small deterministic generator (xorshift), as in the gc's tests.
 struct Rng(u64);
 
@@ -397,6 +414,7 @@ impl World {
                     sim.set.annotations = annotations;
                 }
                 Action::Delete { set } => self.sims.retain(|s| s.set.uid != set.uid),
+                Action::Adopt { .. } => unreachable!("no orphans here"),
                 Action::Annotate { revision, .. } => {
                     self.d.annotations.insert(REVISION.into(), revision);
                 }
