@@ -402,3 +402,39 @@ fn a_restarted_process_takes_over_its_nodes_and_another_gets_other_cidrs() {
     ips.dedup();
     assert_eq!((cidrs.len(), ips.len()), (4, 4), "{cidrs:?} {ips:?}");
 }
+
+#[test]
+fn a_pod_marked_not_ready_on_a_live_node_is_ready_again() {
+    let c = Cluster::start();
+    let _sim = c.sim_nodes(1);
+    pod(&c, "web", Some("sim-0"), "", "Always");
+    wait_phase(&c, "web", "Running");
+    // What the node lifecycle controller writes while a node is silent.
+    let p = get_pod(&c, "web").unwrap();
+    let conditions: Vec<Value> = p["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|cond| {
+            let mut cond = cond.clone();
+            if cond["type"] == "Ready" {
+                cond["status"] = "False".into();
+                cond["reason"] = "NodeNotReady".into();
+            }
+            cond
+        })
+        .collect();
+    let patch = serde_json::json!({"status": {"conditions": conditions}}).to_string();
+    c.ok(&[
+        "patch",
+        "pod",
+        "web",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &patch,
+    ]);
+    wait_until("pod web is Ready again", || {
+        get_pod(&c, "web").is_some_and(|p| condition(&p, "Ready")["status"] == "True")
+    });
+}

@@ -128,7 +128,11 @@ struct PodWrite {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum WriteKind {
     Start,
-    Exit { terminal: bool },
+    /// Ready again after someone said otherwise.
+    Reassert,
+    Exit {
+        terminal: bool,
+    },
 }
 
 /// What the loop hears from its tasks.
@@ -585,10 +589,16 @@ impl SimNodes {
             }
             return;
         }
+        let phase = pod["status"]["phase"].as_str().unwrap_or("Pending");
+        if stage == Some(Stage::Running) && phase == "Running" && !status::is_ready(pod) {
+            // Someone said it is not ready (the node lifecycle controller, while
+            // the node was silent): as the kubelet's status manager, say again
+            // what is true.
+            self.reassert(pod, uid);
+        }
         if stage.is_some() {
             return;
         }
-        let phase = pod["status"]["phase"].as_str().unwrap_or("Pending");
         match phase {
             "Succeeded" | "Failed" => {
                 self.pods.insert(
@@ -603,6 +613,19 @@ impl SimNodes {
             "Running" => self.adopt(i, pod, uid),
             _ => self.start(i, pod, uid),
         }
+    }
+
+    fn reassert(&mut self, pod: &Value, uid: &str) {
+        if let Some(p) = self.pods.get_mut(uid) {
+            p.stage = Stage::Starting;
+        }
+        self.write_pod(PodWrite {
+            namespace: text(&pod["metadata"]["namespace"]),
+            name: text(&pod["metadata"]["name"]),
+            uid: uid.to_owned(),
+            status: status::ready_again(&pod["status"], now()),
+            kind: WriteKind::Reassert,
+        });
     }
 
     /// A pod already running here (this process ran before): its address
@@ -624,6 +647,9 @@ impl SimNodes {
             let due = status::run_time(plan.restarts);
             self.exits.insert(uid.to_owned(), plan);
             self.exit_after(uid, due);
+        }
+        if !status::is_ready(pod) {
+            self.reassert(pod, uid);
         }
     }
 
@@ -701,6 +727,11 @@ impl SimNodes {
         };
         match result {
             Ok(()) => match w.kind {
+                WriteKind::Reassert => {
+                    if p.stage == Stage::Starting {
+                        p.stage = Stage::Running;
+                    }
+                }
                 WriteKind::Start => {
                     if p.stage == Stage::Starting {
                         p.stage = Stage::Running;
@@ -862,7 +893,6 @@ fn exit_plan(pod: &Value, status: Value) -> Option<ExitPlan> {
         return None;
     }
     let restarts = containers[0]["restartCount"].as_u64().unwrap_or(0);
-    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     Some(ExitPlan {
         namespace: text(&pod["metadata"]["namespace"]),
         name: text(&pod["metadata"]["name"]),
@@ -910,6 +940,10 @@ async fn keep_alive(client: Client, registered: Registered) {
         )
         .await;
     }
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_owned()
 }
 
 /// Makes `kube-node-lease` if it is missing.

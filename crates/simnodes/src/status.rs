@@ -218,6 +218,38 @@ pub fn running(pod: &Value, ip: Ipv4Addr, host: Ipv4Addr, now: i64) -> Value {
     out
 }
 
+/// Whether a pod's Ready condition is True.
+pub fn is_ready(pod: &Value) -> bool {
+    list(&pod["status"]["conditions"]).any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// A running pod's `status` with its containers ready again: Ready and
+/// ContainersReady True (from `now` if they were not), everything else kept.
+pub fn ready_again(status: &Value, now: i64) -> Value {
+    let t = format_time(now);
+    let mut out = status.clone();
+    for c in out["conditions"].as_array_mut().into_iter().flatten() {
+        if (c["type"] == "Ready" || c["type"] == "ContainersReady") && c["status"] != "True" {
+            c["status"] = "True".into();
+            c["lastTransitionTime"] = t.clone().into();
+            if let Some(o) = c.as_object_mut() {
+                o.remove("reason");
+                o.remove("message");
+            }
+        }
+    }
+    for c in out["containerStatuses"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        if c["state"]["running"].is_object() {
+            c["ready"] = true.into();
+        }
+    }
+    out
+}
+
 fn list(v: &Value) -> impl Iterator<Item = &Value> {
     v.as_array().into_iter().flatten()
 }

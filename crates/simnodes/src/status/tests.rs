@@ -204,3 +204,44 @@ fn restarts_back_off_like_the_kubelet() {
     let secs: Vec<u64> = (0..9).map(|n| run_time(n).as_secs()).collect();
     assert_eq!(secs, [1, 10, 20, 40, 80, 160, 300, 300, 300]);
 }
+
+#[test]
+fn a_pod_marked_not_ready_is_ready_again_with_everything_else_kept() {
+    let mut p = pod(&["web"], &[]);
+    p["status"] = running(
+        &p,
+        "10.42.3.7".parse().unwrap(),
+        "10.40.0.4".parse().unwrap(),
+        100,
+    );
+    assert!(is_ready(&p));
+    for c in p["status"]["conditions"].as_array_mut().unwrap() {
+        if c["type"] == "Ready" {
+            c["status"] = "False".into();
+            c["reason"] = "NodeNotReady".into();
+        }
+    }
+    p["status"]["containerStatuses"][0]["ready"] = false.into();
+    p["status"]["containerStatuses"][0]["restartCount"] = 2.into();
+    assert!(!is_ready(&p));
+    let s = ready_again(&p["status"], 500);
+    let ready = s["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
+    assert_eq!(ready["status"], "True");
+    assert!(ready.get("reason").is_none());
+    assert_eq!(ready["lastTransitionTime"], "1970-01-01T00:08:20Z");
+    let scheduled = s["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "PodScheduled")
+        .unwrap();
+    assert_eq!(scheduled["lastTransitionTime"], "2026-01-01T00:00:00Z");
+    assert_eq!(s["containerStatuses"][0]["ready"], true);
+    assert_eq!(s["containerStatuses"][0]["restartCount"], 2);
+    assert_eq!(s["podIP"], "10.42.3.7");
+}
