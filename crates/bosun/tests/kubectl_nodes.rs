@@ -3,8 +3,9 @@
 //! takes seconds, not minutes) and `bosun sim-nodes`: a node that stops
 //! heart-beating turns NotReady and gets the unreachable taints, its pods are
 //! evicted after their toleration and re-created on the other nodes (a pod
-//! that tolerates the taint for ever stays), and when it comes back it is
-//! Ready, untainted and takes pods again.
+//! that tolerates the taint for ever stays, not Ready), and when it comes
+//! back it is Ready, untainted and takes pods again (and that pod is Ready
+//! again).
 
 mod cluster;
 mod common;
@@ -173,6 +174,9 @@ fn a_lost_node_is_tainted_its_pods_move_and_it_comes_back() {
         let node = c.get(&["node", &lost]).unwrap();
         condition(&node, "Ready").is_some_and(|r| r["status"] == "True")
             && lifecycle_taints(&node).is_empty()
+    });
+    wait_until("the tolerant pod is Ready again", || {
+        c.get(&["pod", "stays"]).is_some_and(|p| ready(&p))
     });
     let pinned = format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: pinned}}\nspec:\n  \
