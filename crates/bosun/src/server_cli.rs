@@ -361,9 +361,10 @@ fn serve(mode: Mode, options: bosun_controllers::Options) -> Result<()> {
                 );
                 let _ = std::io::stdout().flush();
                 tokio::select! {
-                    () = run_components(client, components, me, options) => {}
+                    () = run_components(client.clone(), components, me.clone(), options) => {}
                     () = shutdown() => {}
                 }
+                release_leases(&client, &me).await;
                 return Ok(());
             }
         };
@@ -386,11 +387,24 @@ fn serve(mode: Mode, options: bosun_controllers::Options) -> Result<()> {
         })
         .context("the components' client")?;
         let me = identity(&server.local_addr().to_string());
-        let components = tokio::spawn(run_components(client, components, me, options));
+        let running = tokio::spawn(run_components(
+            client.clone(),
+            components,
+            me.clone(),
+            options,
+        ));
         // Tests and scripts wait for this line.
         let _ = std::io::stdout().flush();
-        server.run(shutdown()).await;
-        components.abort();
+        // On SIGTERM the components stop and give up their Leases while the
+        // server still serves, so a restarted or other server takes over at once.
+        server
+            .run(async {
+                shutdown().await;
+                running.abort();
+                let _ = running.await;
+                release_leases(&client, &me).await;
+            })
+            .await;
         Ok(())
     })
 }
@@ -409,6 +423,19 @@ fn identity(which: &str) -> String {
     format!("{host}_{which}_{started:x}")
 }
 
+/// The Leases the components elect their leaders with.
+const SCHEDULER_LEASE: &str = "kube-scheduler";
+const CONTROLLERS_LEASE: &str = "kube-controller-manager";
+
+/// Gives up whichever of the components' Leases this process holds.
+async fn release_leases(client: &bosun_client::Client, me: &str) {
+    for lease in [SCHEDULER_LEASE, CONTROLLERS_LEASE] {
+        if let Err(e) = bosun_client::leader::release(client, "kube-system", lease, me).await {
+            eprintln!("bosun server: releasing the {lease} lease: {e}");
+        }
+    }
+}
+
 /// Runs the chosen components, each only while this process leads it.
 async fn run_components(
     client: bosun_client::Client,
@@ -419,7 +446,7 @@ async fn run_components(
     use bosun_client::leader::run_while_leader;
     let scheduler = async {
         if which.scheduler {
-            run_while_leader(client.clone(), "kube-system", "kube-scheduler", &me, || {
+            run_while_leader(client.clone(), "kube-system", SCHEDULER_LEASE, &me, || {
                 bosun_scheduler::run(client.clone(), bosun_scheduler::Options::default())
             })
             .await;
@@ -430,7 +457,7 @@ async fn run_components(
             run_while_leader(
                 client.clone(),
                 "kube-system",
-                "kube-controller-manager",
+                CONTROLLERS_LEASE,
                 &me,
                 || bosun_controllers::run_with(client.clone(), options.clone()),
             )

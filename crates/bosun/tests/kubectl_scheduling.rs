@@ -365,6 +365,12 @@ fn a_scheduler_process_of_its_own_binds_for_a_server_that_runs_none() {
     assert_eq!(wait_bound(&c, "p"), "n1");
     let who = holder(&c, "kube-scheduler").unwrap();
     assert!(who.contains(&format!("_{}_", sched.0.id())), "{who}");
+    // Stopped cleanly, it gives the Lease up rather than leave it to expire.
+    let mut sched = sched;
+    let pid = nix::unistd::Pid::from_raw(sched.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(sched.0.wait().unwrap().success());
+    assert_eq!(holder(&c, "kube-scheduler").as_deref(), Some(""));
     // Bad component names are refused before anything starts.
     let out = Command::new(common::bosun())
         .args([

@@ -179,6 +179,35 @@ async fn try_hold(
     }
 }
 
+/// Gives up the Lease if `identity` holds it (a clean shutdown), so that
+/// another candidate need not wait out its duration: the holder is cleared,
+/// as client-go's `ReleaseOnCancel` does.
+pub async fn release(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    identity: &str,
+) -> Result<(), Error> {
+    let leases = resource::find("coordination.k8s.io", "v1", "leases").expect("in the table");
+    let mut lease = match client.get(leases, Some(namespace), name).await {
+        Ok(v) => v,
+        Err(e) if e.code() == Some(404) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if Holder::of(&lease).identity != identity {
+        return Ok(());
+    }
+    let (stamp, _) = micro_now();
+    lease["spec"]["holderIdentity"] = json!("");
+    lease["spec"]["leaseDurationSeconds"] = json!(1);
+    lease["spec"]["renewTime"] = json!(stamp);
+    match client.update(leases, Some(namespace), &lease).await {
+        // Someone else wrote it meanwhile: it is not ours to release.
+        Err(e) if e.code() == Some(409) => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
 /// Runs `work()` only while this candidate (`identity`) holds the Lease
 /// `namespace/name`: it waits to acquire it, starts the work, renews every
 /// [`RETRY`], and drops (cancels) the work as soon as it has failed to renew
