@@ -107,13 +107,13 @@ impl fmt::Display for Ipv4Net {
 }
 
 /// Pod addresses a block offers: all but its network and broadcast address.
-pub fn usable(block: &Ipv4Net) -> u64 {
+pub(crate) fn usable(block: &Ipv4Net) -> u64 {
     block.size().saturating_sub(2)
 }
 
 /// `wanted` blocks of `/prefix` from `range`, the lowest ones that overlap
 /// none of `taken` (what other nodes hold); `None` if the range runs out.
-pub fn assign_blocks(
+pub(crate) fn assign_blocks(
     range: &Ipv4Net,
     prefix: u8,
     wanted: usize,
@@ -151,7 +151,7 @@ pub fn assign_blocks(
 /// The addresses of one block, handed out lowest first; a freed address is
 /// the first to be handed out again.
 #[derive(Debug, Clone)]
-pub struct Pool {
+pub(crate) struct Pool {
     net: Ipv4Net,
     /// Bit `i` set: offset `i` is in use.
     used: Vec<u64>,
@@ -159,7 +159,7 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(net: Ipv4Net) -> Pool {
+    pub(crate) fn new(net: Ipv4Net) -> Pool {
         let mut pool = Pool {
             net,
             used: vec![0; net.size().div_ceil(64) as usize],
@@ -173,11 +173,9 @@ impl Pool {
         pool
     }
 
-    pub fn net(&self) -> Ipv4Net {
-        self.net
-    }
-
-    pub fn free(&self) -> u64 {
+    /// Addresses left (what the tests check the bookkeeping by).
+    #[cfg(test)]
+    fn free(&self) -> u64 {
         self.free
     }
 
@@ -195,7 +193,7 @@ impl Pool {
     }
 
     /// The lowest free address, now in use.
-    pub fn allocate(&mut self) -> Option<Ipv4Addr> {
+    pub(crate) fn allocate(&mut self) -> Option<Ipv4Addr> {
         let (w, word) = self
             .used
             .iter()
@@ -212,7 +210,7 @@ impl Pool {
 
     /// Marks `ip` in use (a pod that already has it); false if it is not a
     /// pod address of this block or is taken.
-    pub fn claim(&mut self, ip: Ipv4Addr) -> bool {
+    pub(crate) fn claim(&mut self, ip: Ipv4Addr) -> bool {
         match self.offset(ip) {
             Some(o) if !self.is_set(o) => {
                 self.set(o, true);
@@ -224,7 +222,7 @@ impl Pool {
     }
 
     /// Gives `ip` back; an address not handed out is ignored.
-    pub fn release(&mut self, ip: Ipv4Addr) {
+    pub(crate) fn release(&mut self, ip: Ipv4Addr) {
         if let Some(o) = self.offset(ip)
             && self.is_set(o)
         {

@@ -4,15 +4,15 @@
 //! without running anything. This is how the control plane is tested and
 //! benchmarked at scale on a small machine.
 //!
-//! The pure parts are their own modules: [`cidr`] (pod CIDRs and address
-//! pools), [`status`] (the objects written), [`schedule`] (when each node
-//! heart-beats) and [`quantity`]. [`SimNodes`] does the IO over `client`.
+//! The pure parts are their own modules: `cidr` (pod CIDRs and address
+//! pools), `status` (the objects written), `schedule` (when each node
+//! heart-beats) and `quantity`. [`SimNodes`] does the IO over `client`.
 
-pub mod cidr;
-pub mod quantity;
-pub mod schedule;
+mod cidr;
+mod quantity;
+mod schedule;
 mod sim;
-pub mod status;
+mod status;
 
 use bosun_api::ErrorKind;
 

@@ -3,7 +3,7 @@
 //! the scheduler cannot parse. The value is kept as written.
 
 /// `Ok` for a positive quantity; otherwise what is wrong with it.
-pub fn check(q: &str) -> Result<(), String> {
+pub(crate) fn check(q: &str) -> Result<(), String> {
     const SUFFIXES: &[&str] = &[
         "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P", "E", "",
     ];

@@ -6,23 +6,23 @@
 use std::time::Duration;
 
 /// The kubelet's default lease renewal interval.
-pub const LEASE_RENEW: Duration = Duration::from_secs(10);
+pub(crate) const LEASE_RENEW: Duration = Duration::from_secs(10);
 /// The Lease's `leaseDurationSeconds` (the kubelet's default).
-pub const LEASE_DURATION_SECONDS: u32 = 40;
+pub(crate) const LEASE_DURATION_SECONDS: u32 = 40;
 /// Status every 30 lease rounds: the kubelet's 5 minutes.
-pub const STATUS_EVERY: u64 = 30;
+pub(crate) const STATUS_EVERY: u64 = 30;
 /// Ticks per lease interval.
-pub const BUCKETS: u32 = 100;
+pub(crate) const BUCKETS: u32 = 100;
 
 /// The tick length: one bucket of the lease interval.
-pub fn tick() -> Duration {
+pub(crate) fn tick() -> Duration {
     LEASE_RENEW / BUCKETS
 }
 
 /// A node's heartbeat due at a tick: its index, and whether its status is
 /// due as well as its Lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Due {
+pub(crate) struct Due {
     pub index: u32,
     pub status: bool,
 }
@@ -31,7 +31,7 @@ pub struct Due {
 /// renews in bucket `i % BUCKETS` of every interval, and posts its status in
 /// one round of every `STATUS_EVERY`: nodes in index order, an even share
 /// a round.
-pub fn due(tick: u64, count: u32) -> impl Iterator<Item = Due> {
+pub(crate) fn due(tick: u64, count: u32) -> impl Iterator<Item = Due> {
     let bucket = (tick % u64::from(BUCKETS)) as u32;
     let round = tick / u64::from(BUCKETS);
     (bucket..count)

@@ -13,13 +13,13 @@ use crate::cidr::Ipv4Net;
 use crate::schedule::LEASE_DURATION_SECONDS;
 
 /// Where nodes' Leases live (the kubelet's namespace).
-pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+pub(crate) const LEASE_NAMESPACE: &str = "kube-node-lease";
 /// A node with this annotation set to `stop` stops heart-beating.
-pub const HEARTBEAT_ANNOTATION: &str = "sim.bosun.dev/heartbeat";
+pub(crate) const HEARTBEAT_ANNOTATION: &str = "sim.bosun.dev/heartbeat";
 /// A pod with this annotation exits with that code after a short run.
-pub const EXIT_CODE_ANNOTATION: &str = "sim.bosun.dev/exit-code";
+pub(crate) const EXIT_CODE_ANNOTATION: &str = "sim.bosun.dev/exit-code";
 /// The label every simulated node carries (value: the process's prefix).
-pub const NODE_LABEL: &str = "sim.bosun.dev/node";
+pub(crate) const NODE_LABEL: &str = "sim.bosun.dev/node";
 
 /// What each node offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub struct Capacity {
 
 /// One simulated node's identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeSpec {
+pub(crate) struct NodeSpec {
     pub name: String,
     pub prefix: String,
     pub pod_cidr: Ipv4Net,
@@ -40,7 +40,7 @@ pub struct NodeSpec {
 }
 
 /// `metav1.MicroTime`: RFC 3339 with microseconds, what Leases carry.
-pub fn micro_time(unix_micros: i64) -> String {
+pub(crate) fn micro_time(unix_micros: i64) -> String {
     let secs = unix_micros.div_euclid(1_000_000);
     let micros = unix_micros.rem_euclid(1_000_000);
     let t = format_time(secs);
@@ -48,7 +48,7 @@ pub fn micro_time(unix_micros: i64) -> String {
 }
 
 /// A new Node with its status, as the kubelet registers one.
-pub fn node(n: &NodeSpec, cap: &Capacity, now: i64) -> Value {
+pub(crate) fn node(n: &NodeSpec, cap: &Capacity, now: i64) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Node",
@@ -62,7 +62,7 @@ pub fn node(n: &NodeSpec, cap: &Capacity, now: i64) -> Value {
     })
 }
 
-pub fn node_labels(n: &NodeSpec) -> Value {
+pub(crate) fn node_labels(n: &NodeSpec) -> Value {
     json!({
         "kubernetes.io/hostname": n.name,
         "kubernetes.io/os": "linux",
@@ -75,7 +75,7 @@ pub fn node_labels(n: &NodeSpec) -> Value {
 }
 
 /// A node's status: Ready since `transition`, heard from at `heartbeat`.
-pub fn node_status(n: &NodeSpec, cap: &Capacity, heartbeat: i64, transition: i64) -> Value {
+pub(crate) fn node_status(n: &NodeSpec, cap: &Capacity, heartbeat: i64, transition: i64) -> Value {
     let (hb, tr) = (format_time(heartbeat), format_time(transition));
     let condition = |kind: &str, status: &str, reason: &str, message: &str| {
         json!({"type": kind, "status": status, "reason": reason, "message": message,
@@ -121,7 +121,7 @@ pub fn node_status(n: &NodeSpec, cap: &Capacity, heartbeat: i64, transition: i64
 
 /// A node's Lease, held by the node itself and owned by its Node object (so
 /// the garbage collector removes it with the node).
-pub fn lease(node: &str, node_uid: &str, renew: &str) -> Value {
+pub(crate) fn lease(node: &str, node_uid: &str, renew: &str) -> Value {
     json!({
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
@@ -134,7 +134,7 @@ pub fn lease(node: &str, node_uid: &str, renew: &str) -> Value {
     })
 }
 
-pub fn lease_spec(node: &str, renew: &str) -> Value {
+pub(crate) fn lease_spec(node: &str, renew: &str) -> Value {
     json!({
         "holderIdentity": node,
         "leaseDurationSeconds": LEASE_DURATION_SECONDS,
@@ -148,7 +148,7 @@ fn container_id(uid: &str, name: &str, restarts: u64) -> String {
 
 /// The status of `pod` once its containers run: every condition True, each
 /// init container completed, each container running and ready.
-pub fn running(pod: &Value, ip: Ipv4Addr, host: Ipv4Addr, now: i64) -> Value {
+pub(crate) fn running(pod: &Value, ip: Ipv4Addr, host: Ipv4Addr, now: i64) -> Value {
     let t = format_time(now);
     let uid = pod["metadata"]["uid"].as_str().unwrap_or_default();
     let status = &pod["status"];
@@ -219,13 +219,13 @@ pub fn running(pod: &Value, ip: Ipv4Addr, host: Ipv4Addr, now: i64) -> Value {
 }
 
 /// Whether a pod's Ready condition is True.
-pub fn is_ready(pod: &Value) -> bool {
+pub(crate) fn is_ready(pod: &Value) -> bool {
     list(&pod["status"]["conditions"]).any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
 /// A running pod's `status` with its containers ready again: Ready and
 /// ContainersReady True (from `now` if they were not), everything else kept.
-pub fn ready_again(status: &Value, now: i64) -> Value {
+pub(crate) fn ready_again(status: &Value, now: i64) -> Value {
     let t = format_time(now);
     let mut out = status.clone();
     for c in out["conditions"].as_array_mut().into_iter().flatten() {
@@ -256,7 +256,7 @@ fn list(v: &Value) -> impl Iterator<Item = &Value> {
 
 /// Whether the kubelet would start a container again after it exited with
 /// `code` under the pod's `restartPolicy` (default Always).
-pub fn restarts(policy: &str, code: i32) -> bool {
+pub(crate) fn restarts(policy: &str, code: i32) -> bool {
     match policy {
         "Never" => false,
         "OnFailure" => code != 0,
@@ -268,7 +268,7 @@ pub fn restarts(policy: &str, code: i32) -> bool {
 /// exited with `code`: terminal (phase Succeeded for 0, Failed otherwise)
 /// or, if [`restarts`] says so, running again with restartCount + 1 and the
 /// exit as `lastState`.
-pub fn exited(running: &Value, uid: &str, policy: &str, code: i32, now: i64) -> Value {
+pub(crate) fn exited(running: &Value, uid: &str, policy: &str, code: i32, now: i64) -> Value {
     let t = format_time(now);
     let reason = if code == 0 { "Completed" } else { "Error" };
     let again = restarts(policy, code);
@@ -310,7 +310,7 @@ pub fn exited(running: &Value, uid: &str, policy: &str, code: i32, now: i64) -> 
 /// How long a container of a pod with the exit-code annotation runs before
 /// it exits: a short first run, then the kubelet's crash-loop back-off (10 s
 /// doubling up to 5 minutes) stands for the wait before each restart.
-pub fn run_time(restarts: u64) -> Duration {
+pub(crate) fn run_time(restarts: u64) -> Duration {
     match restarts {
         0 => Duration::from_secs(1),
         n => Duration::from_secs((10u64 << (n - 1).min(5)).min(300)),
