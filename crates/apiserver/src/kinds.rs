@@ -52,6 +52,9 @@ pub(crate) fn default(kind: &str, obj: &mut Value) -> Result<(), Cause> {
             object_at(o, "spec")
                 .entry("replicas")
                 .or_insert_with(|| json!(1));
+            if kind == "Deployment" {
+                deployment_defaults(object_at(o, "spec"));
+            }
         }
         _ => {}
     }
@@ -98,6 +101,27 @@ fn workload_defaults(kind: &str, o: &mut Map<String, Value>) {
             rolling.entry("maxUnavailable").or_insert_with(|| json!(1));
             rolling.entry("maxSurge").or_insert_with(|| json!(0));
         }
+    }
+}
+
+/// A Deployment's defaults, as Kubernetes sets them (`kubectl describe`
+/// prints the strategy; the controller reads the same values when absent).
+fn deployment_defaults(spec: &mut Map<String, Value>) {
+    spec.entry("revisionHistoryLimit")
+        .or_insert_with(|| json!(10));
+    spec.entry("progressDeadlineSeconds")
+        .or_insert_with(|| json!(600));
+    let strategy = object_at(spec, "strategy");
+    if *strategy
+        .entry("type")
+        .or_insert_with(|| json!("RollingUpdate"))
+        == "RollingUpdate"
+    {
+        let rolling = object_at(strategy, "rollingUpdate");
+        rolling.entry("maxSurge").or_insert_with(|| json!("25%"));
+        rolling
+            .entry("maxUnavailable")
+            .or_insert_with(|| json!("25%"));
     }
 }
 
@@ -294,6 +318,22 @@ fn containers(spec: &Value, at: &str, causes: &mut Vec<Cause>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deployments_get_kubernetes_defaults() {
+        let mut d = json!({"spec": {"selector": {}}});
+        default("Deployment", &mut d).unwrap();
+        assert_eq!(
+            d["spec"],
+            json!({"selector": {}, "replicas": 1, "revisionHistoryLimit": 10,
+                   "progressDeadlineSeconds": 600,
+                   "strategy": {"type": "RollingUpdate",
+                                "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}})
+        );
+        let mut d = json!({"spec": {"strategy": {"type": "Recreate"}}});
+        default("Deployment", &mut d).unwrap();
+        assert_eq!(d["spec"]["strategy"], json!({"type": "Recreate"}));
+    }
 
     #[test]
     fn pods_tolerate_lost_nodes_for_a_while() {

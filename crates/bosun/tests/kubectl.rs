@@ -743,9 +743,10 @@ fn normalized(mut v: Value, server_fields: &[&str]) -> Value {
         meta.remove(f);
     }
     for f in server_fields {
-        match f.strip_prefix("spec.") {
-            Some(f) => obj["spec"].as_object_mut().unwrap().remove(f),
-            None => obj.remove(*f),
+        match (f.strip_prefix("spec."), f.strip_prefix("metadata.")) {
+            (Some(f), _) => obj["spec"].as_object_mut().unwrap().remove(f),
+            (_, Some(f)) => obj["metadata"].as_object_mut().unwrap().remove(f),
+            _ => obj.remove(*f),
         };
     }
     v
@@ -790,7 +791,13 @@ fn create_sends_protobuf_and_the_server_keeps_every_field(c: &Cluster) {
                 "--port=80",
             ],
             "deployment/web",
-            &[],
+            // Defaults, and the controller's revision annotation.
+            &[
+                "spec.strategy",
+                "spec.revisionHistoryLimit",
+                "spec.progressDeadlineSeconds",
+                "metadata.annotations",
+            ],
         ),
         (
             &["service", "nodeport", "svc1", "--tcp=80:8080"],
