@@ -98,6 +98,16 @@ fn columns(kind: &str) -> Vec<Column> {
                 "The labels of the pods it routes to.",
             ),
         ],
+        "Endpoints" => &[
+            ("Endpoints", "string", 0, "The ready addresses and ports."),
+            AGE,
+        ],
+        "EndpointSlice" => &[
+            ("AddressType", "string", 0, "IPv4, IPv6 or FQDN."),
+            ("Ports", "string", 0, "The slice's ports."),
+            ("Endpoints", "string", 0, "The endpoints' addresses."),
+            AGE,
+        ],
         "ConfigMap" => &[("Data", "integer", 0, "Number of keys."), AGE],
         "Secret" => &[
             ("Type", "string", 0, "The secret's type."),
@@ -315,6 +325,72 @@ fn node_cells(obj: &Value, now: i64) -> Vec<Value> {
     ]
 }
 
+/// At most three of `list`, then how many more, as kubectl's printers do.
+fn at_most_three(list: Vec<String>, empty: &str) -> String {
+    match list.len() {
+        0 => empty.to_owned(),
+        n if n > 3 => format!("{} + {} more...", list[..3].join(","), n - 3),
+        _ => list.join(","),
+    }
+}
+
+/// An Endpoints' ready `ip:port`s (bare IPs for a subset without ports).
+fn endpoints_cell(obj: &Value) -> String {
+    let subsets = items(obj, &["subsets"]);
+    if subsets.is_empty() {
+        return "<none>".to_owned();
+    }
+    let mut list = Vec::new();
+    for ss in subsets {
+        let addrs = items(ss, &["addresses"]);
+        let ip = |a: &Value| a["ip"].as_str().unwrap_or_default().to_owned();
+        match items(ss, &["ports"]) {
+            [] => list.extend(addrs.iter().map(ip)),
+            ports => {
+                for p in ports {
+                    for a in addrs {
+                        let ip = ip(a);
+                        let host = if ip.contains(':') {
+                            format!("[{ip}]")
+                        } else {
+                            ip
+                        };
+                        list.push(format!("{host}:{}", p["port"]));
+                    }
+                }
+            }
+        }
+    }
+    // Subsets with only not-ready addresses print nothing, as in kubectl.
+    if list.is_empty() {
+        String::new()
+    } else {
+        at_most_three(list, "")
+    }
+}
+
+fn endpoint_slice_cells(obj: &Value, now: i64) -> Vec<Value> {
+    let ports: Vec<String> = items(obj, &["ports"])
+        .iter()
+        .map(|p| match (p["port"].as_i64(), p["name"].as_str()) {
+            (Some(n), _) => n.to_string(),
+            (None, Some(name)) => name.to_owned(),
+            (None, None) => "*".to_owned(),
+        })
+        .collect();
+    let addresses: Vec<String> = items(obj, &["endpoints"])
+        .iter()
+        .flat_map(|e| items(e, &["addresses"]))
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect();
+    vec![
+        json!(str_at(obj, &["addressType"]).unwrap_or_default()),
+        json!(at_most_three(ports, "<unset>")),
+        json!(at_most_three(addresses, "<unset>")),
+        json!(age(obj, now)),
+    ]
+}
+
 fn service_cells(obj: &Value, now: i64) -> Vec<Value> {
     let ty = str_at(obj, &["spec", "type"]).unwrap_or("ClusterIP");
     let mut external: Vec<String> = items(obj, &["spec", "externalIPs"])
@@ -477,6 +553,8 @@ fn cells(kind: &str, obj: &Value, now: i64) -> Vec<Value> {
         "Pod" => pod_cells(obj, now),
         "Node" => node_cells(obj, now),
         "Service" => service_cells(obj, now),
+        "Endpoints" => vec![json!(endpoints_cell(obj)), json!(age(obj, now))],
+        "EndpointSlice" => endpoint_slice_cells(obj, now),
         "ConfigMap" => vec![
             json!(count_keys(obj, &["data", "binaryData"])),
             json!(age(obj, now)),
@@ -629,6 +707,44 @@ mod tests {
         let cols = t["columnDefinitions"].as_array().unwrap();
         assert_eq!(cols[4]["name"], "Age");
         assert_eq!(cols[5]["priority"], 1);
+    }
+
+    #[test]
+    fn endpoints_and_slices() {
+        let eps = find("", "v1", "endpoints").unwrap();
+        let ep = json!({"metadata": {"name": "web"}, "subsets": [
+            {"addresses": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}],
+             "notReadyAddresses": [{"ip": "10.0.0.9"}],
+             "ports": [{"port": 80}, {"name": "m", "port": 9090}]},
+        ]});
+        let none = json!({"metadata": {"name": "empty"}});
+        let t = table(eps, &[ep, none], json!({}), 0, Include::None);
+        assert_eq!(
+            t["rows"][0]["cells"][1],
+            "10.0.0.1:80,10.0.0.2:80,10.0.0.1:9090 + 1 more..."
+        );
+        assert_eq!(t["rows"][1]["cells"][1], "<none>");
+        let slices = find("discovery.k8s.io", "v1", "endpointslices").unwrap();
+        let sl = json!({"metadata": {"name": "web-abcde"}, "addressType": "IPv4",
+            "ports": [{"name": "", "port": 80, "protocol": "TCP"}],
+            "endpoints": [{"addresses": ["10.0.0.1"]}, {"addresses": ["10.0.0.2"]}]});
+        let placeholder = json!({"metadata": {"name": "web-xyz"}, "addressType": "IPv4"});
+        let t = table(slices, &[sl, placeholder], json!({}), 0, Include::None);
+        let cols: Vec<&str> = t["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(cols, ["Name", "AddressType", "Ports", "Endpoints", "Age"]);
+        assert_eq!(
+            t["rows"][0]["cells"].as_array().unwrap()[1..4],
+            [json!("IPv4"), json!("80"), json!("10.0.0.1,10.0.0.2")]
+        );
+        assert_eq!(
+            t["rows"][1]["cells"].as_array().unwrap()[2..4],
+            [json!("<unset>"), json!("<unset>")]
+        );
     }
 
     #[test]

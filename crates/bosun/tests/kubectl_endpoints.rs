@@ -148,6 +148,19 @@ fn a_service_has_exactly_its_ready_pods_as_endpoints() {
         assert_eq!(owner["name"], "web");
         assert_eq!(owner["controller"], true);
     }
+    // The tables kubectl prints.
+    let table = c.ok(&["get", "endpoints", "web"]);
+    assert!(table.contains("10.1.0.1:8080,10.1.0.3:9090"), "{table}");
+    let table = c.ok(&[
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=web",
+    ]);
+    assert!(
+        table.contains("ADDRESSTYPE") && table.contains("IPv4"),
+        "{table}"
+    );
     // kubectl 1.33 describes a Service from its slices.
     let described = c.ok(&["describe", "service", "web"]);
     assert!(
