@@ -129,6 +129,17 @@ fn a_deployment_runs_scales_and_heals() {
     let get = c.ok(&["get", "deployment", "web"]);
     assert!(get.contains("6/6"), "{get}");
 
+    let describe = c.ok(&["describe", "deployment", "web"]);
+    let line = format!(
+        "NewReplicaSet:   {} (6/6 replicas created)",
+        rs["metadata"]["name"].as_str().unwrap()
+    );
+    assert!(describe.contains(&line), "{describe}");
+    assert!(
+        describe.contains("RollingUpdateStrategy:  25% max unavailable, 25% max surge"),
+        "{describe}"
+    );
+
     c.ok(&["scale", "deployment/web", "--replicas=9"]);
     rollout_status(&c, "web");
     wait_until("9 pods run", || running(&c, "web").len() == 9);
@@ -394,6 +405,33 @@ fn a_rolling_update_keeps_availability_and_can_be_undone() {
         progressing["reason"], "NewReplicaSetAvailable",
         "{progressing}"
     );
+
+    // Paused, a new template waits; resumed, it rolls out.
+    c.ok(&["rollout", "pause", "deployment/web"]);
+    c.ok(&["set", "image", "deployment/web", "web=nginx:3"]);
+    wait_until("the paused Deployment says so", || {
+        let d = c.get(&["deployment", "web"]).unwrap();
+        d["status"]["observedGeneration"] == d["metadata"]["generation"]
+            && d["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["reason"] == "DeploymentPaused")
+    });
+    assert_eq!(
+        replica_sets(&c, "web").len(),
+        3,
+        "a ReplicaSet made while paused"
+    );
+    c.ok(&["rollout", "resume", "deployment/web"]);
+    rollout_status(&c, "web");
+    wait_until("nginx:3 runs", || {
+        let pods = running(&c, "web");
+        pods.len() == 6
+            && pods
+                .iter()
+                .all(|p| p["spec"]["containers"][0]["image"] == "nginx:3")
+    });
 }
 
 #[test]
