@@ -194,6 +194,9 @@ pub struct Pod {
     pub(crate) tolerations: Vec<Toleration>,
     pub(crate) affinity: Vec<PodAffinityTerm>,
     pub(crate) anti_affinity: Vec<PodAffinityTerm>,
+    /// Weighted preferred terms: scores only.
+    pub(crate) preferred_affinity: Vec<(i64, PodAffinityTerm)>,
+    pub(crate) preferred_anti_affinity: Vec<(i64, PodAffinityTerm)>,
     pub(crate) spread: Vec<SpreadConstraint>,
     pub(crate) images: Vec<String>,
     /// Succeeded or Failed: holds no resources any more.
@@ -296,30 +299,54 @@ fn pod_terms(
     arr(v, key)
         .iter()
         .enumerate()
-        .map(|(i, t)| {
-            let at = format!("{path}.{key}[{i}]");
-            let mut namespaces: Vec<String> = arr(t, "namespaces")
-                .iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect();
-            let all_namespaces = t
-                .get("namespaceSelector")
-                .and_then(Value::as_object)
-                .is_some_and(|m| {
-                    m.values()
-                        .all(|v| v.as_object().is_none_or(|o| o.is_empty()))
-                });
-            if namespaces.is_empty() {
-                namespaces.push(namespace.to_owned());
-            }
-            Ok(PodAffinityTerm {
-                selector: selector(t.get("labelSelector"), &format!("{at}.labelSelector"))?,
-                namespaces,
-                all_namespaces,
-                topology_key: str_at(t, &["topologyKey"]).unwrap_or_default().to_owned(),
-            })
+        .map(|(i, t)| pod_term(t, namespace, &format!("{path}.{key}[{i}]")))
+        .collect()
+}
+
+/// The weighted `preferredDuringSchedulingIgnoredDuringExecution` terms.
+fn preferred_pod_terms(
+    v: Option<&Value>,
+    namespace: &str,
+    path: &str,
+) -> Result<Vec<(i64, PodAffinityTerm)>, ParseError> {
+    let Some(v) = v else { return Ok(Vec::new()) };
+    let key = "preferredDuringSchedulingIgnoredDuringExecution";
+    arr(v, key)
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let at = format!("{path}.{key}[{i}].podAffinityTerm");
+            let term = pod_term(
+                p.get("podAffinityTerm").unwrap_or(&Value::Null),
+                namespace,
+                &at,
+            )?;
+            Ok((p.get("weight").and_then(Value::as_i64).unwrap_or(0), term))
         })
         .collect()
+}
+
+fn pod_term(t: &Value, namespace: &str, at: &str) -> Result<PodAffinityTerm, ParseError> {
+    let mut namespaces: Vec<String> = arr(t, "namespaces")
+        .iter()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect();
+    let all_namespaces = t
+        .get("namespaceSelector")
+        .and_then(Value::as_object)
+        .is_some_and(|m| {
+            m.values()
+                .all(|v| v.as_object().is_none_or(|o| o.is_empty()))
+        });
+    if namespaces.is_empty() {
+        namespaces.push(namespace.to_owned());
+    }
+    Ok(PodAffinityTerm {
+        selector: selector(t.get("labelSelector"), &format!("{at}.labelSelector"))?,
+        namespaces,
+        all_namespaces,
+        topology_key: str_at(t, &["topologyKey"]).unwrap_or_default().to_owned(),
+    })
 }
 
 fn quantity(list: Option<&Value>, name: &str, path: &str) -> Result<Option<i128>, ParseError> {
@@ -472,6 +499,16 @@ impl Pod {
                 "spec.affinity.podAffinity",
             )?,
             anti_affinity: pod_terms(
+                affinity.get("podAntiAffinity"),
+                &namespace,
+                "spec.affinity.podAntiAffinity",
+            )?,
+            preferred_affinity: preferred_pod_terms(
+                affinity.get("podAffinity"),
+                &namespace,
+                "spec.affinity.podAffinity",
+            )?,
+            preferred_anti_affinity: preferred_pod_terms(
                 affinity.get("podAntiAffinity"),
                 &namespace,
                 "spec.affinity.podAntiAffinity",

@@ -405,7 +405,68 @@ pub(crate) fn score(
             .collect();
         add(2, normalize(&raw, true));
     }
+    // InterPodAffinity, preferred terms: matching pods in the node's domain,
+    // times the term's weight (anti-affinity subtracts), scaled from the least
+    // to the most. (Existing pods' preferences toward this pod are not counted.)
+    if !pod.preferred_affinity.is_empty() || !pod.preferred_anti_affinity.is_empty() {
+        let mut raw = vec![0i64; feasible.len()];
+        let terms = (pod.preferred_affinity.iter().map(|(w, t)| (*w, t)))
+            .chain(pod.preferred_anti_affinity.iter().map(|(w, t)| (-*w, t)));
+        for (weight, t) in terms {
+            let per_domain = matching_per_domain(snap, t);
+            let domains = snap.domains(&t.topology_key);
+            for (r, &i) in raw.iter_mut().zip(feasible) {
+                if let Some(d) = domains.of_node[i] {
+                    *r += weight * per_domain[d as usize];
+                }
+            }
+        }
+        add(2, normalize_span(&raw));
+    }
     feasible.iter().copied().zip(total).collect()
+}
+
+/// How many bound pods `t` selects in each domain of its topology key.
+fn matching_per_domain(snap: &Snapshot, t: &crate::model::PodAffinityTerm) -> Vec<i64> {
+    let domains = snap.domains(&t.topology_key);
+    let mut per_domain = vec![0i64; domains.count];
+    let Some(sel) = &t.selector else {
+        return per_domain;
+    };
+    if t.all_namespaces {
+        for (p, i) in snap.candidates(sel) {
+            if t.selects(p)
+                && let Some(d) = domains.of_node[i]
+            {
+                per_domain[d as usize] += 1;
+            }
+        }
+        return per_domain;
+    }
+    for ns in &t.namespaces {
+        let per_node = snap.matching(ns, sel);
+        for (n, d) in per_node.iter().zip(&domains.of_node) {
+            if let Some(d) = d {
+                per_domain[*d as usize] += i64::from(*n);
+            }
+        }
+    }
+    per_domain
+}
+
+/// Scales raw values from their least (0) to their most (MAX); all equal: 0.
+fn normalize_span(raw: &[i64]) -> Vec<i64> {
+    let max = raw.iter().copied().max().unwrap_or(0);
+    let min = raw.iter().copied().min().unwrap_or(0);
+    raw.iter()
+        .map(|&r| {
+            if max == min {
+                0
+            } else {
+                (r - min) * MAX / (max - min)
+            }
+        })
+        .collect()
 }
 
 /// Docker's short names (`nginx`, `me/app:1`) in the full form nodes report

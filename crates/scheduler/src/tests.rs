@@ -624,3 +624,55 @@ fn counts_remembered_per_selector_follow_assumed_pods() {
     let in_b = zones.iter().filter(|z| **z == "b").count();
     assert_eq!(in_b, 3, "{zones:?}");
 }
+
+#[test]
+fn preferred_pod_affinity_draws_and_anti_affinity_repels() {
+    let nodes = [
+        node("n1", "8", "8Gi"),
+        node("n2", "8", "8Gi"),
+        node("n3", "8", "8Gi"),
+    ];
+    let mut db = bound(pod("db", "100m", "1Mi"), "n2");
+    db["metadata"]["labels"] = json!({"app": "db"});
+    let web = bound(pod("web", "100m", "1Mi"), "n1");
+    let term = |app: &str| {
+        json!([{"weight": 100, "podAffinityTerm": {
+            "topologyKey": "kubernetes.io/hostname",
+            "labelSelector": {"matchLabels": {"app": app}}}}])
+    };
+    let near_db = with(
+        pod("near-db", "100m", "1Mi"),
+        &["spec", "affinity", "podAffinity"],
+        json!({"preferredDuringSchedulingIgnoredDuringExecution": term("db")}),
+    );
+    for seed in 0..3 {
+        let d = schedule(
+            &snap(&nodes, &[db.clone(), web.clone()]),
+            &Pod::parse(&near_db).unwrap(),
+            seed,
+        );
+        assert_eq!(bind(d), "n2");
+    }
+    // Away from web (on n1) and, by equal weight, from db (on n2), though n3
+    // is the busiest.
+    let mut filler = bound(pod("filler", "2", "1Gi"), "n3");
+    filler["metadata"]["labels"] = json!({"app": "other"});
+    let mut away = with(
+        pod("away", "100m", "1Mi"),
+        &["spec", "affinity", "podAntiAffinity"],
+        json!({"preferredDuringSchedulingIgnoredDuringExecution": term("web")}),
+    );
+    let more = term("db").as_array().unwrap()[0].clone();
+    away["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        .as_array_mut()
+        .unwrap()
+        .push(more);
+    for seed in 0..3 {
+        let d = schedule(
+            &snap(&nodes, &[db.clone(), web.clone(), filler.clone()]),
+            &Pod::parse(&away).unwrap(),
+            seed,
+        );
+        assert_eq!(bind(d), "n3");
+    }
+}
