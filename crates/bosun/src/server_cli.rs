@@ -33,8 +33,9 @@ get nodes` works with no other step.
 Several servers may share one etcd: each component acts only while its
 server holds the component's Lease in kube-system (kube-scheduler,
 kube-controller-manager; 15 s, renewed every 2 s), so one scheduler and one
-set of controllers act at a time, and another server takes over within the
-Lease's duration when the leader dies. With --kubeconfig, no API server is
+set of controllers act at a time; another server takes over within the
+Lease's duration when the leader dies, and at once when it is stopped (SIGINT,
+SIGTERM), since it then gives its Leases up. With --kubeconfig, no API server is
 started: the components run as their own process against the server the
 kubeconfig names, with the same leader election.
 
