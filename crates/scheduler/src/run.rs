@@ -239,6 +239,12 @@ impl State {
         }
     }
 
+    /// The pod's condition could not be written: the next failure reports
+    /// again, even with the same message.
+    pub(crate) fn report_failed(&mut self, uid: &str) {
+        self.reported.remove(uid);
+    }
+
     pub(crate) fn has_work(&self, now: Instant) -> bool {
         self.queue.has_ready(now)
     }
@@ -350,9 +356,20 @@ fn decide(
 enum Input {
     Pods(Event),
     Nodes(Event),
-    /// A write finished; for a binding, whether it held.
-    Written {
-        bind: Option<(String, bool)>,
+    Written(Done),
+}
+
+/// How a write ended, for the pod (by uid) it was about.
+#[derive(Debug)]
+enum Done {
+    Bound {
+        uid: String,
+        ok: bool,
+    },
+    /// `PodScheduled=False` written (or not: a stale version, say).
+    Reported {
+        uid: String,
+        ok: bool,
     },
 }
 
@@ -386,11 +403,14 @@ fn apply(state: &mut State, input: Input, now: Instant) -> usize {
         Input::Nodes(Event::Applied(v)) => state.node_applied(&v),
         Input::Nodes(Event::Deleted(v)) => state.node_deleted(&v),
         Input::Nodes(Event::Restarted(items)) => state.nodes_listed(&items),
-        Input::Written { bind } => {
-            // A bound pod stays assumed (and off the queue) until the watch
-            // shows it bound: an older event of it may still be on the way.
-            if let Some((uid, false)) = bind {
-                state.binding_failed(&uid, now);
+        Input::Written(done) => {
+            match done {
+                // A bound pod stays assumed (and off the queue) until the
+                // watch shows it bound: an older event of it may still be on
+                // the way.
+                Done::Bound { ok: true, .. } | Done::Reported { ok: true, .. } => {}
+                Done::Bound { uid, ok: false } => state.binding_failed(&uid, now),
+                Done::Reported { uid, ok: false } => state.report_failed(&uid),
             }
             return 1;
         }
@@ -455,15 +475,15 @@ pub async fn run(client: Client, options: Options) {
             );
             writes.spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                let bind = perform(&client, &recorder, write).await;
-                let _ = tx.send(Input::Written { bind });
+                let done = perform(&client, &recorder, write).await;
+                let _ = tx.send(Input::Written(done));
             });
         }
     }
 }
 
-/// Does one write; for a binding, says whether it held.
-async fn perform(client: &Client, recorder: &Recorder, write: Write) -> Option<(String, bool)> {
+/// Does one write and says how it went.
+async fn perform(client: &Client, recorder: &Recorder, write: Write) -> Done {
     let pods = resource::find("", "v1", "pods").expect("in the table");
     match write {
         Write::Bind {
@@ -486,7 +506,10 @@ async fn perform(client: &Client, recorder: &Recorder, write: Write) -> Option<(
             {
                 eprintln!("bosun scheduler: binding {namespace}/{name} to {node}: {e}");
             }
-            Some((uid, result.is_ok()))
+            Done::Bound {
+                uid,
+                ok: result.is_ok(),
+            }
         }
         Write::Unschedulable { object, message } => {
             let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
@@ -520,7 +543,13 @@ async fn perform(client: &Client, recorder: &Recorder, write: Write) -> Option<(
             {
                 eprintln!("bosun scheduler: event for {namespace}/{name}: {e}");
             }
-            None
+            Done::Reported {
+                uid: object["metadata"]["uid"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                ok: status.is_ok(),
+            }
         }
     }
 }
@@ -628,6 +657,10 @@ mod tests {
         s.node_applied(&node("n2", "1"));
         assert_eq!(pass(&mut s, t).len(), 1, "a new message is reported");
         let later = t + MAX_BACKOFF;
+        assert_eq!(pass(&mut s, later).len(), 1);
+        // A report that could not be written is made again at the next failure.
+        s.report_failed("uid-big");
+        s.node_applied(&node("n1", "1.2"));
         assert_eq!(pass(&mut s, later).len(), 1);
     }
 
