@@ -787,12 +787,21 @@ pub async fn run(client: Client) {
     let recorder = Recorder::new(client.clone(), "replicaset-controller");
     let gate = Arc::new(Semaphore::new(IN_FLIGHT));
     let pending = Arc::new(Mutex::new(Pending::default()));
+    // Sets with work under way are not planned again until it is done (their
+    // Pending entries are then complete), but the others are: one set's
+    // 10,000 pods do not hold up another's.
+    let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut running = tokio::task::JoinSet::new();
     let mut wake_in = None;
     loop {
         changed_or(&notify, wake_in).await;
+        while running.try_join_next().is_some() {}
         if !sets.synced() || !all_pods.synced() {
             continue;
         }
+        // Busy first, Pending second: a set that finished in between has
+        // all it did in the Pending copy.
+        let was_busy = busy.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let (s, p) = (sets.snapshot(), all_pods.snapshot());
         let now = unix_now();
         let snapshot = {
@@ -803,21 +812,50 @@ pub async fn run(client: Client) {
         };
         let planned = plan(&s, &p, &snapshot, now);
         wake_in = planned.wake_in;
-        let mut running = tokio::task::JoinSet::new();
+        let mut by_set: HashMap<String, Vec<Action>> = HashMap::new();
         for action in planned.actions {
-            let (client, recorder, gate, pending) = (
+            by_set
+                .entry(set_of(&action).uid.clone())
+                .or_default()
+                .push(action);
+        }
+        for (uid, actions) in by_set {
+            if was_busy.contains(&uid)
+                || !busy
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(uid.clone())
+            {
+                continue;
+            }
+            let (client, recorder, gate, pending, busy, notify) = (
                 client.clone(),
                 recorder.clone(),
                 gate.clone(),
                 pending.clone(),
+                busy.clone(),
+                notify.clone(),
             );
             running.spawn(async move {
-                if let Err(e) = reconcile(&client, &recorder, &gate, &pending, &action).await {
-                    eprintln!("bosun controllers: replicaset: {}: {e}", describe(&action));
+                for action in &actions {
+                    if let Err(e) = reconcile(&client, &recorder, &gate, &pending, action).await {
+                        eprintln!("bosun controllers: replicaset: {}: {e}", describe(action));
+                    }
                 }
+                busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&uid);
+                notify.notify_one();
             });
         }
-        while running.join_next().await.is_some() {}
+    }
+}
+
+fn set_of(action: &Action) -> &Arc<ReplicaSet> {
+    match action {
+        Action::Create { set, .. }
+        | Action::Delete { set, .. }
+        | Action::Adopt { set, .. }
+        | Action::Release { set, .. }
+        | Action::Status { set, .. } => set,
     }
 }
 
