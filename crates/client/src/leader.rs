@@ -147,12 +147,12 @@ async fn try_hold(
     let leases = resource::find("coordination.k8s.io", "v1", "leases").expect("in the table");
     let (stamp, now) = micro_now();
     // The leader writes over the Lease it last wrote; a conflict means
-    // someone else wrote since, and the Lease is read again.
+    // someone else wrote since (or deleted it), and the Lease is read again.
     if let Some(mine) = known {
         let obj = lease_object(Some(mine), namespace, name, me, &stamp);
         match client.update(leases, Some(namespace), &obj).await {
             Ok(written) => return Ok(Some(written)),
-            Err(e) if e.code() == Some(409) => {}
+            Err(e) if matches!(e.code(), Some(404 | 409)) => {}
             Err(e) => return Err(e),
         }
     }
