@@ -425,7 +425,7 @@ pub async fn run(client: Client, options: Options) {
     let mut watches = JoinSet::new();
     watches.spawn(watch(client.clone(), "nodes", tx.clone()));
     watches.spawn(watch(client.clone(), "pods", tx.clone()));
-    let recorder = Recorder::new(client.clone(), "default-scheduler");
+    let recorder = Recorder::new(client.clone(), options.name.clone());
     let permits = Arc::new(tokio::sync::Semaphore::new(options.max_in_flight.max(1)));
     let mut writes = JoinSet::new();
     // Writes decided but not finished; decisions stop running ahead of the
