@@ -812,7 +812,14 @@ fn create_sends_protobuf_and_the_server_keeps_every_field(c: &Cluster) {
         (
             &["job", "j1", "--image=busybox", "--", "echo", "hi"],
             "job/j1",
-            &[],
+            // Kubernetes' Job defaults.
+            &[
+                "spec.backoffLimit",
+                "spec.completionMode",
+                "spec.completions",
+                "spec.parallelism",
+                "spec.suspend",
+            ],
         ),
     ];
     for (args, what, server_fields) in cases {
