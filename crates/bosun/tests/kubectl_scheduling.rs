@@ -18,6 +18,11 @@ use std::process::{Child, Command, Stdio};
 use cluster::{Cluster, wait_until};
 use serde_json::Value;
 
+/// The nodes here have no agent renewing a Lease: the node lifecycle
+/// controller's grace period is stretched past any test's length, so that a
+/// slow run does not see them turn NotReady (40 s by default).
+const HAND_MADE_NODES: &[&str] = &["--node-monitor-grace-period", "5m"];
+
 /// A Ready node with `cpu` cores, and extra YAML under `metadata.labels`
 /// (`zone: a`) and `spec` (`taints: [...]`).
 fn node(c: &Cluster, name: &str, cpu: &str, labels: &str, spec: &str) {
@@ -92,7 +97,7 @@ fn wait_failed(c: &Cluster, pod: &str) -> String {
 
 #[test]
 fn a_pod_too_big_for_every_node_waits_with_the_reason_until_one_fits() {
-    let c = Cluster::start();
+    let c = Cluster::start_with(HAND_MADE_NODES);
     for n in ["n1", "n2", "n3"] {
         node(&c, n, "2", "", "");
     }
@@ -144,7 +149,7 @@ fn a_pod_too_big_for_every_node_waits_with_the_reason_until_one_fits() {
 
 #[test]
 fn node_selector_and_required_affinity_choose_the_node() {
-    let c = Cluster::start();
+    let c = Cluster::start_with(HAND_MADE_NODES);
     node(&c, "plain", "4", ", zone: a", "");
     node(&c, "fast", "4", ", zone: a, disk: ssd", "");
     node(&c, "far", "4", ", zone: b", "");
@@ -179,7 +184,7 @@ fn node_selector_and_required_affinity_choose_the_node() {
 
 #[test]
 fn taints_keep_pods_off_unless_tolerated() {
-    let c = Cluster::start();
+    let c = Cluster::start_with(HAND_MADE_NODES);
     let taint = "taints: [{key: dedicated, value: gpu, effect: NoSchedule}]";
     node(&c, "gpu", "4", ", kind: gpu", taint);
     node(&c, "cpu", "1", ", kind: cpu", "");
@@ -202,7 +207,7 @@ fn taints_keep_pods_off_unless_tolerated() {
 
 #[test]
 fn topology_spread_balances_pods_across_zones() {
-    let c = Cluster::start();
+    let c = Cluster::start_with(HAND_MADE_NODES);
     // Zone a has three nodes, zone b one: spreading by zone still puts half
     // the pods in b.
     for n in ["a1", "a2", "a3"] {
@@ -264,8 +269,18 @@ fn of_two_servers_on_one_etcd_one_schedules_and_the_other_takes_over() {
     let etcd = etcd::EtcdCluster::start(1);
     let endpoints = etcd.endpoints();
     let mut servers = [
-        Some(Cluster::start_with(&["--etcd-endpoints", &endpoints])),
-        Some(Cluster::start_with(&["--etcd-endpoints", &endpoints])),
+        Some(Cluster::start_with(&[
+            "--etcd-endpoints",
+            &endpoints,
+            "--node-monitor-grace-period",
+            "5m",
+        ])),
+        Some(Cluster::start_with(&[
+            "--etcd-endpoints",
+            &endpoints,
+            "--node-monitor-grace-period",
+            "5m",
+        ])),
     ];
     let first = servers[0].as_ref().unwrap();
     let mut leader = String::new();
@@ -345,7 +360,12 @@ impl Drop for Killed {
 
 #[test]
 fn a_scheduler_process_of_its_own_binds_for_a_server_that_runs_none() {
-    let c = Cluster::start_with(&["--components", "controllers"]);
+    let c = Cluster::start_with(&[
+        "--components",
+        "controllers",
+        "--node-monitor-grace-period",
+        "5m",
+    ]);
     node(&c, "n1", "4", "", "");
     pod(&c, "p", "1", "", "");
     wait_until("the controllers hold their lease", || {
