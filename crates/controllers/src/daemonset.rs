@@ -24,7 +24,7 @@ use std::sync::Arc;
 use bosun_api::Resource;
 use bosun_api::resource;
 use bosun_client::events::Recorder;
-use bosun_client::{Cache, Client, Error, Patch, Watcher, reflect};
+use bosun_client::{Cache, Client, Error, Watcher, reflect};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -430,19 +430,7 @@ pub async fn reconcile(client: &Client, events: &Recorder, action: &Action) -> R
     match action {
         Action::Pod(w) => workload::write_pod(client, events, w).await,
         Action::Status { owner, patch } => {
-            let done = client
-                .patch_status(
-                    daemonsets(),
-                    Some(&owner.namespace),
-                    &owner.name,
-                    &Patch::Merge(json!({"status": patch})),
-                )
-                .await;
-            match done {
-                Ok(_) => Ok(Seen::Status(owner.uid.clone(), patch.clone())),
-                Err(e) if !matches!(e.code(), Some(404 | 409)) => Err(e),
-                Err(_) => Ok(Seen::Nothing),
-            }
+            workload::write_status(client, daemonsets(), owner, patch).await
         }
     }
 }
@@ -494,17 +482,11 @@ pub async fn run(client: Client) {
         }
         let actions = plan(&owners, &node_cache.snapshot(), &pods);
         let (client, events) = (client.clone(), events.clone());
-        let results = workload::concurrently(actions, move |a| {
+        workload::write_all("daemonset", actions, &mut expect, move |a| {
             let (client, events) = (client.clone(), events.clone());
             async move { (reconcile(&client, &events, &a).await, a) }
         })
         .await;
-        for (r, a) in results {
-            match r {
-                Ok(seen) => expect.learn(seen),
-                Err(e) => eprintln!("bosun controllers: daemonset: {a:?}: {e}"),
-            }
-        }
     }
 }
 

@@ -480,6 +480,50 @@ where
     out
 }
 
+/// Writes the planned actions (at most [`IN_FLIGHT`] at once) and learns
+/// what each did, so the next plan sees it before the watch does; failures
+/// are logged under `controller` and left to the next plan.
+pub async fn write_all<A, F, Fut>(
+    controller: &str,
+    actions: Vec<A>,
+    expect: &mut Expectations,
+    reconcile: F,
+) where
+    A: std::fmt::Debug + Send + 'static,
+    F: Fn(A) -> Fut,
+    Fut: Future<Output = (Result<Seen, Error>, A)> + Send + 'static,
+{
+    for (r, a) in concurrently(actions, reconcile).await {
+        match r {
+            Ok(seen) => expect.learn(seen),
+            Err(e) => eprintln!("bosun controllers: {controller}: {a:?}: {e}"),
+        }
+    }
+}
+
+/// Merges `patch` into the status of `owner` (a `res`); a conflict or a
+/// vanished owner is left to the next plan.
+pub async fn write_status(
+    client: &Client,
+    res: &Resource,
+    owner: &Owner,
+    patch: &Value,
+) -> Result<Seen, Error> {
+    let done = client
+        .patch_status(
+            res,
+            Some(&owner.namespace),
+            &owner.name,
+            &bosun_client::Patch::Merge(json!({"status": patch})),
+        )
+        .await;
+    match done {
+        Ok(_) => Ok(Seen::Status(owner.uid.clone(), patch.clone())),
+        Err(e) if !matches!(e.code(), Some(404 | 409)) => Err(e),
+        Err(_) => Ok(Seen::Nothing),
+    }
+}
+
 /// The status fields `want` sets that `have` lacks or has otherwise: the
 /// merge patch to write, if any.
 pub fn status_patch(have: &Value, want: &Value) -> Option<Value> {
