@@ -318,7 +318,11 @@ mod tests {
             target: "/t".into(),
             source: errno(n),
         };
-        for e in [idmap(libc::ENOSYS), idmap(libc::EINVAL), mount(libc::EINVAL)] {
+        for e in [
+            idmap(libc::ENOSYS),
+            idmap(libc::EINVAL),
+            mount(libc::EINVAL),
+        ] {
             assert!(is_unsupported(&e), "{e}");
         }
         for e in [idmap(libc::ENOENT), mount(libc::EBUSY), mount(libc::ENOSPC)] {
