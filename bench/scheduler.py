@@ -10,6 +10,7 @@ and times what one watch on all pods (or on the Deployment) sees.
 
 import argparse
 import base64
+import calendar
 import http.client
 import json
 import math
@@ -113,6 +114,20 @@ def rss_kb(pid, field="VmRSS"):
     return 0
 
 
+def cpu_s(pid):
+    """User + system CPU seconds the process has used so far."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def processes(spec):
+    """`name=pid,name=pid` (what --processes takes) as a dict."""
+    return {k: int(v) for k, v in (p.split("=") for p in spec.split(",") if p)}
+
+
 def wait_nodes(api, n, timeout):
     start = time.monotonic()
     while True:
@@ -172,6 +187,36 @@ def pct(values, p):
     return s[min(len(s) - 1, math.ceil(p / 100 * len(s)) - 1)]
 
 
+def rfc3339(s):
+    return calendar.timegm(time.strptime(s, "%Y-%m-%dT%H:%M:%SZ")) if s else None
+
+
+def server_side(api):
+    """The same measures from the server's own stamps (whole seconds): each
+    pod's creationTimestamp and its Ready condition's lastTransitionTime, so
+    a watch that falls behind cannot inflate them."""
+    spans = []
+    created_all, ready_all = [], []
+    for pod in api.request("GET", "/api/v1/pods")["items"]:
+        created = rfc3339(pod["metadata"].get("creationTimestamp"))
+        ready = next((rfc3339(c.get("lastTransitionTime")) for c in pod.get("status", {}).get("conditions", [])
+                      if c["type"] == "Ready" and c["status"] == "True"), None)
+        if created is None or ready is None:
+            continue
+        created_all.append(created)
+        ready_all.append(ready)
+        spans.append(ready - created)
+    if not spans:
+        return {}
+    whole = max(ready_all) - min(created_all) + 1
+    return {
+        "server_seconds": whole,
+        "server_pods_per_s": round(len(spans) / whole, 1),
+        "server_p50_s": pct(spans, 50),
+        "server_p99_s": pct(spans, 99),
+    }
+
+
 def throughput(a):
     api = Api(a.kubeconfig)
     nodes_s = wait_nodes(api, a.nodes, a.timeout)
@@ -193,6 +238,8 @@ def throughput(a):
     stop = threading.Event()
     watcher = threading.Thread(target=api.watch, args=("/api/v1/pods", rv, on_pod, stop), daemon=True)
     watcher.start()
+    procs = processes(a.processes)
+    cpu_before = {k: cpu_s(p) for k, p in procs.items()}
     per = a.pods // a.deployments
     sizes = [per + (1 if i < a.pods % a.deployments else 0) for i in range(a.deployments)]
     t0 = time.monotonic()
@@ -210,6 +257,9 @@ def throughput(a):
         end = max(running.values())
         latencies = [running[u] - first[u] for u in running]
     total = end - t0
+    per_process = {k: {"cpu_s": round(cpu_s(p) - cpu_before[k], 1),
+                       "rss_mib": round(rss_kb(p) / 1024, 1)} for k, p in procs.items()}
+    server = server_side(api)
     json.dump({
         "scenario": "spread" if a.spread else "plain",
         "nodes": a.nodes, "pods": a.pods, "deployments": a.deployments,
@@ -220,10 +270,12 @@ def throughput(a):
         "p50_s": round(pct(latencies, 50), 3),
         "p99_s": round(pct(latencies, 99), 3),
         "max_s": round(max(latencies), 3),
+        **server,
         "server_rss_mib_before": round(rss_before / 1024, 1),
         "server_rss_mib": round(rss_kb(a.server_pid) / 1024, 1),
         "server_hwm_mib": round(rss_kb(a.server_pid, "VmHWM") / 1024, 1),
         "sim_rss_mib": round(rss_kb(a.sim_pid) / 1024, 1),
+        "processes": per_process,
     }, sys.stdout)
     print()
 
@@ -309,6 +361,7 @@ def report(a):
     plain = json.load(open(f"{work}/plain.json"))
     spread = json.load(open(f"{work}/spread.json"))
     roll = json.load(open(f"{work}/rolling.json"))
+    split = json.load(open(f"{work}/split.json")) if os.path.exists(f"{work}/split.json") else None
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     mem = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")) / 1048576
     out = []
@@ -330,6 +383,10 @@ def report(a):
       f"kube-scheduler CI threshold 270 pods/s at 5,000 nodes ({plain['pods_per_s'] / 270:.1f}×) |")
     w(f"| per pod, create to Running, p50 / p99 / max | {plain['p50_s']} s / {plain['p99_s']} s / "
       f"{plain['max_s']} s | p99 ≤ 2 s | pod-startup SLO p99 ≤ 5 s |")
+    if "server_seconds" in plain:
+        w(f"| the same from the server's own stamps (whole seconds): all Ready, per pod p50 / p99 | "
+          f"{plain['server_seconds']} s = {plain['server_pods_per_s']} pods/s; "
+          f"{plain['server_p50_s']} s / {plain['server_p99_s']} s | | |")
     w(f"| same with topology spread + anti-affinity | {spread['seconds']} s = "
       f"**{spread['pods_per_s']} pods/s**; p99 {spread['p99_s']} s | ≥ 1,000 pods/s | |")
     w(f"| rolling update of {roll['replicas']} replicas (maxSurge 25 %, maxUnavailable 25 %) | "
@@ -338,6 +395,17 @@ def report(a):
     w(f"| server RSS after {plain['pods']} pods and {plain['nodes']} nodes | {plain['server_rss_mib']} MiB "
       f"(peak {plain['server_hwm_mib']} MiB) | | |")
     w(f"| sim-nodes RSS with {plain['nodes']} nodes and {plain['pods']} pods | {plain['sim_rss_mib']} MiB | | |")
+    if split:
+        w("")
+        w(f"Where the time and memory go: the plain scenario again with each component as its own "
+          f"process (`bosun server --components none`, and `bosun server --kubeconfig … --components "
+          f"scheduler` / `controllers`): {split['seconds']} s = {split['pods_per_s']} pods/s; CPU seconds "
+          f"used during the run and RSS at the end, per process:")
+        w("")
+        w("| process | CPU s | RSS MiB |")
+        w("|---|---|---|")
+        for name, v in split["processes"].items():
+            w(f"| {name} | {v['cpu_s']} | {v['rss_mib']} |")
     w("")
     w(f"Machine: {cpu}, {os.cpu_count()} cores, {mem:.1f} GiB, Linux {os.uname().release}; "
       f"{env['BENCH_BOSUN']}; load average at the end {env['BENCH_LOAD']}.")
@@ -345,8 +413,9 @@ def report(a):
     w("Raw results:")
     w("")
     w("```")
-    for r in (plain, spread, roll):
-        w(json.dumps(r))
+    for r in (plain, spread, roll, split):
+        if r:
+            w(json.dumps(r))
     w("```")
     w("<!-- bench/scheduler:end -->")
     block = "\n".join(out)
@@ -371,6 +440,8 @@ def main():
         s.add_argument("--timeout", type=int, default=900)
         s.add_argument("--server-pid", type=int, default=0)
         s.add_argument("--sim-pid", type=int, default=0)
+        s.add_argument("--processes", default="",
+                       help="name=pid,... whose CPU time and RSS to report")
     t = sub.choices["throughput"]
     t.add_argument("--pods", type=int, required=True)
     t.add_argument("--deployments", type=int, required=True)
