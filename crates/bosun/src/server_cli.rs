@@ -361,10 +361,7 @@ fn serve(mode: Mode, options: bosun_controllers::Options) -> Result<()> {
                     config.server
                 );
                 let _ = std::io::stdout().flush();
-                tokio::select! {
-                    () = run_components(client.clone(), components, me.clone(), options) => {}
-                    () = shutdown() => {}
-                }
+                run_components(client.clone(), components, me.clone(), options, shutdown()).await;
                 release_leases(&client, &me).await;
                 return Ok(());
             }
@@ -388,11 +385,15 @@ fn serve(mode: Mode, options: bosun_controllers::Options) -> Result<()> {
         })
         .context("the components' client")?;
         let me = identity(&server.local_addr().to_string());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let running = tokio::spawn(run_components(
             client.clone(),
             components,
             me.clone(),
             options,
+            async {
+                let _ = stopped.await;
+            },
         ));
         // Tests and scripts wait for this line.
         let _ = std::io::stdout().flush();
@@ -401,7 +402,7 @@ fn serve(mode: Mode, options: bosun_controllers::Options) -> Result<()> {
         server
             .run(async {
                 shutdown().await;
-                running.abort();
+                let _ = stop.send(());
                 let _ = running.await;
                 release_leases(&client, &me).await;
             })
@@ -437,24 +438,31 @@ async fn release_leases(client: &bosun_client::Client, me: &str) {
     }
 }
 
-/// Runs the chosen components, each only while this process leads it.
+/// Runs the chosen components, each only while this process leads it,
+/// until `stop` completes; then stops them and waits until they have, so
+/// that none renews a Lease after this returns.
 async fn run_components(
     client: bosun_client::Client,
     which: Components,
     me: String,
     options: bosun_controllers::Options,
+    stop: impl Future<Output = ()>,
 ) {
     use bosun_client::leader::run_while_leader;
-    let scheduler = async {
-        if which.scheduler {
+    // Tasks of their own, so the scheduler and the controllers work on
+    // different threads at once; dropping this future aborts both.
+    let mut parts = tokio::task::JoinSet::new();
+    if which.scheduler {
+        let (client, me) = (client.clone(), me.clone());
+        parts.spawn(async move {
             run_while_leader(client.clone(), "kube-system", SCHEDULER_LEASE, &me, || {
                 bosun_scheduler::run(client.clone(), bosun_scheduler::Options::default())
             })
             .await;
-        }
-    };
-    let controllers = async {
-        if which.controllers {
+        });
+    }
+    if which.controllers {
+        parts.spawn(async move {
             run_while_leader(
                 client.clone(),
                 "kube-system",
@@ -463,11 +471,20 @@ async fn run_components(
                 || bosun_controllers::run_with(client.clone(), options.clone()),
             )
             .await;
+        });
+    }
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            done = parts.join_next() => if done.is_none() {
+                // Neither chosen (or both ended): nothing to do but wait.
+                (&mut stop).await;
+                break;
+            },
         }
-    };
-    tokio::join!(scheduler, controllers);
-    // Neither chosen: nothing to do but wait for the end.
-    std::future::pending::<()>().await;
+    }
+    parts.shutdown().await;
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -40,19 +40,28 @@ pub async fn run(client: Client) {
     run_with(client, Options::default()).await;
 }
 
-/// [`run`], tuned.
+/// [`run`], tuned. Each controller is a task of its own, so their plans
+/// run on every worker thread at once rather than taking turns in one task;
+/// dropping this future (a lost Lease) aborts them all.
 pub async fn run_with(client: Client, options: Options) {
-    tokio::join!(
-        nodelifecycle::run(client.clone(), options.node_lifecycle),
-        run_gc(client.clone()),
-        run_serviceaccounts(client.clone()),
-        endpoints::run(client.clone()),
-        daemonset::run(client.clone()),
-        statefulset::run(client.clone()),
-        job::run(client.clone()),
-        replicaset::run(client.clone()),
-        deployment::run(client.clone()),
-    );
+    let mut controllers = tokio::task::JoinSet::new();
+    controllers.spawn(nodelifecycle::run(client.clone(), options.node_lifecycle));
+    controllers.spawn(run_gc(client.clone()));
+    controllers.spawn(run_serviceaccounts(client.clone()));
+    controllers.spawn(endpoints::run(client.clone()));
+    controllers.spawn(daemonset::run(client.clone()));
+    controllers.spawn(statefulset::run(client.clone()));
+    controllers.spawn(job::run(client.clone()));
+    controllers.spawn(replicaset::run(client.clone()));
+    controllers.spawn(deployment::run(client));
+    // They run until aborted; one that panicked is reported, the others go on.
+    while let Some(done) = controllers.join_next().await {
+        if let Err(e) = done
+            && e.is_panic()
+        {
+            eprintln!("bosun controllers: a controller panicked: {e}");
+        }
+    }
 }
 
 /// Waits for a change (or the resync period).
