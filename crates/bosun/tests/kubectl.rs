@@ -512,10 +512,17 @@ fn get_apply_label_annotate_patch_scale_delete(c: &Cluster) {
     let err = c.fails(&["get", "pod", "web-0"]);
     assert!(err.contains("pods \"web-0\" not found"), "{err}");
     c.ok(&["delete", "-f", &edited, "--ignore-not-found"]);
-    assert_eq!(
-        c.ok(&["get", "all", "-o", "name"]).trim(),
-        "service/kubernetes"
-    );
+    // The Deployment's ReplicaSets and pods go after it, collected by the
+    // garbage collector in the background.
+    let start = std::time::Instant::now();
+    loop {
+        let left = c.ok(&["get", "all", "-o", "name"]);
+        if left.trim() == "service/kubernetes" {
+            break;
+        }
+        assert!(start.elapsed() < PATIENCE, "still there: {left}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]
